@@ -1,0 +1,92 @@
+"""Evaluation: metrics, latency and size of a model on a holdout, and a paired bootstrap.
+
+Candidate and champion are always scored on the same holdout rows, so their
+difference is a paired comparison rather than two unrelated numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from mlcycle.spec import METRICS, Direction, Task
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+def scores(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
+    """Positive-class probability for classifiers, the prediction for regressors."""
+    import numpy as np
+
+    if task is Task.CLASSIFICATION:
+        return np.asarray(model.predict_proba(X))[:, 1]
+    return np.asarray(model.predict(X), dtype="float64")
+
+
+def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
+    import numpy as np
+    from sklearn import metrics as m
+
+    if name == "roc_auc":
+        return float(m.roc_auc_score(y, s)) if len(np.unique(y)) > 1 else float("nan")
+    if name == "average_precision":
+        return float(m.average_precision_score(y, s))
+    if name == "accuracy":
+        return float(m.accuracy_score(y, s >= 0.5))
+    if name == "f1":
+        return float(m.f1_score(y, s >= 0.5, zero_division=0))
+    if name == "log_loss":
+        return float(m.log_loss(y, np.clip(s, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    if name == "brier":
+        return float(m.brier_score_loss(y, s))
+    if name == "rmse":
+        return float(np.sqrt(m.mean_squared_error(y, s)))
+    if name == "mae":
+        return float(m.mean_absolute_error(y, s))
+    if name == "r2":
+        return float(m.r2_score(y, s))
+    raise KeyError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
+
+
+def all_metrics(task: Task, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    return {name: metric_value(name, y, s) for name, (t, _) in METRICS.items() if t is task}
+
+
+def latency_ms_per_1k(model: Any, X: pd.DataFrame, task: Task, repeats: int = 3) -> float:
+    """Median wall time to score 1,000 rows (measured on up to 5,000 holdout rows)."""
+    import statistics
+
+    sample = X.iloc[: min(len(X), 5000)]
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scores(model, sample, task)
+        timings.append((time.perf_counter() - started) * 1000 / max(len(sample), 1) * 1000)
+    return statistics.median(timings)
+
+
+def paired_bootstrap(
+    metric: str, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, *, n: int = 200, seed: int = 0
+) -> dict[str, float]:
+    """Resample holdout rows (the same rows for both models) and report how often the
+    candidate is at least as good as the champion, and a 90 % interval of the gain
+    (positive = better, whatever the metric's direction)."""
+    import numpy as np
+
+    sign = 1.0 if METRICS[metric][1] is Direction.HIGHER else -1.0
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        c, b = metric_value(metric, y[idx], candidate[idx]), metric_value(metric, y[idx], champion[idx])
+        if not (np.isnan(c) or np.isnan(b)):
+            gains.append(sign * (c - b))
+    arr = np.asarray(gains) if gains else np.asarray([float("nan")])
+    return {
+        "prob_not_worse": float(np.mean(arr >= 0)),
+        "gain_p05": float(np.quantile(arr, 0.05)),
+        "gain_p95": float(np.quantile(arr, 0.95)),
+        "resamples": len(gains),
+    }

@@ -1,0 +1,244 @@
+"""The promotion gate: a pure function from measurements and policy to a verdict.
+
+The verdict is an artifact: every rule with its numbers and pass/fail, serialisable
+to JSON and rendered to HTML. The first model of a name has no champion to compare
+with and bootstraps under the absolute rules only (thresholds and budgets).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mlcycle.spec import METRICS, Direction, GateSpec
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: str  # threshold | regression | improvement | confidence | budget
+    outcome: Outcome
+    observed: float | None
+    limit: float | None
+    detail: str
+
+
+@dataclass
+class Measurement:
+    """What evaluation found for one model on the holdout."""
+
+    version: str | None
+    metrics: dict[str, float]
+    latency_ms_per_1k_rows: float | None = None
+    model_size_mb: float | None = None
+
+
+@dataclass
+class Verdict:
+    model: str
+    candidate_version: str | None
+    champion_version: str | None
+    bootstrap: bool
+    passed: bool
+    rules: list[Rule]
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    confidence: dict[str, float] | None = None
+    evidence: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed_rules(self) -> list[Rule]:
+        return [r for r in self.rules if r.outcome is Outcome.FAIL]
+
+    def summary(self) -> str:
+        if self.passed:
+            against = "bootstrap (no champion yet)" if self.bootstrap else f"vs champion v{self.champion_version}"
+            return f"PASS: v{self.candidate_version} passed {sum(r.outcome is Outcome.PASS for r in self.rules)} rules, {against}"
+        failed = "; ".join(r.detail for r in self.failed_rules)
+        return f"FAIL: v{self.candidate_version} failed {len(self.failed_rules)} rule(s): {failed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        data = {k: v for k, v in data.items() if k != "summary"}
+        data["rules"] = [Rule(**{**r, "outcome": Outcome(r["outcome"])}) for r in data["rules"]]
+        return cls(**data)
+
+
+def _gain(metric: str, candidate: float, champion: float) -> float:
+    """Signed improvement of candidate over champion: positive is better."""
+    sign = 1.0 if METRICS[metric][1] is Direction.HIGHER else -1.0
+    # Rounded so that float noise between identical models is not read as a change.
+    return round(sign * (candidate - champion), 12) + 0.0
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+
+
+def _missing(metric: str, kind: str, where: str) -> Rule:
+    return Rule(f"{kind}:{metric}", kind, Outcome.FAIL, None, None, f"{metric} was not measured on the {where}")
+
+
+def _threshold_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
+    rules = []
+    for metric, bound in policy.thresholds.items():
+        value = cand.metrics.get(metric)
+        if value is None or math.isnan(value):
+            rules.append(_missing(metric, "threshold", "candidate"))
+            continue
+        ok = (bound.min is None or value >= bound.min) and (bound.max is None or value <= bound.max)
+        limit = bound.min if bound.min is not None else bound.max
+        rng = f"{'≥ ' + _fmt(bound.min) if bound.min is not None else ''}{' and ' if bound.min is not None and bound.max is not None else ''}{'≤ ' + _fmt(bound.max) if bound.max is not None else ''}"
+        rules.append(
+            Rule(
+                f"threshold:{metric}", "threshold", Outcome.PASS if ok else Outcome.FAIL, value, limit,
+                f"{metric} {_fmt(value)} {'meets' if ok else 'misses'} the absolute threshold {rng}",
+            )
+        )
+    return rules
+
+
+def _budget_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
+    rules = []
+    for key, unit in (("latency_ms_per_1k_rows", "ms per 1k rows"), ("model_size_mb", "MB")):
+        limit = getattr(policy.budgets, key)
+        if limit is None:
+            continue
+        value = getattr(cand, key)
+        if value is None:
+            rules.append(_missing(key, "budget", "candidate"))
+            continue
+        ok = value <= limit
+        rules.append(
+            Rule(
+                f"budget:{key}", "budget", Outcome.PASS if ok else Outcome.FAIL, value, limit,
+                f"{key.replace('_', ' ')} {_fmt(value)} {unit} {'within' if ok else 'over'} the budget {_fmt(limit)}",
+            )
+        )
+    return rules
+
+
+def _comparison_rules(
+    policy: GateSpec, cand: Measurement, champ: Measurement, confidence: dict[str, float] | None
+) -> list[Rule]:
+    rules = []
+    for kind, table in (("regression", policy.max_regression), ("improvement", policy.min_improvement)):
+        for metric, amount in table.items():
+            c, b = cand.metrics.get(metric), champ.metrics.get(metric)
+            if c is None or math.isnan(c):
+                rules.append(_missing(metric, kind, "candidate"))
+                continue
+            if b is None or math.isnan(b):
+                rules.append(_missing(metric, kind, "champion (same holdout)"))
+                continue
+            gain = _gain(metric, c, b)
+            better = "higher" if METRICS[metric][1] is Direction.HIGHER else "lower"
+            if kind == "regression":
+                ok = gain >= -amount
+                detail = (
+                    f"{metric} {_fmt(c)} vs champion {_fmt(b)}: change {gain:+.4g} ({better} is better), "
+                    f"allowed regression {_fmt(amount)}"
+                )
+            else:
+                ok = gain >= amount
+                detail = (
+                    f"{metric} {_fmt(c)} vs champion {_fmt(b)}: improvement {gain:+.4g} ({better} is better), "
+                    f"required ≥ {_fmt(amount)}"
+                )
+            rules.append(Rule(f"{kind}:{metric}", kind, Outcome.PASS if ok else Outcome.FAIL, gain, amount, detail))
+    if policy.min_confidence is not None:
+        prob = (confidence or {}).get("prob_not_worse")
+        if prob is None or math.isnan(prob):
+            rules.append(_missing(policy.primary_metric, "confidence", "paired bootstrap"))
+        else:
+            ok = prob >= policy.min_confidence
+            rules.append(
+                Rule(
+                    f"confidence:{policy.primary_metric}", "confidence", Outcome.PASS if ok else Outcome.FAIL,
+                    prob, policy.min_confidence,
+                    f"candidate not worse than champion on {policy.primary_metric} in {prob:.0%} of bootstrap "
+                    f"resamples, required ≥ {policy.min_confidence:.0%}",
+                )
+            )
+    return rules
+
+
+def decide(
+    model: str,
+    policy: GateSpec,
+    candidate: Measurement,
+    champion: Measurement | None,
+    confidence: dict[str, float] | None = None,
+) -> Verdict:
+    rules = _threshold_rules(policy, candidate) + _budget_rules(policy, candidate)
+    if champion is None:
+        skipped = [f"regression:{m}" for m in policy.max_regression] + [
+            f"improvement:{m}" for m in policy.min_improvement
+        ]
+        if policy.min_confidence is not None:
+            skipped.append(f"confidence:{policy.primary_metric}")
+        rules += [
+            Rule(name, name.split(":")[0], Outcome.SKIPPED, None, None, "no champion yet: bootstrap under absolute rules")
+            for name in skipped
+        ]
+    else:
+        rules += _comparison_rules(policy, candidate, champion, confidence)
+    return Verdict(
+        model=model,
+        candidate_version=candidate.version,
+        champion_version=champion.version if champion else None,
+        bootstrap=champion is None,
+        passed=all(r.outcome is not Outcome.FAIL for r in rules),
+        rules=rules,
+        candidate_metrics=candidate.metrics,
+        champion_metrics=champion.metrics if champion else None,
+        confidence=confidence,
+    )
+
+
+def render_html(verdict: Verdict) -> str:
+    esc = html.escape
+    colour = {Outcome.PASS: "#1a7f37", Outcome.FAIL: "#cf222e", Outcome.SKIPPED: "#6e7781"}
+    rows = "\n".join(
+        f"<tr><td>{esc(r.name)}</td><td style='color:{colour[r.outcome]};font-weight:bold'>{r.outcome.upper()}</td>"
+        f"<td>{_fmt(r.observed)}</td><td>{_fmt(r.limit)}</td><td>{esc(r.detail)}</td></tr>"
+        for r in verdict.rules
+    )
+    names = sorted(set(verdict.candidate_metrics) | set(verdict.champion_metrics or {}))
+    metric_rows = "\n".join(
+        f"<tr><td>{esc(n)}</td><td>{_fmt(verdict.candidate_metrics.get(n))}</td>"
+        f"<td>{_fmt((verdict.champion_metrics or {}).get(n))}</td></tr>"
+        for n in names
+    )
+    evidence = "".join(f"<li>{esc(k)}: <code>{esc(v)}</code></li>" for k, v in verdict.evidence.items())
+    head = "PASSED" if verdict.passed else "FAILED"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Gate {esc(verdict.model)} v{esc(str(verdict.candidate_version))}: {head}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}}th{{background:#f6f8fa}}</style></head>
+<body><h1>Promotion gate for <code>{esc(verdict.model)}</code>: <span style="color:{colour[Outcome.PASS if verdict.passed else Outcome.FAIL]}">{head}</span></h1>
+<p>Candidate version <b>{esc(str(verdict.candidate_version))}</b>,
+{"no champion yet (bootstrap: absolute rules only)" if verdict.bootstrap else f"champion version <b>{esc(str(verdict.champion_version))}</b> re-scored on the same holdout"}.</p>
+<p>{esc(verdict.summary())}</p>
+<h2>Rules</h2><table><tr><th>rule</th><th>outcome</th><th>observed</th><th>limit</th><th>detail</th></tr>
+{rows}</table>
+<h2>Metrics on the holdout</h2><table><tr><th>metric</th><th>candidate</th><th>champion</th></tr>
+{metric_rows}</table>
+{"<h2>Paired bootstrap</h2><pre>" + esc(str(verdict.confidence)) + "</pre>" if verdict.confidence else ""}
+{"<h2>Evidence</h2><ul>" + evidence + "</ul>" if evidence else ""}
+</body></html>
+"""

@@ -1,0 +1,76 @@
+"""Deployment settings, read from environment variables with repo-local defaults.
+
+Every location the library touches has one variable; nothing else is hard-coded:
+
+- ``MLCYCLE_HOME``: the project folder (default: found from this package's location).
+- ``MLCYCLE_SPECS_DIR``: model specs (default ``$MLCYCLE_HOME/include/models``).
+- ``MLCYCLE_CONTRACTS_DIR``: GX suites (default ``$MLCYCLE_HOME/include/contracts``).
+- ``MLCYCLE_LAKE_ROOT``: data lake root, a folder or any fsspec URI (default ``$MLCYCLE_HOME/lake``).
+- ``MLFLOW_TRACKING_URI``: MLflow (default ``sqlite:///$MLCYCLE_HOME/.local/mlflow.db``).
+- ``MLCYCLE_ARTIFACT_ROOT``: artifact root of new experiments when MLflow is a local
+  database (default ``$MLCYCLE_HOME/.local/mlartifacts``); ignored for an MLflow server.
+- ``MLCYCLE_LEDGER_URI``: SQLAlchemy URI of the promotion ledger
+  (default ``sqlite:///$MLCYCLE_HOME/.local/ledger.db``).
+- ``MLCYCLE_MLFLOW_UI_URL``: where people open MLflow, for links (default ``http://localhost:5000``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlcycle.errors import MlcycleError
+
+
+def project_home() -> Path:
+    if env := os.environ.get("MLCYCLE_HOME"):
+        return Path(env).expanduser().resolve()
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "include" / "models").is_dir() and (parent / "pyproject.toml").is_file():
+            return parent
+    raise MlcycleError(
+        "cannot find the project folder (one holding include/models and pyproject.toml) "
+        f"above {Path(__file__).resolve()}; set MLCYCLE_HOME to the repository root"
+    )
+
+
+def _path_setting(name: str, default: str) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else project_home() / default
+
+
+def specs_dir() -> Path:
+    return _path_setting("MLCYCLE_SPECS_DIR", "include/models")
+
+
+def contracts_dir() -> Path:
+    return _path_setting("MLCYCLE_CONTRACTS_DIR", "include/contracts")
+
+
+def lake_root() -> str:
+    """The lake root as a URI string (a plain absolute path for a local folder)."""
+    value = os.environ.get("MLCYCLE_LAKE_ROOT")
+    if value and "://" in value:
+        return value.rstrip("/")
+    return str(Path(value).expanduser().resolve() if value else project_home() / "lake")
+
+
+def local_state_dir() -> Path:
+    return project_home() / ".local"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local_state_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    value = os.environ.get("MLCYCLE_ARTIFACT_ROOT")
+    return value if value else str(local_state_dir() / "mlartifacts")
+
+
+def ledger_uri() -> str:
+    return os.environ.get("MLCYCLE_LEDGER_URI") or f"sqlite:///{local_state_dir() / 'ledger.db'}"
+
+
+def mlflow_ui_url() -> str:
+    return os.environ.get("MLCYCLE_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")

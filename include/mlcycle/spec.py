@@ -1,0 +1,275 @@
+"""Model specs: one YAML file per model, validated by a typed schema.
+
+Adding a model is adding ``include/models/<name>.yaml`` and its contract. This module
+is imported at DAG parse time, so it imports only pydantic and yaml (both already
+loaded by Airflow).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlcycle.errors import SpecError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+CRON_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@once", "@continuous"}
+
+
+class Task(StrEnum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class Direction(StrEnum):
+    HIGHER = "higher"
+    LOWER = "lower"
+
+
+# Every metric the gate can use, the task it belongs to and which way is better.
+METRICS: dict[str, tuple[Task, Direction]] = {
+    "roc_auc": (Task.CLASSIFICATION, Direction.HIGHER),
+    "average_precision": (Task.CLASSIFICATION, Direction.HIGHER),
+    "accuracy": (Task.CLASSIFICATION, Direction.HIGHER),
+    "f1": (Task.CLASSIFICATION, Direction.HIGHER),
+    "log_loss": (Task.CLASSIFICATION, Direction.LOWER),
+    "brier": (Task.CLASSIFICATION, Direction.LOWER),
+    "rmse": (Task.REGRESSION, Direction.LOWER),
+    "mae": (Task.REGRESSION, Direction.LOWER),
+    "r2": (Task.REGRESSION, Direction.HIGHER),
+}
+
+# Estimators a spec may name. A dotted path from YAML is imported and instantiated,
+# so it is restricted to scikit-learn's own namespace.
+ALLOWED_ESTIMATOR_PREFIX = "sklearn."
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    generator: str | None = Field(None, description="sample-data generator for demos and tests")
+    key_column: str
+    time_column: str
+    target: str
+    training_window_days: int = Field(30, ge=1, le=3650)
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    split: Literal["time", "hash"] = "time"
+    split_seed: int = 0
+    rows_per_batch: int = Field(2000, ge=10)
+
+
+class FeaturesSpec(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty_no_overlap(self) -> FeaturesSpec:
+        if not self.numeric and not self.categorical:
+            raise ValueError("list at least one feature under numeric or categorical")
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"{both} are listed as both numeric and categorical; keep each in one list")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class EstimatorSpec(_Strict):
+    class_: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("class_")
+    @classmethod
+    def _sklearn_only(cls, value: str) -> str:
+        if not value.startswith(ALLOWED_ESTIMATOR_PREFIX) or value.count(".") < 2:
+            raise ValueError(
+                f"{value!r} is not a scikit-learn estimator path; use e.g. "
+                "'sklearn.ensemble.HistGradientBoostingClassifier'"
+            )
+        return value
+
+
+class Bound(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class BudgetSpec(_Strict):
+    latency_ms_per_1k_rows: float | None = Field(None, gt=0)
+    model_size_mb: float | None = Field(None, gt=0)
+
+
+class GateSpec(_Strict):
+    primary_metric: str
+    thresholds: dict[str, Bound] = Field(default_factory=dict)
+    max_regression: dict[str, float] = Field(default_factory=dict)
+    min_improvement: dict[str, float] = Field(default_factory=dict)
+    # Share of paired-bootstrap resamples of the holdout in which the candidate's
+    # primary metric is at least the champion's (ignored when there is no champion).
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    bootstrap_resamples: int = Field(200, ge=20, le=10000)
+    budgets: BudgetSpec = Field(default_factory=BudgetSpec)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> GateSpec:
+        for section in ("thresholds", "max_regression", "min_improvement"):
+            for metric in getattr(self, section):
+                if metric not in METRICS:
+                    raise ValueError(
+                        f"{section}.{metric}: unknown metric; use one of {sorted(METRICS)}"
+                    )
+        for section in ("max_regression", "min_improvement"):
+            for metric, value in getattr(self, section).items():
+                if value < 0:
+                    raise ValueError(
+                        f"{section}.{metric} is {value}; give a non-negative amount "
+                        "(the direction comes from the metric)"
+                    )
+        if self.primary_metric not in METRICS:
+            raise ValueError(f"primary_metric {self.primary_metric!r} is unknown; use one of {sorted(METRICS)}")
+        return self
+
+
+class ModelSpec(_Strict):
+    name: str
+    description: str
+    owner: str = "ml-platform"
+    task: Task
+    schedule: str = "0 2 * * *"
+    tags: list[str] = Field(default_factory=list)
+    contract: str
+    data: DataSpec
+    features: FeaturesSpec
+    estimator: EstimatorSpec
+    gate: GateSpec
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid model name; use lower case letters, digits and _ "
+                "(it becomes DAG ids and the registered model name)"
+            )
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        fields = value.split()
+        if value in CRON_PRESETS or (len(fields) == 5 and all(CRON_FIELD_RE.match(f) for f in fields)):
+            return value
+        raise ValueError(f"{value!r} is not a cron expression; use five fields like '0 2 * * *' or @daily")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        wrong = [
+            m
+            for section in (self.gate.thresholds, self.gate.max_regression, self.gate.min_improvement)
+            for m in section
+            if METRICS[m][0] is not self.task
+        ] + ([self.gate.primary_metric] if METRICS[self.gate.primary_metric][0] is not self.task else [])
+        if wrong:
+            fitting = sorted(m for m, (t, _) in METRICS.items() if t is self.task)
+            raise ValueError(f"gate metrics {sorted(set(wrong))} do not apply to {self.task}; use {fitting}")
+        reserved = {self.data.key_column, self.data.time_column, self.data.target}
+        clash = sorted(reserved & set(self.features.all))
+        if clash:
+            raise ValueError(f"features {clash} are also the key, time or target column; remove them")
+        expected = f"{self.estimator.class_.rsplit('.', 1)[1]}"
+        if self.task is Task.CLASSIFICATION and "Regressor" in expected:
+            raise ValueError(f"estimator {expected} is a regressor but task is classification")
+        if self.task is Task.REGRESSION and "Classifier" in expected:
+            raise ValueError(f"estimator {expected} is a classifier but task is regression")
+        return self
+
+    @property
+    def train_dag_id(self) -> str:
+        return f"train_{self.name}"
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"invalid model spec {path}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required key is missing; add it"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(raw: Any, path: Path) -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"invalid model spec {path}: the file must hold a YAML mapping, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_error(path, exc)) from None
+    if spec.name != path.stem:
+        raise SpecError(
+            f"invalid model spec {path}:\n  name: is {spec.name!r} but the file is {path.name}; "
+            f"rename the file to {spec.name}.yaml or fix the name"
+        )
+    return spec
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"model spec {path} does not exist; add it or fix MLCYCLE_SPECS_DIR") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid model spec {path}: not valid YAML ({exc})") from None
+    return parse_spec(raw, path)
+
+
+def load_specs(directory: str | Path) -> list[ModelSpec]:
+    """Every ``*.yaml`` spec in ``directory``, sorted by name. All errors are reported together."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SpecError(f"model spec folder {directory} does not exist; set MLCYCLE_SPECS_DIR")
+    specs, errors = [], []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise SpecError("\n".join(errors))
+    return specs
+
+
+def get_spec(name: str, directory: str | Path | None = None) -> ModelSpec:
+    if directory is None:
+        from mlcycle.settings import specs_dir
+
+        directory = specs_dir()
+    path = Path(directory) / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+        raise SpecError(f"no model spec {path}; known models: {known}")
+    return load_spec(path)

@@ -1,0 +1,133 @@
+"""DAG factory: one set of DAGs per model spec in ``include/models/*.yaml``.
+
+Imported by the thin files in ``dags/``. Parse-time cost is YAML + pydantic only: the
+operators import pandas, scikit-learn, MLflow and GX inside ``execute``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from airflow.sdk import DAG, Param
+
+from mlcycle.spec import ModelSpec, load_specs
+from mlcycle_airflow.operators import (
+    EvaluateModelOperator,
+    GateOperator,
+    GXValidateOperator,
+    PromoteModelOperator,
+    ResolveDataOperator,
+    TrainModelOperator,
+)
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+URI_PATTERN = r"^(/|[a-zA-Z][a-zA-Z0-9+.-]*://)\S+\.parquet$"
+
+
+def specs_dir() -> Path:
+    """``MLCYCLE_SPECS_DIR``, else ``include/models`` beside the dags folder's parent."""
+    if env := os.environ.get("MLCYCLE_SPECS_DIR"):
+        return Path(env)
+    from mlcycle.settings import specs_dir as default
+
+    return default()
+
+
+def _xcom(task_id: str, key: str | None = None) -> str:
+    item = f"['{key}']" if key else ""
+    return "{{ ti.xcom_pull(task_ids='" + task_id + "')" + item + " }}"
+
+
+def _train_doc(spec: ModelSpec) -> str:
+    g = spec.gate
+    thresholds = ", ".join(
+        f"{m} {'≥ ' + str(b.min) if b.min is not None else ''}{' ' if b.min is not None and b.max is not None else ''}"
+        f"{'≤ ' + str(b.max) if b.max is not None else ''}"
+        for m, b in g.thresholds.items()
+    )
+    return f"""# Train `{spec.name}`
+
+{spec.description}
+
+**Steps**: resolve the data (the last {spec.data.training_window_days} days of batches, or `batch_uri`) →
+validate it against the Great Expectations contract `{spec.contract}` (failing batches go to quarantine) →
+train `{spec.estimator.class_}` and register a version with alias `challenger` →
+evaluate it and the current `champion` on the same holdout → gate → promote (alias `champion` + ledger).
+
+**Gate** (primary metric `{g.primary_metric}`): thresholds {thresholds or "none"};
+max regression vs champion {dict(g.max_regression) or "none"}; min improvement {dict(g.min_improvement) or "none"};
+min bootstrap confidence {g.min_confidence if g.min_confidence is not None else "none"}.
+The first version bootstraps under the absolute rules only.
+
+**Params** (Trigger DAG w/ config): `batch_uri` a Parquet file to train on instead of the window;
+`reason` free text recorded on the MLflow run, the version and the ledger; `force` train even when the
+champion already saw identical data; `estimator_params` overrides of the estimator's hyper-parameters.
+
+Spec: `include/models/{spec.name}.yaml`. Owner: {spec.owner}. Schedule: `{spec.schedule}` (UTC).
+"""
+
+
+def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    common = {"model": spec.name, "specs_dir": specs_path}
+    with DAG(
+        dag_id=spec.train_dag_id,
+        description=f"Validate, train, gate and promote {spec.name}",
+        doc_md=_train_doc(spec),
+        schedule=spec.schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlcycle", "train", *spec.tags],
+        default_args={"owner": spec.owner, "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+        render_template_as_native_obj=True,
+        params={
+            "batch_uri": Param(
+                None,
+                type=["null", "string"],
+                pattern=URI_PATTERN,
+                title="Batch URI",
+                description="A Parquet file to train on instead of the spec's window "
+                "(an absolute path or a URI such as s3://bucket/key.parquet). Leave empty for the window.",
+            ),
+            "reason": Param(
+                "", type="string", maxLength=500, title="Reason",
+                description="Why this run: recorded on the MLflow run, the model version and the ledger.",
+            ),
+            "force": Param(
+                False, type="boolean", title="Force",
+                description="Train even if the champion was trained on identical data with the same spec.",
+            ),
+            "estimator_params": Param(
+                {}, type="object", title="Estimator params",
+                description="Hyper-parameter overrides, e.g. {\"max_iter\": 300}.",
+            ),
+        },
+    ) as dag:
+        resolve = ResolveDataOperator(task_id="resolve_data", batch_uri="{{ params.batch_uri }}", **common)
+        validate = GXValidateOperator(
+            task_id="validate_data", manifest_uri=_xcom("resolve_data", "manifest_uri"), **common
+        )
+        train = TrainModelOperator(
+            task_id="train_model",
+            manifest_uri=_xcom("resolve_data", "manifest_uri"),
+            overrides="{{ params.estimator_params }}",
+            force="{{ params.force }}",
+            **common,
+        )
+        evaluate = EvaluateModelOperator(
+            task_id="evaluate_model",
+            version=_xcom("train_model", "version"),
+            holdout_uri=_xcom("train_model", "holdout_uri"),
+            **common,
+        )
+        gate = GateOperator(task_id="gate", evaluation=_xcom("evaluate_model"), retries=0, **common)
+        promote = PromoteModelOperator(task_id="promote", verdict=_xcom("gate"), **common)
+        resolve >> validate >> train >> evaluate >> gate >> promote
+    return dag
+
+
+def train_dags() -> dict[str, DAG]:
+    path = specs_dir()
+    return {spec.train_dag_id: build_train_dag(spec, str(path)) for spec in load_specs(path)}

@@ -1,0 +1,95 @@
+"""Hook for the MLflow tracking server and registry.
+
+The connection (default ``mlflow_default``) says where MLflow is:
+
+- ``host`` (+ ``port``, ``schema`` http/https) for an MLflow server, e.g.
+  ``AIRFLOW_CONN_MLFLOW_DEFAULT='{"conn_type": "mlflow", "host": "mlflow", "port": 5000}'``;
+- or ``extra.tracking_uri`` for anything else (``sqlite:///…``, ``databricks``);
+- ``extra.ui_url``: where people open the MLflow UI, for extra links.
+
+Without the connection the hook falls back to ``MLFLOW_TRACKING_URI`` (the embedded
+default), so a one-machine setup needs no Airflow connection at all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+class MLflowHook(BaseHook):
+    conn_name_attr = "mlflow_conn_id"
+    default_conn_name = "mlflow_default"
+    conn_type = "mlflow"
+    hook_name = "MLflow"
+
+    def __init__(self, mlflow_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.mlflow_conn_id = mlflow_conn_id
+        self._resolved: tuple[str, str | None] | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["login", "password"],
+            "relabeling": {"host": "MLflow server host", "schema": "Scheme (http or https)"},
+            "placeholders": {"extra": '{"tracking_uri": "sqlite:////path/mlflow.db", "ui_url": "http://localhost:5000"}'},
+        }
+
+    def _resolve(self) -> tuple[str, str | None]:
+        if self._resolved is not None:
+            return self._resolved
+        from airflow.exceptions import AirflowNotFoundException
+
+        from mlcycle import settings
+
+        try:
+            conn = self.get_connection(self.mlflow_conn_id)
+        except AirflowNotFoundException:
+            if self.mlflow_conn_id != self.default_conn_name:
+                raise
+            self._resolved = (settings.tracking_uri(), None)
+            return self._resolved
+        extra = conn.extra_dejson
+        if extra.get("tracking_uri"):
+            uri = extra["tracking_uri"]
+        elif conn.host:
+            scheme = conn.schema or "http"
+            uri = f"{scheme}://{conn.host}{f':{conn.port}' if conn.port else ''}"
+        else:
+            raise ValueError(
+                f"connection {self.mlflow_conn_id!r} gives neither a host nor extra.tracking_uri; "
+                "set one of them (see mlcycle_airflow.hooks)"
+            )
+        self._resolved = (uri, extra.get("ui_url"))
+        return self._resolved
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._resolve()[0]
+
+    @property
+    def ui_url(self) -> str:
+        from mlcycle import settings
+
+        ui = self._resolve()[1]
+        if ui:
+            return ui.rstrip("/")
+        uri = self.tracking_uri
+        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else settings.mlflow_ui_url()
+
+    def get_conn(self) -> MlflowClient:
+        from mlcycle import registry
+
+        return registry.client(self.tracking_uri)
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            self.get_conn().search_experiments(max_results=1)
+        except Exception as exc:
+            return False, f"MLflow at {self.tracking_uri} did not answer: {exc}"
+        return True, f"MLflow at {self.tracking_uri} answered"

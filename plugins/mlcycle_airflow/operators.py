@@ -1,0 +1,298 @@
+"""Operators of the lifecycle: thin adapters from Airflow to ``mlcycle.steps``.
+
+Each operator: a keyword-only ``__init__`` that only assigns; ``template_fields`` named
+like the arguments; the hook created lazily in ``execute``; the heavy imports there too;
+a small JSON-serialisable return value; extra links pushed before the slow work; a
+domain failure turned into ``AirflowFailException`` (retrying cannot fix bad data or a
+refused candidate), anything else left to Airflow's retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlcycle_airflow.hooks import MLflowHook
+from mlcycle_airflow.links import EvidenceLink, MLflowModelVersionLink, MLflowRunLink, evidence_url
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlcycle.spec import ModelSpec
+    from mlcycle.steps import RunInfo
+
+log = logging.getLogger(__name__)
+
+TRIGGER_KINDS = {
+    "scheduled": "schedule",
+    "manual": "manual",
+    "asset_triggered": "asset",
+    "backfill": "backfill",
+    "operator_triggered": "operator",
+}
+
+
+class _ModelOperator(BaseOperator):
+    """Shared plumbing: the spec, the run identity, the lake root and MLflow."""
+
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        specs_dir: str | None = None,
+        lake_root: str | None = None,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.specs_dir = specs_dir
+        self.lake_root = lake_root
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def _spec(self) -> ModelSpec:
+        from mlcycle.spec import get_spec
+
+        return get_spec(self.model, self.specs_dir)
+
+    def _lake(self) -> str:
+        from mlcycle import settings
+
+        return self.lake_root or settings.lake_root()
+
+    def _hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @staticmethod
+    def _run(context: Context) -> RunInfo:
+        from mlcycle.steps import RunInfo
+
+        dag_run = context["dag_run"]
+        params = context.get("params") or {}
+        trigger = TRIGGER_KINDS.get(str(dag_run.run_type), str(dag_run.run_type))
+        reason = str(params.get("reason") or "")
+        if not reason:
+            reason = {"schedule": "nightly schedule", "asset": "asset event"}.get(trigger, "")
+        return RunInfo(
+            dag_id=dag_run.dag_id,
+            run_id=dag_run.run_id,
+            reason=reason,
+            trigger=trigger,
+            actor=getattr(dag_run, "triggering_user_name", None) or "airflow",
+        )
+
+    def _fail_on(self, exc: Exception) -> None:
+        """Raise a no-retry failure for domain errors, with the domain message."""
+        raise AirflowFailException(str(exc)) from exc
+
+
+class ResolveDataOperator(_ModelOperator):
+    """Decide which data a run uses (the spec's window or ``batch_uri``) and write its manifest."""
+
+    template_fields: Sequence[str] = ("model", "batch_uri", "as_of", "lake_root")
+
+    def __init__(self, *, batch_uri: str | None = None, as_of: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_uri = batch_uri
+        self.as_of = as_of
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import datetime as dt
+
+        from mlcycle import steps
+        from mlcycle.errors import MlcycleError
+
+        as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
+        try:
+            out = steps.resolve(
+                self._spec(), self._run(context), lake_root=self._lake(), as_of=as_of, batch_uri=self.batch_uri or None
+            )
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        log.info(
+            "Summary: %s uses %d batch(es), %d rows (%s), digest %s. Manifest: %s",
+            self.model, out["batches"], out["rows"], out["source"], out["digest"][:12], out["manifest_uri"],
+        )
+        return out
+
+
+class GXValidateOperator(_ModelOperator):
+    """Validate a run's batches with Great Expectations against the model's contract.
+
+    On failure the failing batches and the validation result are copied to the
+    quarantine area and the task fails (without retries) listing each failed
+    expectation with what was observed; nothing downstream runs.
+    """
+
+    template_fields: Sequence[str] = ("model", "manifest_uri", "contracts_dir", "lake_root")
+    operator_extra_links = (EvidenceLink(),)
+    ui_color = "#fff4d6"
+
+    def __init__(self, *, manifest_uri: str, contracts_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.manifest_uri = manifest_uri
+        self.contracts_dir = contracts_dir
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import lake as lk
+        from mlcycle import steps
+        from mlcycle.errors import MlcycleError
+
+        spec, run, lake_root = self._spec(), self._run(context), self._lake()
+        result_uri = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "validation.json")
+        EvidenceLink.push(context, evidence_url(lake_root, result_uri))
+        try:
+            out = steps.validate(
+                spec, run, manifest_uri=str(self.manifest_uri), lake_root=lake_root, contracts_dir=self.contracts_dir
+            )
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        log.info(
+            "Summary: %d batch(es), %d rows passed all %d expectations of contract %r. Result: %s",
+            out["batches"], out["rows"], out["expectations"], out["contract"], out["result_uri"],
+        )
+        return out
+
+
+class TrainModelOperator(_ModelOperator):
+    """Train the spec's pipeline, log it to MLflow, register a version, alias it challenger.
+
+    Skips (no new version) when the champion was trained on identical data and spec,
+    unless ``force``; reuses the version an earlier try of the same run registered.
+    """
+
+    template_fields: Sequence[str] = ("model", "manifest_uri", "overrides", "force", "lake_root")
+    operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink())
+    ui_color = "#e6f4ea"
+
+    def __init__(
+        self, *, manifest_uri: str, overrides: dict[str, Any] | None = None, force: bool | str = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.manifest_uri = manifest_uri
+        self.overrides = overrides
+        self.force = force
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import steps
+        from mlcycle.errors import MlcycleError
+
+        hook = self._hook()
+        force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
+        try:
+            out = steps.train(
+                self._spec(), self._run(context),
+                manifest_uri=str(self.manifest_uri), lake_root=self._lake(), tracking_uri=hook.tracking_uri,
+                overrides=self.overrides or None, force=force,
+            )
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        if out["skipped"]:
+            raise AirflowSkipException(out["reason"])
+        ui = hook.ui_url
+        MLflowRunLink.push(context, f"{ui}/#/experiments/{out['experiment_id']}/runs/{out['mlflow_run_id']}")
+        MLflowModelVersionLink.push(context, f"{ui}/#/models/{self.model}/versions/{out['version']}")
+        log.info(
+            "Summary: %s v%s %s (alias challenger). Holdout metrics: %s. MLflow run: %s",
+            self.model, out["version"], "registered" if out["created"] else "already registered by this run",
+            out.get("holdout_metrics", "see MLflow"), out["mlflow_run_id"],
+        )
+        return out
+
+
+class EvaluateModelOperator(_ModelOperator):
+    """Score the candidate and the current champion on the same holdout rows."""
+
+    template_fields: Sequence[str] = ("model", "version", "holdout_uri", "lake_root")
+
+    def __init__(self, *, version: str, holdout_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.holdout_uri = holdout_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import steps
+        from mlcycle.errors import MlcycleError
+
+        try:
+            out = steps.evaluate(
+                self._spec(), self._run(context), version=str(self.version), holdout_uri=str(self.holdout_uri),
+                lake_root=self._lake(), tracking_uri=self._hook().tracking_uri,
+            )
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        champ = out["champion"]
+        log.info(
+            "Summary: candidate v%s evaluated on %d holdout rows%s.",
+            out["candidate"]["version"], out["holdout_rows"],
+            f" beside champion v{champ['version']}" if champ else " (no champion yet: bootstrap)",
+        )
+        return out
+
+
+class GateOperator(_ModelOperator):
+    """Apply the spec's gate policy to an evaluation; a failed gate fails the task, loudly."""
+
+    template_fields: Sequence[str] = ("model", "evaluation", "lake_root")
+    operator_extra_links = (EvidenceLink(), MLflowModelVersionLink())
+    ui_color = "#fde2e1"
+
+    def __init__(self, *, evaluation: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.evaluation = evaluation
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import lake as lk
+        from mlcycle import steps
+        from mlcycle.errors import MlcycleError
+
+        spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
+        version = self.evaluation["candidate"]["version"]
+        report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "verdict.html")
+        EvidenceLink.push(context, evidence_url(lake_root, report))
+        MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{version}")
+        try:
+            out = steps.gate(spec, run, evaluation=self.evaluation, lake_root=lake_root, tracking_uri=hook.tracking_uri)
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        log.info("Summary: %s. Verdict: %s", out["summary"], out["report_uri"])
+        return out
+
+
+class PromoteModelOperator(_ModelOperator):
+    """Move alias ``champion`` to a version that passed the gate and record it in the ledger."""
+
+    template_fields: Sequence[str] = ("model", "verdict", "ledger_uri")
+    operator_extra_links = (MLflowModelVersionLink(),)
+    ui_color = "#d8f5d0"
+
+    def __init__(self, *, verdict: dict[str, Any], ledger_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verdict = verdict
+        self.ledger_uri = ledger_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import steps
+        from mlcycle.errors import MlcycleError
+
+        hook = self._hook()
+        MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{self.verdict['version']}")
+        try:
+            out = steps.promote(
+                self._spec(), self._run(context), verdict=self.verdict,
+                tracking_uri=hook.tracking_uri, ledger_uri=self.ledger_uri,
+            )
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        log.info(
+            "Summary: %s@champion %s v%s (was v%s); ledger %s.",
+            self.model, "moved to" if out["promoted"] else "already at", out["version"],
+            out["previous_version"] or "-", "appended" if out["ledger_recorded"] else "already had this move",
+        )
+        return out
