@@ -194,6 +194,7 @@ class TrainModelOperator(_ModelOperator):
         except MlcycleError as exc:
             self._fail_on(exc)
         if out["skipped"]:
+            context["ti"].xcom_push(key="skip_reason", value=out["reason"])
             raise AirflowSkipException(out["reason"])
         ui = hook.ui_url
         MLflowRunLink.push(context, f"{ui}/#/experiments/{out['experiment_id']}/runs/{out['mlflow_run_id']}")

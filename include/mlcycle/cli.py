@@ -1,0 +1,213 @@
+"""``mlcycle``: what users do outside Airflow.
+
+    mlcycle models                         list the model specs (and check them)
+    mlcycle generate churn --days 30       write sample daily batches into the lake
+    mlcycle generate churn --corrupt --out /tmp/bad.parquet
+    mlcycle champion churn                 the current champion and challenger
+    mlcycle ledger churn                   every alias move of a model
+    mlcycle summary                        one paragraph per model (used by `make demo`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from typing import Any
+
+from mlcycle import settings
+from mlcycle.errors import MlcycleError
+
+log = logging.getLogger("mlcycle")
+
+
+def _specs(names: list[str] | None = None) -> list[Any]:
+    from mlcycle.spec import get_spec, load_specs
+
+    return [get_spec(n) for n in names] if names else load_specs(settings.specs_dir())
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for spec in _specs():
+        print(
+            f"{spec.name:12} {spec.task:15} {spec.estimator.class_:50} schedule '{spec.schedule}' "
+            f"gate on {spec.gate.primary_metric}"
+        )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from mlcycle import lake as lk
+    from mlcycle.generators import generate_batch
+
+    spec = _specs([args.model])[0]
+    if not spec.data.generator:
+        raise MlcycleError(f"model {spec.name} has no data.generator in its spec; nothing can generate its data")
+    rows = args.rows or spec.data.rows_per_batch
+    options = {"seed": args.seed, "drift": args.drift, "corrupt": args.corrupt, "shuffle_labels": args.shuffle_labels}
+    if args.out:
+        day = args.end
+        lk.write_parquet(generate_batch(spec.data.generator, day, rows, **options), lk.as_path(args.out))
+        print(f"wrote {rows} rows for {day} to {args.out}")
+        return 0
+    lake = lk.Lake(args.lake or settings.lake_root(), spec.name)
+    new, kept = 0, 0
+    for i in range(args.days):
+        day = args.end - dt.timedelta(days=args.days - 1 - i)
+        path = lake.batch_path(day)
+        if path.exists() and not args.overwrite:
+            kept += 1
+            continue
+        lk.write_parquet(generate_batch(spec.data.generator, day, rows, **options), path)
+        new += 1
+    print(
+        f"{spec.name}: {new} new batch(es) of {rows} rows, {kept} already there "
+        f"({args.end - dt.timedelta(days=args.days - 1)} .. {args.end}) in {lake.incoming}"
+    )
+    return 0
+
+
+def _champion_info(mlc: Any, model: str) -> dict[str, Any]:
+    from mlcycle import registry
+
+    out: dict[str, Any] = {"model": model}
+    for alias in (registry.CHAMPION, registry.CHALLENGER):
+        mv = registry.version_by_alias(mlc, model, alias) if _registered(mlc, model) else None
+        out[alias] = None if mv is None else {
+            "version": str(mv.version),
+            "verdict": mv.tags.get(registry.TAG_VERDICT),
+            "summary": mv.tags.get(registry.TAG_VERDICT_SUMMARY),
+            "evidence": mv.tags.get(registry.TAG_EVIDENCE),
+            "data_digest": mv.tags.get(registry.TAG_DIGEST, "")[:12],
+            "run_id": mv.tags.get(registry.TAG_RUN_ID),
+        }
+    return out
+
+
+def _registered(mlc: Any, model: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlc.get_registered_model(model)
+    except MlflowException:
+        return False
+    return True
+
+
+def cmd_champion(args: argparse.Namespace) -> int:
+    from mlcycle import registry
+
+    mlc = registry.client()
+    info = _champion_info(mlc, args.model)
+    print(json.dumps(info, indent=2) if args.json else _format_champion(info))
+    return 0 if info["champion"] else 1
+
+
+def _format_champion(info: dict[str, Any]) -> str:
+    lines = [f"{info['model']}:"]
+    for alias in ("champion", "challenger"):
+        v = info[alias]
+        lines.append(f"  {alias:10} " + ("none" if v is None else f"v{v['version']}  gate {v['verdict'] or '-'}  {v['summary'] or ''}"))
+    return "\n".join(lines)
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from mlcycle import ledger
+
+    entries = ledger.history(args.model, limit=args.limit)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    if not entries:
+        print(f"no alias moves recorded{' for ' + args.model if args.model else ''} in {settings.ledger_uri()}")
+        return 0
+    for e in entries:
+        print(
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}  {e.model}@{e.alias}  v{e.previous_version or '-'} -> v{e.new_version}  "
+            f"{e.action:9} by {e.actor}  reason: {e.reason}\n    {e.verdict or ''}\n    evidence: {e.evidence_uri or '-'}"
+        )
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """One paragraph per model: what the registry and ledger say now."""
+    from mlcycle import ledger, registry
+
+    mlc = registry.client()
+    for spec in _specs(args.models or None):
+        if not _registered(mlc, spec.name):
+            print(f"{spec.name}: no version registered yet.")
+            continue
+        versions = sorted(mlc.search_model_versions(f"name = '{spec.name}'"), key=lambda v: int(v.version))
+        latest = versions[-1]
+        champ = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
+        run = mlc.get_run(latest.run_id)
+        primary = spec.gate.primary_metric
+        metrics = {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")}
+        key_metrics = ", ".join(f"{k}={metrics[k]:.4f}" for k in sorted(metrics) if k in (primary, *spec.gate.thresholds))
+        is_champ = champ is not None and champ.version == latest.version
+        moves = ledger.history(spec.name, limit=1)
+        print(
+            f"{spec.name} ({spec.task}): latest v{latest.version} "
+            f"({'CHAMPION' if is_champ else 'not champion'}; champion is v{champ.version if champ else '-'}). "
+            f"Gate: {latest.tags.get(registry.TAG_VERDICT_SUMMARY, 'not gated (run stopped before the gate)')}. "
+            f"Holdout: {key_metrics or 'n/a'}. {len(versions)} version(s) registered. "
+            f"Last ledger move: {f'v{moves[0].previous_version or chr(45)} -> v{moves[0].new_version} ({moves[0].action})' if moves else 'none'}.\n"
+            f"  evidence: {latest.tags.get(registry.TAG_EVIDENCE, '-')}\n"
+            f"  MLflow:   {registry.version_url(spec.name, latest.version)}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlcycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="list model specs").set_defaults(fn=cmd_models)
+
+    gen = sub.add_parser("generate", help="write sample daily batches")
+    gen.add_argument("model")
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--rows", type=int, default=None, help="rows per batch (default: the spec's rows_per_batch)")
+    gen.add_argument("--end", type=dt.date.fromisoformat, default=dt.datetime.now(dt.UTC).date(), help="last day, YYYY-MM-DD")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--drift", type=float, default=0.0, help="0..1: how far distributions shift")
+    gen.add_argument("--corrupt", action="store_true", help="break the contract (bad values, missing keys)")
+    gen.add_argument("--shuffle-labels", action="store_true", help="destroy the signal (a worse training set)")
+    gen.add_argument("--overwrite", action="store_true", help="rewrite batches that already exist")
+    gen.add_argument("--out", help="write one batch (for --end) to this file instead of the lake")
+    gen.add_argument("--lake", help="lake root (default MLCYCLE_LAKE_ROOT)")
+    gen.set_defaults(fn=cmd_generate)
+
+    for name, fn, helptext in (("champion", cmd_champion, "current champion and challenger"),):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("model")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(fn=fn)
+
+    led = sub.add_parser("ledger", help="alias moves, newest first")
+    led.add_argument("model", nargs="?")
+    led.add_argument("--limit", type=int, default=50)
+    led.add_argument("--json", action="store_true")
+    led.set_defaults(fn=cmd_ledger)
+
+    summ = sub.add_parser("summary", help="one paragraph per model")
+    summ.add_argument("models", nargs="*")
+    summ.set_defaults(fn=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except MlcycleError as exc:
+        print(f"mlcycle {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

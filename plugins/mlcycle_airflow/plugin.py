@@ -1,0 +1,43 @@
+"""Airflow plugin: registers the extra links, and a small web app in the Airflow UI.
+
+The app (mounted at ``/mlcycle`` on the api-server, behind Airflow's login) shows
+the promotion ledger and serves run evidence (validation results, gate verdicts)
+from the data lake, so the links on task instances open something a person can read.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from mlcycle_airflow.links import ALL_LINKS
+from mlcycle_airflow.operators import (
+    GateOperator,
+    GXValidateOperator,
+    PromoteModelOperator,
+    TrainModelOperator,
+)
+from mlcycle_airflow.webapp import create_app
+
+
+class MlcyclePlugin(AirflowPlugin):
+    name = "mlcycle"
+    operator_extra_links = ALL_LINKS
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/mlcycle", "name": "mlcycle"}]
+    external_views = [
+        {
+            "name": "Promotion ledger",
+            "href": "/mlcycle/ledger",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "mlcycle-ledger",
+        }
+    ]
+
+
+__all__ = [
+    "GXValidateOperator",
+    "GateOperator",
+    "MlcyclePlugin",
+    "PromoteModelOperator",
+    "TrainModelOperator",
+]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make up`: Airflow standalone (UI on :8080) and the MLflow UI (:5000) on this machine.
+# Uses the same state as `make demo` (.local/, lake/). Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+AIRFLOW_PORT=${AIRFLOW_PORT:-8080}
+MLFLOW_PORT=${MLFLOW_PORT:-5000}
+mkdir -p .local/logs "$MLCYCLE_ARTIFACT_ROOT"
+
+"$BIN/airflow" db migrate > .local/logs/db-migrate.log 2>&1
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+"$BIN/mlflow" server --backend-store-uri "$MLFLOW_TRACKING_URI" \
+  --default-artifact-root "$MLCYCLE_ARTIFACT_ROOT" --host 127.0.0.1 --port "$MLFLOW_PORT" \
+  > .local/logs/mlflow-server.log 2>&1 &
+pids+=($!)
+
+AIRFLOW__API__PORT=$AIRFLOW_PORT "$BIN/airflow" standalone > .local/logs/airflow-standalone.log 2>&1 &
+pids+=($!)
+
+echo "starting Airflow (log: .local/logs/airflow-standalone.log) and MLflow (log: .local/logs/mlflow-server.log)..."
+for _ in $(seq 1 120); do
+  if curl -fsS "http://localhost:$AIRFLOW_PORT/api/v2/monitor/health" > /dev/null 2>&1 &&
+     curl -fsS "http://localhost:$MLFLOW_PORT/health" > /dev/null 2>&1; then
+    break
+  fi
+  sleep 2
+done
+# DAGs are created unpaused (AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False); unpause
+# any that an earlier setting left paused.
+for dag in $("$BIN/python" -c "from mlcycle.spec import load_specs; from mlcycle.settings import specs_dir; print(' '.join(s.train_dag_id for s in load_specs(specs_dir())))"); do
+  "$BIN/airflow" dags unpause "$dag" > /dev/null 2>&1 || true
+done
+password_file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+echo
+echo "Airflow UI: http://localhost:$AIRFLOW_PORT   (user admin, password: $(
+  "$BIN/python" -c "import json,sys; print(json.load(open(sys.argv[1])).get('admin', '?'))" "$password_file" 2>/dev/null || echo "see $password_file"))"
+echo "MLflow UI:  http://localhost:$MLFLOW_PORT"
+echo "Promotion ledger: http://localhost:$AIRFLOW_PORT/mlcycle/ledger"
+echo "Ctrl-C stops both."
+wait
