@@ -47,8 +47,10 @@ def outcome(dag_id: str) -> tuple[str, list[tuple[str, str, str]]]:
         for ti in sorted(tis, key=lambda t: order.index(t.task_id) if t.task_id in order else 99):
             note = session.scalars(
                 select(XComModel.value).where(
-                    XComModel.dag_id == dag_id, XComModel.run_id == dr.run_id,
-                    XComModel.task_id == ti.task_id, XComModel.key == "skip_reason",
+                    XComModel.dag_id == dag_id,
+                    XComModel.run_id == dr.run_id,
+                    XComModel.task_id == ti.task_id,
+                    XComModel.key == "skip_reason",
                 )
             ).first()
             tasks.append((ti.task_id, str(ti.state), str(note or "")))
@@ -58,8 +60,10 @@ def outcome(dag_id: str) -> tuple[str, list[tuple[str, str, str]]]:
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     print("== mlcycle demo ==")
-    print(f"Airflow home {os.environ['AIRFLOW_HOME']}\nMLflow {os.environ['MLFLOW_TRACKING_URI']}\n"
-          f"lake {os.environ['MLCYCLE_LAKE_ROOT']}\nledger {os.environ['MLCYCLE_LEDGER_URI']}\n")
+    print(
+        f"Airflow home {os.environ['AIRFLOW_HOME']}\nMLflow {os.environ['MLFLOW_TRACKING_URI']}\n"
+        f"lake {os.environ['MLCYCLE_LAKE_ROOT']}\nledger {os.environ['MLCYCLE_LEDGER_URI']}\n"
+    )
     if run([str(BIN / "airflow"), "db", "migrate"], LOGS / "db-migrate.log") != 0:
         print(f"airflow db migrate failed; see {LOGS / 'db-migrate.log'}")
         return 1
@@ -94,8 +98,10 @@ def main() -> int:
 
     print("\n-- summary")
     run([str(BIN / "mlcycle"), "summary"])
-    print("\nNext: `make up` for the Airflow UI (http://localhost:8080) and MLflow UI (http://localhost:5000);"
-          " `mlcycle ledger` for every alias move.")
+    print(
+        "\nNext: `make up` for the Airflow UI (http://localhost:8080) and MLflow UI (http://localhost:5000);"
+        " `mlcycle ledger` for every alias move."
+    )
     return 1 if failures else 0
 
 

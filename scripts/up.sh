@@ -4,23 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+export PATH="$PWD/$BIN:$PATH"  # standalone starts `airflow` sub-commands by name
 AIRFLOW_PORT=${AIRFLOW_PORT:-8080}
 MLFLOW_PORT=${MLFLOW_PORT:-5000}
 mkdir -p .local/logs "$MLCYCLE_ARTIFACT_ROOT"
 
 "$BIN/airflow" db migrate > .local/logs/db-migrate.log 2>&1
 
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+# Standalone starts a scheduler, an api-server, a triggerer and workers: stop the
+# whole process group, not just the two processes started here.
+trap 'trap - EXIT INT TERM; kill 0 2>/dev/null || true' EXIT INT TERM
 
 "$BIN/mlflow" server --backend-store-uri "$MLFLOW_TRACKING_URI" \
   --default-artifact-root "$MLCYCLE_ARTIFACT_ROOT" --host 127.0.0.1 --port "$MLFLOW_PORT" \
   > .local/logs/mlflow-server.log 2>&1 &
-pids+=($!)
 
 AIRFLOW__API__PORT=$AIRFLOW_PORT "$BIN/airflow" standalone > .local/logs/airflow-standalone.log 2>&1 &
-pids+=($!)
 
 echo "starting Airflow (log: .local/logs/airflow-standalone.log) and MLflow (log: .local/logs/mlflow-server.log)..."
 for _ in $(seq 1 120); do

@@ -88,6 +88,8 @@ def write_batches(lake: str, model: str, end: dt.date, days: int, rows: int = 15
 def airflow_db() -> Path:
     """A migrated Airflow metadata DB (SQLite), made once per session."""
     airflow = Path(sys.executable).parent / "airflow"
-    done = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    done = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), check=False
+    )
     assert done.returncode == 0, f"airflow db migrate failed:\n{done.stdout}\n{done.stderr}"
     return STATE / "airflow" / "airflow.db"

@@ -1,11 +1,11 @@
 """``mlcycle``: what users do outside Airflow.
 
-    mlcycle models                         list the model specs (and check them)
-    mlcycle generate churn --days 30       write sample daily batches into the lake
-    mlcycle generate churn --corrupt --out /tmp/bad.parquet
-    mlcycle champion churn                 the current champion and challenger
-    mlcycle ledger churn                   every alias move of a model
-    mlcycle summary                        one paragraph per model (used by `make demo`)
+mlcycle models                         list the model specs (and check them)
+mlcycle generate churn --days 30       write sample daily batches into the lake
+mlcycle generate churn --corrupt --out /tmp/bad.parquet
+mlcycle champion churn                 the current champion and challenger
+mlcycle ledger churn                   every alias move of a model
+mlcycle summary                        one paragraph per model (used by `make demo`)
 """
 
 from __future__ import annotations
@@ -44,9 +44,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     spec = _specs([args.model])[0]
     if not spec.data.generator:
-        raise MlcycleError(f"model {spec.name} has no data.generator in its spec; nothing can generate its data")
+        raise MlcycleError(
+            f"model {spec.name} has no data.generator in its spec; nothing can generate its data"
+        )
     rows = args.rows or spec.data.rows_per_batch
-    options = {"seed": args.seed, "drift": args.drift, "corrupt": args.corrupt, "shuffle_labels": args.shuffle_labels}
+    options = {
+        "seed": args.seed,
+        "drift": args.drift,
+        "corrupt": args.corrupt,
+        "shuffle_labels": args.shuffle_labels,
+    }
     if args.out:
         day = args.end
         lk.write_parquet(generate_batch(spec.data.generator, day, rows, **options), lk.as_path(args.out))
@@ -75,14 +82,18 @@ def _champion_info(mlc: Any, model: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model}
     for alias in (registry.CHAMPION, registry.CHALLENGER):
         mv = registry.version_by_alias(mlc, model, alias) if _registered(mlc, model) else None
-        out[alias] = None if mv is None else {
-            "version": str(mv.version),
-            "verdict": mv.tags.get(registry.TAG_VERDICT),
-            "summary": mv.tags.get(registry.TAG_VERDICT_SUMMARY),
-            "evidence": mv.tags.get(registry.TAG_EVIDENCE),
-            "data_digest": mv.tags.get(registry.TAG_DIGEST, "")[:12],
-            "run_id": mv.tags.get(registry.TAG_RUN_ID),
-        }
+        out[alias] = (
+            None
+            if mv is None
+            else {
+                "version": str(mv.version),
+                "verdict": mv.tags.get(registry.TAG_VERDICT),
+                "summary": mv.tags.get(registry.TAG_VERDICT_SUMMARY),
+                "evidence": mv.tags.get(registry.TAG_EVIDENCE),
+                "data_digest": mv.tags.get(registry.TAG_DIGEST, "")[:12],
+                "run_id": mv.tags.get(registry.TAG_RUN_ID),
+            }
+        )
     return out
 
 
@@ -109,7 +120,10 @@ def _format_champion(info: dict[str, Any]) -> str:
     lines = [f"{info['model']}:"]
     for alias in ("champion", "challenger"):
         v = info[alias]
-        lines.append(f"  {alias:10} " + ("none" if v is None else f"v{v['version']}  gate {v['verdict'] or '-'}  {v['summary'] or ''}"))
+        lines.append(
+            f"  {alias:10} "
+            + ("none" if v is None else f"v{v['version']}  gate {v['verdict'] or '-'}  {v['summary'] or ''}")
+        )
     return "\n".join(lines)
 
 
@@ -121,7 +135,9 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return 0
     if not entries:
-        print(f"no alias moves recorded{' for ' + args.model if args.model else ''} in {settings.ledger_uri()}")
+        print(
+            f"no alias moves recorded{' for ' + args.model if args.model else ''} in {settings.ledger_uri()}"
+        )
         return 0
     for e in entries:
         print(
@@ -145,8 +161,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         champ = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
         run = mlc.get_run(latest.run_id)
         primary = spec.gate.primary_metric
-        metrics = {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")}
-        key_metrics = ", ".join(f"{k}={metrics[k]:.4f}" for k in sorted(metrics) if k in (primary, *spec.gate.thresholds))
+        metrics = {
+            k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")
+        }
+        key_metrics = ", ".join(
+            f"{k}={metrics[k]:.4f}" for k in sorted(metrics) if k in (primary, *spec.gate.thresholds)
+        )
         is_champ = champ is not None and champ.version == latest.version
         moves = ledger.history(spec.name, limit=1)
         print(
@@ -162,7 +182,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlcycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mlcycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="list model specs").set_defaults(fn=cmd_models)
@@ -170,12 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write sample daily batches")
     gen.add_argument("model")
     gen.add_argument("--days", type=int, default=30)
-    gen.add_argument("--rows", type=int, default=None, help="rows per batch (default: the spec's rows_per_batch)")
-    gen.add_argument("--end", type=dt.date.fromisoformat, default=dt.datetime.now(dt.UTC).date(), help="last day, YYYY-MM-DD")
+    gen.add_argument(
+        "--rows", type=int, default=None, help="rows per batch (default: the spec's rows_per_batch)"
+    )
+    gen.add_argument(
+        "--end",
+        type=dt.date.fromisoformat,
+        default=dt.datetime.now(dt.UTC).date(),
+        help="last day, YYYY-MM-DD",
+    )
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--drift", type=float, default=0.0, help="0..1: how far distributions shift")
     gen.add_argument("--corrupt", action="store_true", help="break the contract (bad values, missing keys)")
-    gen.add_argument("--shuffle-labels", action="store_true", help="destroy the signal (a worse training set)")
+    gen.add_argument(
+        "--shuffle-labels", action="store_true", help="destroy the signal (a worse training set)"
+    )
     gen.add_argument("--overwrite", action="store_true", help="rewrite batches that already exist")
     gen.add_argument("--out", help="write one batch (for --end) to this file instead of the lake")
     gen.add_argument("--lake", help="lake root (default MLCYCLE_LAKE_ROOT)")

@@ -79,7 +79,9 @@ class ValidationReport:
                 f"contract {self.contract!r}: {len(self.batches)} batch(es), {total} rows, "
                 f"{n} expectations each: all passed in {self.seconds:.2f}s"
             )
-        lines = [f"contract {self.contract!r} failed on {len(self.failed_batches)} of {len(self.batches)} batch(es):"]
+        lines = [
+            f"contract {self.contract!r} failed on {len(self.failed_batches)} of {len(self.batches)} batch(es):"
+        ]
         for b in self.failed_batches:
             lines.append(f"  {b.uri}: {b.failed} of {b.evaluated} expectations failed")
             lines.extend(f"    - {f.describe()}" for f in b.failures)
@@ -91,14 +93,20 @@ def load_suite_dict(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise SpecError(f"contract {path} does not exist; add the GX suite or fix the spec's `contract` key") from None
+        raise SpecError(
+            f"contract {path} does not exist; add the GX suite or fix the spec's `contract` key"
+        ) from None
     except json.JSONDecodeError as exc:
         raise SpecError(f"contract {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("expectations"), list) or not data.get("name"):
-        raise SpecError(f"contract {path} must be a GX suite: an object with `name` and a list `expectations`")
+        raise SpecError(
+            f"contract {path} must be a GX suite: an object with `name` and a list `expectations`"
+        )
     for i, exp in enumerate(data["expectations"]):
         if not isinstance(exp, dict) or "type" not in exp:
-            raise SpecError(f"contract {path}: expectations[{i}] needs a `type` (e.g. expect_column_values_to_not_be_null)")
+            raise SpecError(
+                f"contract {path}: expectations[{i}] needs a `type` (e.g. expect_column_values_to_not_be_null)"
+            )
     return data
 
 
@@ -132,10 +140,21 @@ class ContractValidator:
         self._batch_definition = asset.add_batch_definition_whole_dataframe("whole")
         try:
             self._suite = self._context.suites.add(
-                gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta"))
+                gx.ExpectationSuite(
+                    name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta")
+                )
             )
         except Exception as exc:
             raise SpecError(f"contract {suite['name']!r} has an invalid expectation: {exc}") from exc
+        # GX logs and drops an expectation whose type it does not know; a typo would
+        # silently remove a rule, so count what it kept.
+        kept = {e.expectation_type for e in self._suite.expectations}
+        dropped = sorted({e["type"] for e in suite["expectations"]} - kept)
+        if dropped:
+            raise SpecError(
+                f"contract {suite['name']!r} has an invalid expectation: unknown type(s) {dropped}; "
+                "check the spelling against the Great Expectations gallery"
+            )
         self.expectation_count = len(self._suite.expectations)
 
     def validate(self, df: pd.DataFrame, uri: str) -> BatchResult:
@@ -162,7 +181,10 @@ def validate_batches(suite: dict[str, Any], batches: list[tuple[str, pd.DataFram
         result = validator.validate(df, uri)
         log.info(
             "validated %s: %d rows, %d expectations, %d failed",
-            uri, result.rows, result.evaluated, result.failed,
+            uri,
+            result.rows,
+            result.evaluated,
+            result.failed,
         )
         results.append(result)
     return ValidationReport(

@@ -61,7 +61,9 @@ class Verdict:
 
     def summary(self) -> str:
         if self.passed:
-            against = "bootstrap (no champion yet)" if self.bootstrap else f"vs champion v{self.champion_version}"
+            against = (
+                "bootstrap (no champion yet)" if self.bootstrap else f"vs champion v{self.champion_version}"
+            )
             return f"PASS: v{self.candidate_version} passed {sum(r.outcome is Outcome.PASS for r in self.rules)} rules, {against}"
         failed = "; ".join(r.detail for r in self.failed_rules)
         return f"FAIL: v{self.candidate_version} failed {len(self.failed_rules)} rule(s): {failed}"
@@ -90,7 +92,9 @@ def _fmt(x: float | None) -> str:
 
 
 def _missing(metric: str, kind: str, where: str) -> Rule:
-    return Rule(f"{kind}:{metric}", kind, Outcome.FAIL, None, None, f"{metric} was not measured on the {where}")
+    return Rule(
+        f"{kind}:{metric}", kind, Outcome.FAIL, None, None, f"{metric} was not measured on the {where}"
+    )
 
 
 def _threshold_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
@@ -105,7 +109,11 @@ def _threshold_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
         rng = f"{'≥ ' + _fmt(bound.min) if bound.min is not None else ''}{' and ' if bound.min is not None and bound.max is not None else ''}{'≤ ' + _fmt(bound.max) if bound.max is not None else ''}"
         rules.append(
             Rule(
-                f"threshold:{metric}", "threshold", Outcome.PASS if ok else Outcome.FAIL, value, limit,
+                f"threshold:{metric}",
+                "threshold",
+                Outcome.PASS if ok else Outcome.FAIL,
+                value,
+                limit,
                 f"{metric} {_fmt(value)} {'meets' if ok else 'misses'} the absolute threshold {rng}",
             )
         )
@@ -125,7 +133,11 @@ def _budget_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
         ok = value <= limit
         rules.append(
             Rule(
-                f"budget:{key}", "budget", Outcome.PASS if ok else Outcome.FAIL, value, limit,
+                f"budget:{key}",
+                "budget",
+                Outcome.PASS if ok else Outcome.FAIL,
+                value,
+                limit,
                 f"{key.replace('_', ' ')} {_fmt(value)} {unit} {'within' if ok else 'over'} the budget {_fmt(limit)}",
             )
         )
@@ -159,7 +171,9 @@ def _comparison_rules(
                     f"{metric} {_fmt(c)} vs champion {_fmt(b)}: improvement {gain:+.4g} ({better} is better), "
                     f"required ≥ {_fmt(amount)}"
                 )
-            rules.append(Rule(f"{kind}:{metric}", kind, Outcome.PASS if ok else Outcome.FAIL, gain, amount, detail))
+            rules.append(
+                Rule(f"{kind}:{metric}", kind, Outcome.PASS if ok else Outcome.FAIL, gain, amount, detail)
+            )
     if policy.min_confidence is not None:
         prob = (confidence or {}).get("prob_not_worse")
         if prob is None or math.isnan(prob):
@@ -168,8 +182,11 @@ def _comparison_rules(
             ok = prob >= policy.min_confidence
             rules.append(
                 Rule(
-                    f"confidence:{policy.primary_metric}", "confidence", Outcome.PASS if ok else Outcome.FAIL,
-                    prob, policy.min_confidence,
+                    f"confidence:{policy.primary_metric}",
+                    "confidence",
+                    Outcome.PASS if ok else Outcome.FAIL,
+                    prob,
+                    policy.min_confidence,
                     f"candidate not worse than champion on {policy.primary_metric} in {prob:.0%} of bootstrap "
                     f"resamples, required ≥ {policy.min_confidence:.0%}",
                 )
@@ -192,7 +209,14 @@ def decide(
         if policy.min_confidence is not None:
             skipped.append(f"confidence:{policy.primary_metric}")
         rules += [
-            Rule(name, name.split(":")[0], Outcome.SKIPPED, None, None, "no champion yet: bootstrap under absolute rules")
+            Rule(
+                name,
+                name.split(":")[0],
+                Outcome.SKIPPED,
+                None,
+                None,
+                "no champion yet: bootstrap under absolute rules",
+            )
             for name in skipped
         ]
     else:

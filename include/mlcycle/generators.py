@@ -38,7 +38,8 @@ def churn_batch(day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0) -
 
     rng = _rng("churn", day, seed)
     contract = rng.choice(
-        ["month-to-month", "one-year", "two-year"], rows,
+        ["month-to-month", "one-year", "two-year"],
+        rows,
         p=np.array([0.55, 0.25, 0.20]) * (1 - drift) + np.array([0.80, 0.15, 0.05]) * drift,
     )
     internet = rng.choice(["fiber", "dsl", "none"], rows, p=[0.45, 0.35, 0.20])
@@ -101,15 +102,21 @@ def demand_batch(day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0) 
     weekend = int(day.weekday() >= 5)
     traffic = np.where(store_type == "urban", 1.4, np.where(store_type == "suburban", 1.0, 0.6))
     seasonal = np.where(
-        category == "beverages", 1 + 0.04 * (temperature - 16), np.where(category == "frozen", 1 + 0.03 * (temperature - 16), 1.0)
+        category == "beverages",
+        1 + 0.04 * (temperature - 16),
+        np.where(category == "frozen", 1 + 0.03 * (temperature - 16), 1.0),
     )
-    expected = 22 * traffic * seasonal * (1 + 0.6 * promo) * (1 + 0.25 * weekend) * (list_price / price) ** 1.3
+    expected = (
+        22 * traffic * seasonal * (1 + 0.6 * promo) * (1 + 0.25 * weekend) * (list_price / price) ** 1.3
+    )
     units = rng.poisson(np.clip(expected, 0.1, None)).astype("float64")
     stores = rng.integers(1, 60, rows)
     skus = rng.integers(1000, 1400, rows)
     return pd.DataFrame(
         {
-            "row_id": [f"{day:%Y%m%d}-{s:03d}-{k}-{i}" for i, (s, k) in enumerate(zip(stores, skus, strict=True))],
+            "row_id": [
+                f"{day:%Y%m%d}-{s:03d}-{k}-{i}" for i, (s, k) in enumerate(zip(stores, skus, strict=True))
+            ],
             "sale_date": pd.Series([day] * rows, dtype="datetime64[ms]"),
             "store_id": stores.astype("int64"),
             "price": price,

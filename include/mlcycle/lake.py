@@ -65,7 +65,8 @@ def uri_of(path: LakePath) -> str:
 
 def run_key(run_id: str) -> str:
     """A folder-safe form of an Airflow run id (``manual__2026-01-01T00:00:00+00:00``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_") or "run"
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_").lstrip(".")
+    return key or "run"
 
 
 class Lake:

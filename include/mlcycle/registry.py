@@ -112,7 +112,9 @@ def version_by_alias(mlc: MlflowClient, model: str, alias: str) -> ModelVersion 
 
 def version_for_run(mlc: MlflowClient, model: str, dag_id: str, run_id: str) -> ModelVersion | None:
     """The version an Airflow run already registered, so a rerun does not make a second one."""
-    query = f"name = '{model}' and tags.`{TAG_DAG_ID}` = '{dag_id}' and tags.`{TAG_RUN_ID}` = '{_quote(run_id)}'"
+    query = (
+        f"name = '{model}' and tags.`{TAG_DAG_ID}` = '{dag_id}' and tags.`{TAG_RUN_ID}` = '{_quote(run_id)}'"
+    )
     found = mlc.search_model_versions(query, max_results=10)
     return max(found, key=lambda v: int(v.version)) if found else None
 
@@ -132,6 +134,7 @@ class LoggedVersion:
 
 def register_version(
     mlc: MlflowClient,
+    *,
     model: str,
     description: str,
     source: str,
@@ -146,13 +149,13 @@ def register_version(
 
 
 def set_alias(
-    mlc: MlflowClient, model: str, alias: str, version: str, *, expected: str | None | object = ...
+    mlc: MlflowClient, model: str, alias: str, version: str, *, expected: str | object | None = ...
 ) -> str | None:
     """Point ``alias`` at ``version``; with ``expected``, refuse if the alias has moved
     since the caller looked (compare-and-set). Returns the previous version."""
     current = version_by_alias(mlc, model, alias)
     previous = str(current.version) if current else None
-    if expected is not ... and previous != expected and previous != version:
+    if expected is not ... and previous not in (expected, version):
         raise PromotionConflictError(
             f"{model}@{alias} is v{previous}, but this promotion was decided against v{expected}; "
             "the champion moved in between. Re-run the gate against the current champion."

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlcycle.errors import SpecError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-CRON_FIELD_RE = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@once", "@continuous"}
 
 
@@ -135,18 +134,18 @@ class GateSpec(_Strict):
         for section in ("thresholds", "max_regression", "min_improvement"):
             for metric in getattr(self, section):
                 if metric not in METRICS:
-                    raise ValueError(
-                        f"{section}.{metric}: unknown metric; use one of {sorted(METRICS)}"
-                    )
+                    raise ValueError(f"@{section}.{metric}: unknown metric; use one of {sorted(METRICS)}")
         for section in ("max_regression", "min_improvement"):
             for metric, value in getattr(self, section).items():
                 if value < 0:
                     raise ValueError(
-                        f"{section}.{metric} is {value}; give a non-negative amount "
+                        f"@{section}.{metric}: is {value}; give a non-negative amount "
                         "(the direction comes from the metric)"
                     )
         if self.primary_metric not in METRICS:
-            raise ValueError(f"primary_metric {self.primary_metric!r} is unknown; use one of {sorted(METRICS)}")
+            raise ValueError(
+                f"@primary_metric: {self.primary_metric!r} is unknown; use one of {sorted(METRICS)}"
+            )
         return self
 
 
@@ -176,31 +175,34 @@ class ModelSpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        fields = value.split()
-        if value in CRON_PRESETS or (len(fields) == 5 and all(CRON_FIELD_RE.match(f) for f in fields)):
+        if value in CRON_PRESETS:
+            return value
+        from croniter import croniter  # already loaded by Airflow's timetables
+
+        if len(value.split()) == 5 and croniter.is_valid(value):
             return value
         raise ValueError(f"{value!r} is not a cron expression; use five fields like '0 2 * * *' or @daily")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        wrong = [
-            m
-            for section in (self.gate.thresholds, self.gate.max_regression, self.gate.min_improvement)
-            for m in section
-            if METRICS[m][0] is not self.task
-        ] + ([self.gate.primary_metric] if METRICS[self.gate.primary_metric][0] is not self.task else [])
-        if wrong:
-            fitting = sorted(m for m, (t, _) in METRICS.items() if t is self.task)
-            raise ValueError(f"gate metrics {sorted(set(wrong))} do not apply to {self.task}; use {fitting}")
+        fitting = sorted(m for m, (t, _) in METRICS.items() if t is self.task)
+        keys = [("primary_metric", self.gate.primary_metric)] + [
+            (f"{section}.{m}", m)
+            for section in ("thresholds", "max_regression", "min_improvement")
+            for m in getattr(self.gate, section)
+        ]
+        for key, metric in keys:
+            if METRICS[metric][0] is not self.task:
+                raise ValueError(f"@gate.{key}: {metric} does not apply to {self.task}; use one of {fitting}")
         reserved = {self.data.key_column, self.data.time_column, self.data.target}
         clash = sorted(reserved & set(self.features.all))
         if clash:
-            raise ValueError(f"features {clash} are also the key, time or target column; remove them")
+            raise ValueError(f"@features: {clash} are also the key, time or target column; remove them")
         expected = f"{self.estimator.class_.rsplit('.', 1)[1]}"
         if self.task is Task.CLASSIFICATION and "Regressor" in expected:
-            raise ValueError(f"estimator {expected} is a regressor but task is classification")
+            raise ValueError(f"@estimator.class: {expected} is a regressor but task is classification")
         if self.task is Task.REGRESSION and "Classifier" in expected:
-            raise ValueError(f"estimator {expected} is a classifier but task is regression")
+            raise ValueError(f"@estimator.class: {expected} is a classifier but task is regression")
         return self
 
     @property
@@ -211,8 +213,13 @@ class ModelSpec(_Strict):
 def _format_error(path: Path, exc: ValidationError) -> str:
     lines = [f"invalid model spec {path}:"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        loc = [str(p) for p in err["loc"]]
         msg = err["msg"].removeprefix("Value error, ")
+        if msg.startswith("@"):
+            # A whole-section validator names the exact key below its section: "@sub.key: why".
+            sub, _, msg = msg[1:].partition(": ")
+            loc.append(sub)
+        key = ".".join(loc) or "<top level>"
         if err["type"] == "missing":
             msg = "required key is missing; add it"
         elif err["type"] == "extra_forbidden":
@@ -223,7 +230,9 @@ def _format_error(path: Path, exc: ValidationError) -> str:
 
 def parse_spec(raw: Any, path: Path) -> ModelSpec:
     if not isinstance(raw, dict):
-        raise SpecError(f"invalid model spec {path}: the file must hold a YAML mapping, got {type(raw).__name__}")
+        raise SpecError(
+            f"invalid model spec {path}: the file must hold a YAML mapping, got {type(raw).__name__}"
+        )
     try:
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:

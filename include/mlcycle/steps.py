@@ -62,7 +62,11 @@ def resolve(
     lk.write_json(manifest.to_dict(), path)
     log.info(
         "resolved %d batch(es), %d rows for %s (%s), digest %s",
-        len(manifest.batches), manifest.rows, spec.name, manifest.source, manifest.digest[:12],
+        len(manifest.batches),
+        manifest.rows,
+        spec.name,
+        manifest.source,
+        manifest.digest[:12],
     )
     return {
         "manifest_uri": lk.uri_of(path),
@@ -149,6 +153,11 @@ def train(
     existing = registry.version_for_run(mlc, spec.name, run.dag_id, run.run_id)
     if existing is not None:
         log.info("v%s was already registered by run %s; reusing it", existing.version, run.run_id)
+        # An earlier try may have died before aliasing it; never move the alias back
+        # from a newer candidate, though.
+        challenger = registry.version_by_alias(mlc, spec.name, registry.CHALLENGER)
+        if challenger is None or int(challenger.version) < int(existing.version):
+            registry.set_alias(mlc, spec.name, registry.CHALLENGER, str(existing.version))
         return _train_result(spec, existing.version, existing.run_id, mlc, existing.tags, created=False)
 
     sdigest = spec_digest(spec)
@@ -195,18 +204,34 @@ def train(
         registry.TAG_SPEC: sdigest,
     }
     started = time.perf_counter()
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{run.dag_id}/{run.key}", tags=run_tags) as mrun:
-        mlflow.log_params({**result.params, "data.rows": len(df), "data.train_rows": len(result.train),
-                           "data.holdout_rows": len(result.holdout), "data.source": manifest.source,
-                           "data.batches": len(manifest.batches), "spec.split": spec.data.split})
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items()}
-                           | {"train_seconds": result.seconds, "model_size_mb": size_mb})
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{run.dag_id}/{run.key}", tags=run_tags
+    ) as mrun:
+        mlflow.log_params(
+            {
+                **result.params,
+                "data.rows": len(df),
+                "data.train_rows": len(result.train),
+                "data.holdout_rows": len(result.holdout),
+                "data.source": manifest.source,
+                "data.batches": len(manifest.batches),
+                "spec.split": spec.data.split,
+            }
+        )
+        mlflow.log_metrics(
+            {f"holdout_{k}": v for k, v in holdout_metrics.items()}
+            | {"train_seconds": result.seconds, "model_size_mb": size_mb}
+        )
         mlflow.log_input(
-            mlflow.data.from_pandas(result.train, source=manifest_uri, targets=spec.data.target, name=f"{spec.name}-train"),
+            mlflow.data.from_pandas(
+                result.train, source=manifest_uri, targets=spec.data.target, name=f"{spec.name}-train"
+            ),
             context="training",
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(result.holdout, source=holdout_uri, targets=spec.data.target, name=f"{spec.name}-holdout"),
+            mlflow.data.from_pandas(
+                result.holdout, source=holdout_uri, targets=spec.data.target, name=f"{spec.name}-holdout"
+            ),
             context="holdout",
         )
         # Integer columns are declared as doubles: a null in production would otherwise
@@ -223,12 +248,26 @@ def train(
             pip_requirements=registry.model_requirements(),
         )
         version = registry.register_version(
-            mlc, spec.name, spec.description, info.model_uri, mrun.info.run_id,
-            tags={**run_tags, registry.TAG_ROWS: str(manifest.rows), registry.TAG_SOURCE: manifest.source,
-                  registry.TAG_SIZE: f"{size_mb:.4f}", registry.TAG_HOLDOUT: holdout_uri},
+            mlc,
+            model=spec.name,
+            description=spec.description,
+            source=info.model_uri,
+            mlflow_run_id=mrun.info.run_id,
+            tags={
+                **run_tags,
+                registry.TAG_ROWS: str(manifest.rows),
+                registry.TAG_SOURCE: manifest.source,
+                registry.TAG_SIZE: f"{size_mb:.4f}",
+                registry.TAG_HOLDOUT: holdout_uri,
+            },
         )
     registry.set_alias(mlc, spec.name, registry.CHALLENGER, version)
-    log.info("logged and registered %s v%s in %.2fs (challenger)", spec.name, version, time.perf_counter() - started)
+    log.info(
+        "logged and registered %s v%s in %.2fs (challenger)",
+        spec.name,
+        version,
+        time.perf_counter() - started,
+    )
     mv = mlc.get_model_version(spec.name, version)
     out = _train_result(spec, version, mrun.info.run_id, mlc, mv.tags, created=True)
     out["holdout_metrics"] = {k: round(v, 6) for k, v in holdout_metrics.items()}
@@ -257,7 +296,13 @@ def _train_result(
 
 
 def evaluate(
-    spec: ModelSpec, run: RunInfo, *, version: str, holdout_uri: str, lake_root: str, tracking_uri: str | None = None
+    spec: ModelSpec,
+    run: RunInfo,
+    *,
+    version: str,
+    holdout_uri: str,
+    lake_root: str,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Score the candidate and the current champion on the same holdout rows."""
     from mlcycle import evaluation as ev
@@ -295,13 +340,23 @@ def evaluate(
         )
     elif champion_mv is not None:
         log.warning("v%s is already the champion; evaluating it without a comparison", version)
-    out = {"candidate": candidate, "champion": champion, "confidence": confidence, "holdout_rows": len(holdout)}
+    out = {
+        "candidate": candidate,
+        "champion": champion,
+        "confidence": confidence,
+        "holdout_rows": len(holdout),
+    }
     lk.write_json(out, path)
     primary = spec.gate.primary_metric
     log.info(
         "holdout %d rows: candidate v%s %s=%.4f%s",
-        len(holdout), version, primary, candidate["metrics"][primary],
-        f", champion v{champion['version']} {primary}={champion['metrics'][primary]:.4f}" if champion else ", no champion",
+        len(holdout),
+        version,
+        primary,
+        candidate["metrics"][primary],
+        f", champion v{champion['version']} {primary}={champion['metrics'][primary]:.4f}"
+        if champion
+        else ", no champion",
     )
     return out
 
@@ -310,7 +365,12 @@ def evaluate(
 
 
 def gate(
-    spec: ModelSpec, run: RunInfo, *, evaluation: dict[str, Any], lake_root: str, tracking_uri: str | None = None
+    spec: ModelSpec,
+    run: RunInfo,
+    *,
+    evaluation: dict[str, Any],
+    lake_root: str,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Apply the spec's gate policy; write the verdict (JSON + HTML) to the lake and to
     the candidate's MLflow run, tag the version, and raise ``GateFailedError`` on a fail."""
@@ -331,10 +391,14 @@ def gate(
     mlc.log_text(mv.run_id, g.render_html(verdict), "gate/verdict.html")
     mlc.log_metric(mv.run_id, "gate_passed", 1.0 if verdict.passed else 0.0)
     registry.set_version_tags(
-        mlc, spec.name, cand.version,
-        {registry.TAG_VERDICT: "pass" if verdict.passed else "fail",
-         registry.TAG_VERDICT_SUMMARY: verdict.summary(),
-         registry.TAG_EVIDENCE: lk.uri_of(html_path)},
+        mlc,
+        spec.name,
+        cand.version,
+        {
+            registry.TAG_VERDICT: "pass" if verdict.passed else "fail",
+            registry.TAG_VERDICT_SUMMARY: verdict.summary(),
+            registry.TAG_EVIDENCE: lk.uri_of(html_path),
+        },
     )
     for rule in verdict.rules:
         log.info("gate rule %-28s %-7s %s", rule.name, rule.outcome.upper(), rule.detail)
@@ -368,7 +432,9 @@ def promote(
     """Move ``champion`` to the gated version (compare-and-set against the champion the gate
     saw) and append the move to the ledger. A rerun changes nothing and records nothing twice."""
     if not verdict.get("passed"):
-        raise RegistryError(f"refusing to promote {spec.name}: the verdict did not pass ({verdict.get('summary')})")
+        raise RegistryError(
+            f"refusing to promote {spec.name}: the verdict did not pass ({verdict.get('summary')})"
+        )
     mlc = registry.client(tracking_uri)
     version = str(verdict["version"])
     previous = registry.set_alias(
@@ -395,7 +461,15 @@ def promote(
         ledger_uri,
     )
     log.info(
-        "%s@champion: v%s -> v%s%s", spec.name, previous or "-", version,
+        "%s@champion: v%s -> v%s%s",
+        spec.name,
+        previous or "-",
+        version,
         " (already there; ledger entry kept)" if already and not recorded else "",
     )
-    return {"promoted": not already, "version": version, "previous_version": previous, "ledger_recorded": recorded}
+    return {
+        "promoted": not already,
+        "version": version,
+        "previous_version": previous,
+        "ledger_recorded": recorded,
+    }

@@ -63,10 +63,14 @@ def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> 
     try:
         estimator = estimator_class(spec)(**params)
     except TypeError as exc:
-        raise SpecError(f"model {spec.name}: estimator.params are not accepted by {spec.estimator.class_}: {exc}") from None
+        raise SpecError(
+            f"model {spec.name}: estimator.params are not accepted by {spec.estimator.class_}: {exc}"
+        ) from None
     transformers = []
     if spec.features.numeric:
-        transformers.append(("num", SimpleImputer(strategy="median", add_indicator=True), spec.features.numeric))
+        transformers.append(
+            ("num", SimpleImputer(strategy="median", add_indicator=True), spec.features.numeric)
+        )
     if spec.features.categorical:
         transformers.append(
             (
@@ -74,7 +78,10 @@ def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> 
                 Pipeline(
                     [
                         ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=0.005, sparse_output=False)),
+                        (
+                            "onehot",
+                            OneHotEncoder(handle_unknown="ignore", min_frequency=0.005, sparse_output=False),
+                        ),
                     ]
                 ),
                 spec.features.categorical,
@@ -102,7 +109,7 @@ def split(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame
         raise SpecError(f"model {spec.name}: only {len(df)} rows; training needs at least 20")
     if data.split == "time":
         ordered = df.sort_values([data.time_column, data.key_column], kind="stable")
-        cut = int(round(len(ordered) * (1 - data.holdout_fraction)))
+        cut = round(len(ordered) * (1 - data.holdout_fraction))
         train, holdout = ordered.iloc[:cut], ordered.iloc[cut:]
     else:
         in_holdout = _hash_fraction(df[data.key_column], data.split_seed) < data.holdout_fraction
@@ -134,11 +141,17 @@ def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = 
     train_df, holdout = split(df, spec)
     target = train_df[spec.data.target]
     if spec.task is Task.CLASSIFICATION and target.nunique() < 2:
-        raise SpecError(f"model {spec.name}: the training data has a single class {target.unique()!r}; need both")
+        raise SpecError(
+            f"model {spec.name}: the training data has a single class {target.unique()!r}; need both"
+        )
     pipeline = build_pipeline(spec, overrides)
     log.info(
         "training %s on %d rows (%d holdout), %d features, estimator %s",
-        spec.name, len(train_df), len(holdout), len(spec.features.all), spec.estimator.class_,
+        spec.name,
+        len(train_df),
+        len(holdout),
+        len(spec.features.all),
+        spec.estimator.class_,
     )
     started = time.perf_counter()
     pipeline.fit(train_df[spec.features.all], target)

@@ -92,16 +92,23 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 "(an absolute path or a URI such as s3://bucket/key.parquet). Leave empty for the window.",
             ),
             "reason": Param(
-                "", type="string", maxLength=500, title="Reason",
+                "",
+                type="string",
+                maxLength=500,
+                title="Reason",
                 description="Why this run: recorded on the MLflow run, the model version and the ledger.",
             ),
             "force": Param(
-                False, type="boolean", title="Force",
+                False,
+                type="boolean",
+                title="Force",
                 description="Train even if the champion was trained on identical data with the same spec.",
             ),
             "estimator_params": Param(
-                {}, type="object", title="Estimator params",
-                description="Hyper-parameter overrides, e.g. {\"max_iter\": 300}.",
+                {},
+                type="object",
+                title="Estimator params",
+                description='Hyper-parameter overrides, e.g. {"max_iter": 300}.',
             ),
         },
     ) as dag:

@@ -37,7 +37,9 @@ class MLflowHook(BaseHook):
         return {
             "hidden_fields": ["login", "password"],
             "relabeling": {"host": "MLflow server host", "schema": "Scheme (http or https)"},
-            "placeholders": {"extra": '{"tracking_uri": "sqlite:////path/mlflow.db", "ui_url": "http://localhost:5000"}'},
+            "placeholders": {
+                "extra": '{"tracking_uri": "sqlite:////path/mlflow.db", "ui_url": "http://localhost:5000"}'
+            },
         }
 
     def _resolve(self) -> tuple[str, str | None]:

@@ -111,13 +111,22 @@ class ResolveDataOperator(_ModelOperator):
         as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
         try:
             out = steps.resolve(
-                self._spec(), self._run(context), lake_root=self._lake(), as_of=as_of, batch_uri=self.batch_uri or None
+                self._spec(),
+                self._run(context),
+                lake_root=self._lake(),
+                as_of=as_of,
+                batch_uri=self.batch_uri or None,
             )
         except MlcycleError as exc:
             self._fail_on(exc)
         log.info(
             "Summary: %s uses %d batch(es), %d rows (%s), digest %s. Manifest: %s",
-            self.model, out["batches"], out["rows"], out["source"], out["digest"][:12], out["manifest_uri"],
+            self.model,
+            out["batches"],
+            out["rows"],
+            out["source"],
+            out["digest"][:12],
+            out["manifest_uri"],
         )
         return out
 
@@ -149,13 +158,21 @@ class GXValidateOperator(_ModelOperator):
         EvidenceLink.push(context, evidence_url(lake_root, result_uri))
         try:
             out = steps.validate(
-                spec, run, manifest_uri=str(self.manifest_uri), lake_root=lake_root, contracts_dir=self.contracts_dir
+                spec,
+                run,
+                manifest_uri=str(self.manifest_uri),
+                lake_root=lake_root,
+                contracts_dir=self.contracts_dir,
             )
         except MlcycleError as exc:
             self._fail_on(exc)
         log.info(
             "Summary: %d batch(es), %d rows passed all %d expectations of contract %r. Result: %s",
-            out["batches"], out["rows"], out["expectations"], out["contract"], out["result_uri"],
+            out["batches"],
+            out["rows"],
+            out["expectations"],
+            out["contract"],
+            out["result_uri"],
         )
         return out
 
@@ -172,7 +189,12 @@ class TrainModelOperator(_ModelOperator):
     ui_color = "#e6f4ea"
 
     def __init__(
-        self, *, manifest_uri: str, overrides: dict[str, Any] | None = None, force: bool | str = False, **kwargs: Any
+        self,
+        *,
+        manifest_uri: str,
+        overrides: dict[str, Any] | None = None,
+        force: bool | str = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
@@ -187,9 +209,13 @@ class TrainModelOperator(_ModelOperator):
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
         try:
             out = steps.train(
-                self._spec(), self._run(context),
-                manifest_uri=str(self.manifest_uri), lake_root=self._lake(), tracking_uri=hook.tracking_uri,
-                overrides=self.overrides or None, force=force,
+                self._spec(),
+                self._run(context),
+                manifest_uri=str(self.manifest_uri),
+                lake_root=self._lake(),
+                tracking_uri=hook.tracking_uri,
+                overrides=self.overrides or None,
+                force=force,
             )
         except MlcycleError as exc:
             self._fail_on(exc)
@@ -201,8 +227,11 @@ class TrainModelOperator(_ModelOperator):
         MLflowModelVersionLink.push(context, f"{ui}/#/models/{self.model}/versions/{out['version']}")
         log.info(
             "Summary: %s v%s %s (alias challenger). Holdout metrics: %s. MLflow run: %s",
-            self.model, out["version"], "registered" if out["created"] else "already registered by this run",
-            out.get("holdout_metrics", "see MLflow"), out["mlflow_run_id"],
+            self.model,
+            out["version"],
+            "registered" if out["created"] else "already registered by this run",
+            out.get("holdout_metrics", "see MLflow"),
+            out["mlflow_run_id"],
         )
         return out
 
@@ -223,15 +252,20 @@ class EvaluateModelOperator(_ModelOperator):
 
         try:
             out = steps.evaluate(
-                self._spec(), self._run(context), version=str(self.version), holdout_uri=str(self.holdout_uri),
-                lake_root=self._lake(), tracking_uri=self._hook().tracking_uri,
+                self._spec(),
+                self._run(context),
+                version=str(self.version),
+                holdout_uri=str(self.holdout_uri),
+                lake_root=self._lake(),
+                tracking_uri=self._hook().tracking_uri,
             )
         except MlcycleError as exc:
             self._fail_on(exc)
         champ = out["champion"]
         log.info(
             "Summary: candidate v%s evaluated on %d holdout rows%s.",
-            out["candidate"]["version"], out["holdout_rows"],
+            out["candidate"]["version"],
+            out["holdout_rows"],
             f" beside champion v{champ['version']}" if champ else " (no champion yet: bootstrap)",
         )
         return out
@@ -259,7 +293,9 @@ class GateOperator(_ModelOperator):
         EvidenceLink.push(context, evidence_url(lake_root, report))
         MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{version}")
         try:
-            out = steps.gate(spec, run, evaluation=self.evaluation, lake_root=lake_root, tracking_uri=hook.tracking_uri)
+            out = steps.gate(
+                spec, run, evaluation=self.evaluation, lake_root=lake_root, tracking_uri=hook.tracking_uri
+            )
         except MlcycleError as exc:
             self._fail_on(exc)
         log.info("Summary: %s. Verdict: %s", out["summary"], out["report_uri"])
@@ -283,17 +319,25 @@ class PromoteModelOperator(_ModelOperator):
         from mlcycle.errors import MlcycleError
 
         hook = self._hook()
-        MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{self.verdict['version']}")
+        MLflowModelVersionLink.push(
+            context, f"{hook.ui_url}/#/models/{self.model}/versions/{self.verdict['version']}"
+        )
         try:
             out = steps.promote(
-                self._spec(), self._run(context), verdict=self.verdict,
-                tracking_uri=hook.tracking_uri, ledger_uri=self.ledger_uri,
+                self._spec(),
+                self._run(context),
+                verdict=self.verdict,
+                tracking_uri=hook.tracking_uri,
+                ledger_uri=self.ledger_uri,
             )
         except MlcycleError as exc:
             self._fail_on(exc)
         log.info(
             "Summary: %s@champion %s v%s (was v%s); ledger %s.",
-            self.model, "moved to" if out["promoted"] else "already at", out["version"],
-            out["previous_version"] or "-", "appended" if out["ledger_recorded"] else "already had this move",
+            self.model,
+            "moved to" if out["promoted"] else "already at",
+            out["version"],
+            out["previous_version"] or "-",
+            "appended" if out["ledger_recorded"] else "already had this move",
         )
         return out

@@ -7,6 +7,8 @@ from the data lake, so the links on task instances open something a person can r
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
 
 from mlcycle_airflow.links import ALL_LINKS
@@ -22,8 +24,10 @@ from mlcycle_airflow.webapp import create_app
 class MlcyclePlugin(AirflowPlugin):
     name = "mlcycle"
     operator_extra_links = ALL_LINKS
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/mlcycle", "name": "mlcycle"}]
-    external_views = [
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": create_app(), "url_prefix": "/mlcycle", "name": "mlcycle"}
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
         {
             "name": "Promotion ledger",
             "href": "/mlcycle/ledger",

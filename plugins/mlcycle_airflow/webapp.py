@@ -35,7 +35,17 @@ def _ledger_rows(model: str | None) -> list[dict[str, Any]]:
 
 def render_ledger(rows: list[dict[str, Any]], model: str | None) -> str:
     esc = html.escape
-    cols = ["created_at", "model", "alias", "previous_version", "new_version", "action", "actor", "reason", "verdict"]
+    cols = [
+        "created_at",
+        "model",
+        "alias",
+        "previous_version",
+        "new_version",
+        "action",
+        "actor",
+        "reason",
+        "verdict",
+    ]
     body = "\n".join(
         "<tr>"
         + "".join(f"<td>{esc(str(r.get(c) if r.get(c) is not None else '-'))}</td>" for c in cols)
@@ -53,7 +63,7 @@ def render_ledger(rows: list[dict[str, Any]], model: str | None) -> str:
 <style>body{{font-family:system-ui,sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:top}}th{{background:#f6f8fa}}</style>
 </head><body><h1>{title}</h1><p>Every move of a model alias (promotion, bootstrap, rollback), newest first.
-<a href="/mlcycle/ledger.json{'?model=' + esc(model) if model else ''}">JSON</a></p>
+<a href="/mlcycle/ledger.json{"?model=" + esc(model) if model else ""}">JSON</a></p>
 <table><tr>{head}</tr>{body or '<tr><td colspan="10">no moves yet</td></tr>'}</table></body></html>"""
 
 

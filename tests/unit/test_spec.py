@@ -90,7 +90,12 @@ def _drop(path: str):
 
 # (case id, change to the valid churn spec, key the message must name, words of the reason)
 BAD_SPECS = [
-    ("unknown_threshold_metric", _set("gate.thresholds.bogus", {"min": 0.5}), "gate.thresholds.bogus", "unknown metric"),
+    (
+        "unknown_threshold_metric",
+        _set("gate.thresholds.bogus", {"min": 0.5}),
+        "gate.thresholds.bogus",
+        "unknown metric",
+    ),
     ("missing_target", _drop("data.target"), "data.target", "required key is missing"),
     ("unknown_top_level_key", _set("colour", "red"), "colour", "unknown key"),
     ("unknown_nested_key", _set("data.windw", 3), "data.windw", "unknown key"),
@@ -100,7 +105,7 @@ BAD_SPECS = [
         "regression_metric_on_classification",
         _set("gate.thresholds.rmse", {"max": 1.0}),
         "gate.thresholds.rmse",
-        "do not apply to classification",
+        "does not apply to classification",
     ),
     (
         "estimator_outside_sklearn",
@@ -108,8 +113,18 @@ BAD_SPECS = [
         "estimator.class",
         "not a scikit-learn estimator path",
     ),
-    ("estimator_arbitrary_callable", _set("estimator.class", "os.system"), "estimator.class", "not a scikit-learn"),
-    ("min_above_max", _set("gate.thresholds.roc_auc", {"min": 0.9, "max": 0.5}), "gate.thresholds.roc_auc", "above max"),
+    (
+        "estimator_arbitrary_callable",
+        _set("estimator.class", "os.system"),
+        "estimator.class",
+        "not a scikit-learn",
+    ),
+    (
+        "min_above_max",
+        _set("gate.thresholds.roc_auc", {"min": 0.9, "max": 0.5}),
+        "gate.thresholds.roc_auc",
+        "above max",
+    ),
     ("empty_bound", _set("gate.thresholds.roc_auc", {}), "gate.thresholds.roc_auc", "give min, max or both"),
     (
         "negative_max_regression",
@@ -118,13 +133,25 @@ BAD_SPECS = [
         "non-negative",
     ),
     ("bad_split", _set("data.split", "random"), "data.split", "'time' or 'hash'"),
-    ("holdout_fraction_too_big", _set("data.holdout_fraction", 0.95), "data.holdout_fraction", "less than 0.9"),
+    (
+        "holdout_fraction_too_big",
+        _set("data.holdout_fraction", 0.95),
+        "data.holdout_fraction",
+        "less than 0.9",
+    ),
     ("no_features", _set("features", {"numeric": [], "categorical": []}), "features", "at least one feature"),
-    ("feature_in_both_lists", _set("features.categorical", ["age", "region"]), "features", "both numeric and categorical"),
+    (
+        "feature_in_both_lists",
+        _set("features.categorical", ["age", "region"]),
+        "features",
+        "both numeric and categorical",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "key", "reason"), [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("change", "key", "reason"), [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS]
+)
 def test_bad_spec_names_file_and_key(tmp_path, change, key, reason):
     """Each mistake raises SpecError naming the spec file, the dotted key and the reason."""
     raw = churn_raw()
@@ -141,7 +168,9 @@ def test_bad_spec_names_file_and_key(tmp_path, change, key, reason):
 def test_name_must_match_file_name(tmp_path):
     """A spec whose ``name`` differs from its file name is refused, naming both."""
     path = write_spec(tmp_path, churn_raw(), name="other")
-    with pytest.raises(SpecError, match=r"other\.yaml:\n  name: is 'churn' but the file is other\.yaml") as err:
+    with pytest.raises(
+        SpecError, match=r"other\.yaml:\n  name: is 'churn' but the file is other\.yaml"
+    ) as err:
         load_spec(path)
     assert str(path) in str(err.value)
 
@@ -158,7 +187,11 @@ def test_invalid_model_name(tmp_path):
 @pytest.mark.parametrize(
     ("estimator", "task", "words"),
     [
-        ("sklearn.ensemble.RandomForestRegressor", "classification", "is a regressor but task is classification"),
+        (
+            "sklearn.ensemble.RandomForestRegressor",
+            "classification",
+            "is a regressor but task is classification",
+        ),
         ("sklearn.ensemble.RandomForestClassifier", "regression", "is a classifier but task is regression"),
     ],
 )
@@ -179,7 +212,7 @@ def test_feature_may_not_be_the_target(tmp_path):
     """Listing the target as a feature (label leakage) is refused."""
     raw = churn_raw()
     raw["features"]["numeric"].append("churned")
-    with pytest.raises(SpecError, match=r"features \['churned'\] are also the key, time or target column"):
+    with pytest.raises(SpecError, match=r"features: \['churned'\] are also the key, time or target column"):
         load_spec(write_spec(tmp_path, raw))
 
 
@@ -189,6 +222,21 @@ def test_valid_schedules_accepted(tmp_path, schedule):
     raw = churn_raw()
     raw["schedule"] = schedule
     assert load_spec(write_spec(tmp_path, raw)).schedule == schedule
+
+
+@pytest.mark.parametrize("schedule", ["every night at two am", "61 2 * * *", "0 25 * * *"])
+def test_five_fields_that_are_not_cron_are_refused(tmp_path, schedule):
+    """Five words, or out-of-range numbers, are not a cron expression: refuse them at spec load.
+
+    Otherwise the spec loads and the mistake only surfaces when Airflow validates the
+    DAG's timetable ("... is not acceptable"), far from the spec file and key.
+    """
+    raw = churn_raw()
+    raw["schedule"] = schedule
+    path = write_spec(tmp_path, raw)
+    with pytest.raises(SpecError, match=r"schedule: .* is not a cron expression") as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
 
 
 def test_metric_direction_is_known_per_metric():
@@ -210,7 +258,9 @@ def test_invalid_yaml_names_file(tmp_path):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("", "NoneType")])
+@pytest.mark.parametrize(
+    ("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("", "NoneType")]
+)
 def test_non_mapping_yaml_names_file(tmp_path, text, kind):
     """A file that is YAML but not a mapping is refused with the type it holds."""
     path = tmp_path / "churn.yaml"
@@ -230,7 +280,7 @@ def test_parse_spec_accepts_a_dict_directly(tmp_path):
     """parse_spec validates an in-memory mapping against the path it claims to come from."""
     spec = parse_spec(churn_raw(), tmp_path / "churn.yaml")
     assert spec.name == "churn"
-    with pytest.raises(SpecError, match="the file is x.yaml"):
+    with pytest.raises(SpecError, match=r"the file is x\.yaml"):
         parse_spec(churn_raw(), tmp_path / "x.yaml")
 
 

@@ -1,0 +1,171 @@
+"""DAG integrity: every DAG imports, follows the conventions, and parses cheaply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO
+
+HEAVY = ("pandas", "sklearn", "mlflow", "great_expectations", "scipy")
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def _specs():
+    from mlcycle.spec import load_specs
+
+    return load_specs(REPO / "include" / "models")
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_one_train_dag_per_spec(dagbag):
+    expected = {f"train_{s.name}" for s in _specs()}
+    assert expected <= set(dagbag.dags), f"missing {expected - set(dagbag.dags)}"
+    assert len(expected) >= 2
+
+
+@pytest.mark.parametrize("dag_id", [f"train_{n}" for n in ("churn", "demand")])
+def test_conventions(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.doc_md and len(dag.doc_md) > 200
+    assert "mlcycle" in dag.tags and "train" in dag.tags
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.schedule is not None
+    for task in dag.tasks:
+        assert task.owner and task.owner != "airflow", f"{task.task_id} has no owner"
+        expected_retries = 0 if task.task_id == "gate" else 2
+        assert task.retries == expected_retries, f"{task.task_id} retries {task.retries}"
+
+
+@pytest.mark.parametrize("spec_name", ["churn", "demand"])
+def test_schedule_is_the_specs(dagbag, spec_name):
+    from mlcycle.spec import get_spec
+
+    spec = get_spec(spec_name, REPO / "include" / "models")
+    dag = dagbag.dags[f"train_{spec_name}"]
+    assert dag.timetable.expression == spec.schedule
+
+
+def test_task_order(dagbag):
+    dag = dagbag.dags["train_churn"]
+    order = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote"]
+    for upstream, downstream in itertools.pairwise(order):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+
+
+def test_params_schemas_are_valid_json_schema(dagbag):
+    import jsonschema
+
+    for dag_id in ("train_churn", "train_demand"):
+        params = dagbag.dags[dag_id].params
+        assert {"batch_uri", "reason", "force", "estimator_params"} <= set(params.keys())
+        for name in params:
+            schema = params.get_param(name).schema
+            jsonschema.Draft7Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize(
+    ("conf", "error"),
+    [
+        ({"batch_uri": "not a uri"}, "does not match"),
+        ({"batch_uri": "/data/batch.csv"}, "does not match"),
+        ({"reason": "x" * 501}, "too long"),
+        ({"force": "yes"}, "is not of type 'boolean'"),
+        ({"estimator_params": [1, 2]}, "is not of type 'object'"),
+    ],
+)
+def test_bad_params_are_refused(dagbag, conf, error):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    ((key, value),) = conf.items()
+    param = dagbag.dags["train_churn"].params.get_param(key)
+    with pytest.raises(ParamValidationError, match=error):
+        param.resolve(value)
+
+
+@pytest.mark.parametrize("uri", [None, "/lake/churn/incoming/2026-01-01.parquet", "s3://bucket/x/y.parquet"])
+def test_good_batch_uris_are_accepted(dagbag, uri):
+    param = dagbag.dags["train_churn"].params.get_param("batch_uri")
+    assert param.resolve(uri) == uri
+
+
+def test_no_heavy_imports_when_parsing():
+    """After loading the DagBag in a fresh interpreter, no ML library is imported."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder={str(REPO / "dags")!r})
+        print(json.dumps({{"errors": list(bag.import_errors), "dags": len(bag.dags),
+                          "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), check=False
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == []
+    assert result["dags"] >= 2
+    assert result["heavy"] == []
+
+
+def test_a_bad_spec_is_an_import_error_naming_file_and_key(tmp_path):
+    """A broken spec shows up as a DAG import error that names the file and the key."""
+    specs = tmp_path / "models"
+    specs.mkdir()
+    shutil.copy(REPO / "include" / "models" / "churn.yaml", specs / "churn.yaml")
+    text = (specs / "churn.yaml").read_text().replace("primary_metric: roc_auc", "primary_metric: auc_typo")
+    (specs / "churn.yaml").write_text(text)
+    code = textwrap.dedent(
+        f"""
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder={str(REPO / "dags")!r})
+        print(json.dumps(list(bag.import_errors.values())))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLCYCLE_SPECS_DIR": str(specs)},
+        check=False,
+    )
+    errors = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(errors) == 1
+    assert str(specs / "churn.yaml") in errors[0]
+    assert "gate" in errors[0] and "auc_typo" in errors[0]
+
+
+def test_dag_files_import_only_the_sdk_stdlib_and_plugins():
+    allowed = ("airflow.sdk", "mlcycle_airflow", "__future__", "datetime", "pathlib", "os")
+    for path in (REPO / "dags").glob("*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("import ", "from ")):
+                module = line.split()[1]
+                assert module.startswith(allowed), f"{path.name}: {line}"
+
+
+def test_start_date_is_fixed_and_in_the_past(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.start_date is not None
+        assert dag.start_date < dt.datetime.now(dt.UTC)

@@ -1,0 +1,327 @@
+"""The promotion gate: a pure function from measurements and policy to a verdict."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mlcycle.gate import Measurement, Outcome, Verdict, decide, render_html
+from mlcycle.spec import GateSpec
+
+
+def policy(**fields: Any) -> GateSpec:
+    fields.setdefault("primary_metric", "roc_auc")
+    return GateSpec.model_validate(fields)
+
+
+def rule(verdict: Verdict, name: str):
+    found = [r for r in verdict.rules if r.name == name]
+    assert len(found) == 1, f"expected one rule {name!r}, have {[r.name for r in verdict.rules]}"
+    return found[0]
+
+
+def measure(version: str | None, **metrics: float) -> Measurement:
+    return Measurement(version=version, metrics=dict(metrics))
+
+
+# --- comparisons against the champion -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "candidate", "champion", "allowed", "passed"),
+    [
+        # higher is better: a drop of exactly the allowed amount passes, a hair more fails
+        ("roc_auc", 0.79, 0.80, 0.01, True),
+        ("roc_auc", 0.7899, 0.80, 0.01, False),
+        ("roc_auc", 0.85, 0.80, 0.01, True),
+        ("roc_auc", 0.80, 0.80, 0.0, True),
+        # lower is better: a rise is the regression
+        ("log_loss", 0.42, 0.40, 0.02, True),
+        ("log_loss", 0.4201, 0.40, 0.02, False),
+        ("log_loss", 0.30, 0.40, 0.0, True),
+        ("rmse", 10.3, 10.0, 0.3, True),
+        ("rmse", 10.31, 10.0, 0.3, False),
+        ("rmse", 9.0, 10.0, 0.0, True),
+    ],
+)
+def test_max_regression_both_directions(metric, candidate, champion, allowed, passed):
+    """max_regression allows at most ``allowed`` worsening, in the metric's own direction."""
+    p = policy(primary_metric=metric, max_regression={metric: allowed})
+    v = decide("m", p, measure("2", **{metric: candidate}), measure("1", **{metric: champion}))
+    r = rule(v, f"regression:{metric}")
+    assert r.outcome is (Outcome.PASS if passed else Outcome.FAIL)
+    assert v.passed is passed
+    assert v.bootstrap is False
+    # observed is the signed gain: positive means the candidate is better
+    sign = 1 if metric == "roc_auc" else -1
+    assert r.observed == pytest.approx(sign * (candidate - champion))
+    assert r.limit == allowed
+
+
+@pytest.mark.parametrize(
+    ("metric", "candidate", "champion", "required", "passed"),
+    [
+        ("roc_auc", 0.81, 0.80, 0.01, True),
+        ("roc_auc", 0.8099, 0.80, 0.01, False),
+        ("roc_auc", 0.79, 0.80, 0.0, False),
+        ("log_loss", 0.39, 0.40, 0.01, True),
+        ("log_loss", 0.3901, 0.40, 0.01, False),
+        ("log_loss", 0.41, 0.40, 0.0, False),
+        ("rmse", 9.5, 10.0, 0.5, True),
+        ("rmse", 10.0, 10.0, 0.0, True),
+        ("rmse", 10.5, 10.0, 0.0, False),
+    ],
+)
+def test_min_improvement_both_directions(metric, candidate, champion, required, passed):
+    """min_improvement needs a gain of at least ``required``; exactly that amount passes."""
+    p = policy(primary_metric=metric, min_improvement={metric: required})
+    v = decide("m", p, measure("2", **{metric: candidate}), measure("1", **{metric: champion}))
+    assert rule(v, f"improvement:{metric}").outcome is (Outcome.PASS if passed else Outcome.FAIL)
+    assert v.passed is passed
+
+
+def test_identical_models_are_not_a_change():
+    """Float noise between equal scores is read as zero gain, so 'no improvement' with 0 required passes."""
+    p = policy(min_improvement={"roc_auc": 0.0}, max_regression={"log_loss": 0.0}, primary_metric="roc_auc")
+    cand = measure("2", roc_auc=0.1 + 0.2, log_loss=0.3)
+    champ = measure("1", roc_auc=0.3, log_loss=0.1 + 0.2)
+    v = decide("m", p, cand, champ)
+    assert v.passed
+    assert rule(v, "improvement:roc_auc").observed == 0.0
+    assert rule(v, "regression:log_loss").observed == 0.0
+
+
+# --- absolute thresholds --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bound", "value", "passed"),
+    [
+        ({"min": 0.7}, 0.7, True),
+        ({"min": 0.7}, 0.6999, False),
+        ({"max": 0.6}, 0.6, True),
+        ({"max": 0.6}, 0.6001, False),
+        ({"min": 0.5, "max": 0.9}, 0.95, False),
+        ({"min": 0.5, "max": 0.9}, 0.45, False),
+        ({"min": 0.5, "max": 0.9}, 0.7, True),
+    ],
+)
+def test_thresholds_are_inclusive(bound, value, passed):
+    """Absolute thresholds include their bounds."""
+    v = decide("m", policy(thresholds={"roc_auc": bound}), measure("1", roc_auc=value), None)
+    r = rule(v, "threshold:roc_auc")
+    assert r.outcome is (Outcome.PASS if passed else Outcome.FAIL)
+    assert ("meets" if passed else "misses") in r.detail
+    assert v.passed is passed
+
+
+# --- bootstrap (first version) --------------------------------------------------------------------
+
+FULL_POLICY = {
+    "primary_metric": "roc_auc",
+    "thresholds": {"roc_auc": {"min": 0.7}, "log_loss": {"max": 0.6}},
+    "max_regression": {"roc_auc": 0.01, "log_loss": 0.02},
+    "min_improvement": {"roc_auc": 0.0},
+    "min_confidence": 0.3,
+    "budgets": {"latency_ms_per_1k_rows": 200, "model_size_mb": 25},
+}
+
+
+@pytest.mark.parametrize(
+    ("auc", "latency", "passed"), [(0.8, 50.0, True), (0.65, 50.0, False), (0.8, 500.0, False)]
+)
+def test_bootstrap_skips_comparisons(auc, latency, passed):
+    """Without a champion the comparison rules are SKIPPED and only thresholds and budgets decide."""
+    cand = Measurement(
+        "1", {"roc_auc": auc, "log_loss": 0.4}, latency_ms_per_1k_rows=latency, model_size_mb=1.0
+    )
+    v = decide("churn", policy(**FULL_POLICY), cand, None)
+    assert v.bootstrap is True
+    assert v.champion_version is None
+    assert v.champion_metrics is None
+    skipped = {r.name for r in v.rules if r.outcome is Outcome.SKIPPED}
+    assert skipped == {
+        "regression:roc_auc",
+        "regression:log_loss",
+        "improvement:roc_auc",
+        "confidence:roc_auc",
+    }
+    decided = {r.name for r in v.rules if r.outcome is not Outcome.SKIPPED}
+    assert decided == {
+        "threshold:roc_auc",
+        "threshold:log_loss",
+        "budget:latency_ms_per_1k_rows",
+        "budget:model_size_mb",
+    }
+    assert v.passed is passed
+    if passed:
+        assert v.summary() == "PASS: v1 passed 4 rules, bootstrap (no champion yet)"
+
+
+# --- missing and NaN measurements -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), None])
+def test_unmeasured_candidate_metric_fails(value):
+    """A NaN or absent metric never passes a threshold: it fails with 'not measured'."""
+    metrics = {} if value is None else {"roc_auc": value}
+    v = decide("m", policy(thresholds={"roc_auc": {"min": 0.7}}), Measurement("1", metrics), None)
+    r = rule(v, "threshold:roc_auc")
+    assert r.outcome is Outcome.FAIL
+    assert r.detail == "roc_auc was not measured on the candidate"
+    assert not v.passed
+    assert "roc_auc was not measured on the candidate" in v.summary()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "where"),
+    [(float("nan"), 0.8, "candidate"), (0.8, float("nan"), "champion (same holdout)")],
+)
+def test_nan_in_comparison_fails(candidate, champion, where):
+    """A comparison with a NaN on either side fails and says which side was not measured."""
+    p = policy(max_regression={"roc_auc": 0.01})
+    v = decide("m", p, measure("2", roc_auc=candidate), measure("1", roc_auc=champion))
+    r = rule(v, "regression:roc_auc")
+    assert r.outcome is Outcome.FAIL
+    assert r.detail == f"roc_auc was not measured on the {where}"
+
+
+# --- budgets --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("latency", "size", "failed"),
+    [
+        (150.0, 20.0, set()),
+        (200.0, 25.0, set()),  # exactly at the budget is within
+        (200.1, 20.0, {"budget:latency_ms_per_1k_rows"}),
+        (150.0, 30.0, {"budget:model_size_mb"}),
+        (None, 20.0, {"budget:latency_ms_per_1k_rows"}),
+    ],
+)
+def test_budgets(latency, size, failed):
+    """Latency and size are checked against their budgets; an unmeasured one fails."""
+    p = policy(budgets={"latency_ms_per_1k_rows": 200, "model_size_mb": 25})
+    v = decide("m", p, Measurement("1", {}, latency_ms_per_1k_rows=latency, model_size_mb=size), None)
+    assert {r.name for r in v.failed_rules} == failed
+    assert v.passed is (not failed)
+    for r in v.failed_rules:
+        assert ("over the budget" in r.detail) or ("not measured" in r.detail)
+
+
+def test_no_budget_no_rule():
+    """A budget the policy does not set produces no rule."""
+    v = decide("m", policy(), Measurement("1", {}, latency_ms_per_1k_rows=1e9), None)
+    assert v.rules == []
+    assert v.passed
+
+
+# --- paired bootstrap confidence ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prob", "outcome"),
+    [(0.5, Outcome.PASS), (0.3, Outcome.PASS), (0.29, Outcome.FAIL), (0.0, Outcome.FAIL)],
+)
+def test_min_confidence(prob, outcome):
+    """The share of resamples where the candidate is not worse must reach min_confidence."""
+    p = policy(min_confidence=0.3)
+    v = decide("m", p, measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), {"prob_not_worse": prob})
+    r = rule(v, "confidence:roc_auc")
+    assert r.outcome is outcome
+    assert r.observed == prob
+    assert f"in {prob:.0%} of bootstrap resamples" in r.detail
+
+
+@pytest.mark.parametrize("confidence", [None, {}, {"prob_not_worse": float("nan")}])
+def test_min_confidence_without_bootstrap_fails(confidence):
+    """With a champion, a missing bootstrap result fails the confidence rule instead of passing it."""
+    v = decide(
+        "m", policy(min_confidence=0.3), measure("2", roc_auc=0.9), measure("1", roc_auc=0.8), confidence
+    )
+    r = rule(v, "confidence:roc_auc")
+    assert r.outcome is Outcome.FAIL
+    assert r.detail == "roc_auc was not measured on the paired bootstrap"
+
+
+# --- the verdict as an artifact -------------------------------------------------------------------
+
+
+def full_verdict(passed: bool) -> Verdict:
+    cand = Measurement(
+        "7",
+        {"roc_auc": 0.81 if passed else 0.60, "log_loss": 0.41},
+        latency_ms_per_1k_rows=12.5,
+        model_size_mb=3.25,
+    )
+    champ = Measurement("6", {"roc_auc": 0.80, "log_loss": 0.42})
+    conf = {"prob_not_worse": 0.9 if passed else 0.01, "gain_p05": -0.01, "gain_p95": 0.02, "resamples": 200}
+    v = decide("churn", policy(**FULL_POLICY), cand, champ, conf)
+    v.evidence = {"verdict_json": "/lake/churn/runs/r/verdict.json"}
+    return v
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_verdict_round_trip_through_json(passed):
+    """to_dict → JSON → from_dict rebuilds an equal Verdict (rules keep their Outcome enum)."""
+    v = full_verdict(passed)
+    data = json.loads(json.dumps(v.to_dict()))
+    assert data["summary"] == v.summary()
+    back = Verdict.from_dict(data)
+    assert back == v
+    assert all(isinstance(r.outcome, Outcome) for r in back.rules)
+    assert back.passed is passed
+
+
+def test_summary_names_failed_rules_only():
+    """A failing summary counts and describes each failed rule and none of the passing ones."""
+    v = full_verdict(passed=False)
+    failed = {r.name for r in v.failed_rules}
+    assert failed == {"threshold:roc_auc", "regression:roc_auc", "improvement:roc_auc", "confidence:roc_auc"}
+    text = v.summary()
+    assert text.startswith("FAIL: v7 failed 4 rule(s): ")
+    for r in v.rules:
+        if r.outcome is Outcome.FAIL:
+            assert r.detail in text
+        else:
+            assert r.detail not in text
+
+
+def test_summary_of_a_pass_against_a_champion():
+    """A passing summary names the champion it was compared with."""
+    v = full_verdict(passed=True)
+    assert v.passed
+    assert v.summary() == f"PASS: v7 passed {len(v.rules)} rules, vs champion v6"
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_render_html(passed):
+    """The HTML report lists every rule with its outcome and heads with PASSED/FAILED."""
+    v = full_verdict(passed)
+    page = render_html(v)
+    assert page.startswith("<!doctype html>")
+    head = "PASSED" if passed else "FAILED"
+    assert f"<title>Gate churn v7: {head}</title>" in page
+    assert ("FAILED" if passed else "PASSED") not in page
+    for r in v.rules:
+        assert f"<td>{r.name}</td>" in page
+    assert page.count(">PASS<") == sum(r.outcome is Outcome.PASS for r in v.rules)
+    assert page.count(">FAIL<") == len(v.failed_rules)
+    assert "champion version <b>6</b>" in page
+    assert "/lake/churn/runs/r/verdict.json" in page
+
+
+def test_render_html_bootstrap_and_escaping():
+    """Bootstrap verdicts say so and show SKIPPED rules; text from outside is HTML-escaped."""
+    cand = Measurement("1", {"roc_auc": 0.8, "log_loss": 0.4}, latency_ms_per_1k_rows=1.0, model_size_mb=1.0)
+    v = decide("churn", policy(**FULL_POLICY), cand, None)
+    v.evidence = {"note": "<script>alert(1)</script>"}
+    page = render_html(v)
+    assert "no champion yet (bootstrap: absolute rules only)" in page
+    assert page.count(">SKIPPED<") == 4
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    for r in v.rules:
+        assert f"<td>{r.name}</td>" in page
