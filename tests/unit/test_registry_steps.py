@@ -98,7 +98,14 @@ def dummy_versions(mlc, model: str, count: int) -> list[str]:
     experiment = registry.ensure_experiment(mlc, model)
     run = mlc.create_run(experiment)
     return [
-        registry.register_version(mlc, model, "test", f"{settings.artifact_root()}/v{i}", run.info.run_id, {})
+        registry.register_version(
+            mlc,
+            model=model,
+            description="test",
+            source=f"{settings.artifact_root()}/v{i}",
+            mlflow_run_id=run.info.run_id,
+            tags={},
+        )
         for i in range(count)
     ]
 
