@@ -202,13 +202,22 @@ def resolve_training_data(
     window_days: int,
     as_of: dt.date,
     batch_uri: str | None = None,
+    latest_only: bool = False,
 ) -> Manifest:
     """The files a training run uses: ``batch_uri`` if given, else the window's batches.
 
+    With ``latest_only`` (scoring), the newest batch that is not in quarantine.
     The window is the ``window_days`` days ending at ``as_of`` (inclusive). Batches
     already in quarantine are left out, with a warning, so one bad day does not block
     every nightly run after it.
     """
+    if not batch_uri and latest_only:
+        found = [p for _, p in lake.batches() if p.name not in lake.quarantined_names()]
+        if not found:
+            raise DataNotFoundError(
+                f"no batch for model {lake.model!r} in {lake.incoming}; land one there or trigger with a batch_uri"
+            )
+        batch_uri = uri_of(found[-1])
     if batch_uri:
         path = as_path(batch_uri)
         if not path.exists():

@@ -52,11 +52,21 @@ def _run_dir(spec: ModelSpec, lake_root: str, run: RunInfo) -> lk.LakePath:
 
 
 def resolve(
-    spec: ModelSpec, run: RunInfo, *, lake_root: str, as_of: dt.date, batch_uri: str | None = None
+    spec: ModelSpec,
+    run: RunInfo,
+    *,
+    lake_root: str,
+    as_of: dt.date,
+    batch_uri: str | None = None,
+    latest_only: bool = False,
 ) -> dict[str, Any]:
     lake = lk.Lake(lake_root, spec.name)
     manifest = lk.resolve_training_data(
-        lake, window_days=spec.data.training_window_days, as_of=as_of, batch_uri=batch_uri
+        lake,
+        window_days=spec.data.training_window_days,
+        as_of=as_of,
+        batch_uri=batch_uri,
+        latest_only=latest_only,
     )
     path = lake.run_dir(run.key) / "manifest.json"
     lk.write_json(manifest.to_dict(), path)
@@ -70,6 +80,7 @@ def resolve(
     )
     return {
         "manifest_uri": lk.uri_of(path),
+        "batch_uri": manifest.batches[-1],
         "batches": len(manifest.batches),
         "rows": manifest.rows,
         "digest": manifest.digest,

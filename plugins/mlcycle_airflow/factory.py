@@ -10,15 +10,19 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param
 
 from mlcycle.spec import ModelSpec, load_specs
 from mlcycle_airflow.operators import (
+    ChooseModelOperator,
     EvaluateModelOperator,
+    FinalizeScoringOperator,
     GateOperator,
     GXValidateOperator,
+    PlanPartitionsOperator,
     PromoteModelOperator,
     ResolveDataOperator,
+    ScorePartitionOperator,
     TrainModelOperator,
 )
 
@@ -135,6 +139,111 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
     return dag
 
 
+def incoming_asset(spec: ModelSpec) -> Asset:
+    """The asset whose events mean "a new batch of <model> landed" (extra: ``batch_uri``)."""
+    return Asset(uri=f"mlcycle://{spec.name}/incoming", name=f"{spec.name}_incoming")
+
+
+def _score_doc(spec: ModelSpec) -> str:
+    return f"""# Score `{spec.name}`
+
+Scores a batch with `models:/{spec.name}@champion` (or the alias or version given) and writes the
+predictions to `<lake>/{spec.name}/predictions/<batch file name>` (key, prediction,
+{"class probabilities, " if spec.task == "classification" else ""}model name, version, alias, run id).
+A rerun replaces its own output atomically.
+
+**Steps**: resolve the batch (`batch_uri`, else the `batch_uri` in the extra of the triggering
+`{spec.name}_incoming` asset event, else the newest batch in the lake) → validate it against the contract
+(a failing batch is quarantined, not scored) → choose the model → cut the batch into partitions →
+score each partition by chunks (mapped tasks, so workers share the load; the challenger scores the same rows in
+shadow) → merge, summarise the shadow comparison (agreement, score shift, rows that flip), log to MLflow,
+write the report (**Evidence** link).
+
+Runs when an event of the asset `mlcycle://{spec.name}/incoming` arrives, e.g.
+`POST /api/v2/assets/events {{"asset_id": <id>, "extra": {{"batch_uri": "..."}}}}`, or on demand.
+"""
+
+
+def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    common = {"model": spec.name, "specs_dir": specs_path}
+    with DAG(
+        dag_id=f"score_{spec.name}",
+        description=f"Score new {spec.name} batches with the champion (challenger in shadow)",
+        doc_md=_score_doc(spec),
+        schedule=incoming_asset(spec),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlcycle", "score", *spec.tags],
+        default_args={"owner": spec.owner, "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+        render_template_as_native_obj=True,
+        params={
+            "batch_uri": Param(
+                None,
+                type=["null", "string"],
+                pattern=URI_PATTERN,
+                title="Batch URI",
+                description="The Parquet batch to score. Empty: the asset event's batch_uri, else the newest batch.",
+            ),
+            "alias": Param(
+                "champion",
+                type="string",
+                enum=["champion", "challenger"],
+                title="Model alias",
+                description="Which alias to score with (ignored when a version is given).",
+            ),
+            "version": Param(
+                None,
+                type=["null", "integer"],
+                minimum=1,
+                title="Model version",
+                description="Pin a registered version instead of an alias.",
+            ),
+            "rows_per_partition": Param(250_000, type="integer", minimum=1000, title="Rows per partition"),
+            "chunk_rows": Param(
+                50_000, type="integer", minimum=100, maximum=1_000_000, title="Rows per chunk"
+            ),
+        },
+    ) as dag:
+        resolve = ResolveDataOperator(
+            task_id="resolve_batch", batch_uri="{{ params.batch_uri }}", latest_only=True, **common
+        )
+        validate = GXValidateOperator(
+            task_id="validate_batch", manifest_uri=_xcom("resolve_batch", "manifest_uri"), **common
+        )
+        choose = ChooseModelOperator(
+            task_id="choose_model", alias="{{ params.alias }}", version="{{ params.version }}", **common
+        )
+        plan = PlanPartitionsOperator(
+            task_id="plan_partitions",
+            batch_uri=_xcom("resolve_batch", "batch_uri"),
+            rows_per_partition="{{ params.rows_per_partition }}",
+            **common,
+        )
+        score = ScorePartitionOperator.partial(
+            task_id="score_partition",
+            batch_uri=_xcom("resolve_batch", "batch_uri"),
+            model_choice=choose.output,
+            chunk_rows="{{ params.chunk_rows }}",
+            **common,
+        ).expand(partition=plan.output)
+        finalize = FinalizeScoringOperator(
+            task_id="finalize",
+            batch_uri=_xcom("resolve_batch", "batch_uri"),
+            parts=score.output,
+            model_choice=choose.output,
+            **common,
+        )
+        resolve >> validate >> [choose, plan]
+        [choose, plan] >> score >> finalize
+    return dag
+
+
 def train_dags() -> dict[str, DAG]:
     path = specs_dir()
     return {spec.train_dag_id: build_train_dag(spec, str(path)) for spec in load_specs(path)}
+
+
+def score_dags() -> dict[str, DAG]:
+    path = specs_dir()
+    return {f"score_{spec.name}": build_score_dag(spec, str(path)) for spec in load_specs(path)}

@@ -93,14 +93,34 @@ class _ModelOperator(BaseOperator):
 
 
 class ResolveDataOperator(_ModelOperator):
-    """Decide which data a run uses (the spec's window or ``batch_uri``) and write its manifest."""
+    """Decide which data a run uses and write its manifest: ``batch_uri`` if given, else the
+    ``batch_uri`` in the extra of the asset event that triggered the run, else the spec's
+    training window (or, with ``latest_only``, the newest batch)."""
 
     template_fields: Sequence[str] = ("model", "batch_uri", "as_of", "lake_root")
 
-    def __init__(self, *, batch_uri: str | None = None, as_of: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_uri: str | None = None,
+        as_of: str | None = None,
+        latest_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_uri = batch_uri
         self.as_of = as_of
+        self.latest_only = latest_only
+
+    @staticmethod
+    def _batch_from_asset_events(context: Context) -> str | None:
+        events = context.get("triggering_asset_events") or {}
+        for asset_events in events.values():
+            for event in reversed(list(asset_events)):
+                uri = (event.extra or {}).get("batch_uri")
+                if uri:
+                    return str(uri)
+        return None
 
     def execute(self, context: Context) -> dict[str, Any]:
         import datetime as dt
@@ -109,13 +129,15 @@ class ResolveDataOperator(_ModelOperator):
         from mlcycle.errors import MlcycleError
 
         as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
+        batch_uri = self.batch_uri or self._batch_from_asset_events(context)
         try:
             out = steps.resolve(
                 self._spec(),
                 self._run(context),
                 lake_root=self._lake(),
                 as_of=as_of,
-                batch_uri=self.batch_uri or None,
+                batch_uri=batch_uri or None,
+                latest_only=self.latest_only,
             )
         except MlcycleError as exc:
             self._fail_on(exc)
@@ -341,3 +363,173 @@ class PromoteModelOperator(_ModelOperator):
             "appended" if out["ledger_recorded"] else "already had this move",
         )
         return out
+
+
+class ChooseModelOperator(_ModelOperator):
+    """Pick the version to score with (``version`` wins over ``alias``) and the challenger
+    to run in shadow when the champion is served."""
+
+    template_fields: Sequence[str] = ("model", "alias", "version")
+    operator_extra_links = (MLflowModelVersionLink(),)
+
+    def __init__(
+        self, *, alias: str | None = "champion", version: str | int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alias = alias
+        self.version = version
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import scoring_steps
+        from mlcycle.errors import MlcycleError
+
+        hook = self._hook()
+        try:
+            out = scoring_steps.choose_model(
+                self._spec(),
+                alias=self.alias or None,
+                version=str(self.version) if self.version not in (None, "") else None,
+                tracking_uri=hook.tracking_uri,
+            )
+        except MlcycleError as exc:
+            self._fail_on(exc)
+        MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{out['version']}")
+        log.info(
+            "Summary: scoring %s with v%s (%s)%s.",
+            self.model,
+            out["version"],
+            out["alias"] or "pinned version",
+            f", challenger v{out['shadow_version']} in shadow" if out["shadow_version"] else ", no shadow",
+        )
+        return out
+
+
+class PlanPartitionsOperator(_ModelOperator):
+    """Cut a batch into row ranges; each becomes one mapped scoring task."""
+
+    template_fields: Sequence[str] = ("model", "batch_uri", "rows_per_partition")
+
+    def __init__(self, *, batch_uri: str, rows_per_partition: int | str = 250_000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_uri = batch_uri
+        self.rows_per_partition = rows_per_partition
+
+    def execute(self, context: Context) -> list[dict[str, int]]:
+        from mlcycle import scoring_steps
+
+        parts = scoring_steps.plan(str(self.batch_uri), int(self.rows_per_partition))
+        log.info(
+            "Summary: %s cut into %d partition(s) of at most %s rows.",
+            self.batch_uri,
+            len(parts),
+            self.rows_per_partition,
+        )
+        return parts
+
+
+class ScorePartitionOperator(_ModelOperator):
+    """Score one partition of a batch by chunks (and the shadow model on the same rows)."""
+
+    template_fields: Sequence[str] = (
+        "model",
+        "batch_uri",
+        "partition",
+        "model_choice",
+        "chunk_rows",
+        "lake_root",
+    )
+    ui_color = "#e6f4ea"
+
+    def __init__(
+        self,
+        *,
+        batch_uri: str,
+        partition: dict[str, int],
+        model_choice: dict[str, Any],
+        chunk_rows: int | str = 50_000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_uri = batch_uri
+        self.partition = partition
+        self.model_choice = model_choice
+        self.chunk_rows = chunk_rows
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import scoring_steps
+
+        out = scoring_steps.score_partition(
+            self._spec(),
+            self._run(context),
+            batch_uri=str(self.batch_uri),
+            partition=self.partition,
+            model=self.model_choice,
+            lake_root=self._lake(),
+            chunk_rows=int(self.chunk_rows),
+            tracking_uri=self._hook().tracking_uri,
+        )
+        log.info(
+            "Summary: partition %d: %d rows in %.2fs -> %s",
+            out["index"],
+            out["rows"],
+            out["seconds"],
+            out["part_uri"],
+        )
+        return out
+
+
+class FinalizeScoringOperator(_ModelOperator):
+    """Merge the partitions into the batch's prediction file, summarise the shadow
+    comparison, log it to MLflow and write the scoring report."""
+
+    template_fields: Sequence[str] = ("model", "batch_uri", "parts", "model_choice", "lake_root")
+    operator_extra_links = (EvidenceLink(), MLflowRunLink())
+
+    def __init__(
+        self, *, batch_uri: str, parts: list[dict[str, Any]], model_choice: dict[str, Any], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_uri = batch_uri
+        self.parts = parts
+        self.model_choice = model_choice
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import lake as lk
+        from mlcycle import scoring_steps
+
+        spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
+        report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "scoring" / "report.html")
+        EvidenceLink.push(context, evidence_url(lake_root, report))
+        out = scoring_steps.finalize(
+            spec,
+            run,
+            batch_uri=str(self.batch_uri),
+            parts=list(self.parts),
+            model=self.model_choice,
+            lake_root=lake_root,
+            tracking_uri=hook.tracking_uri,
+        )
+        mlc = hook.get_conn()
+        experiment_id = mlc.get_run(out["mlflow_run_id"]).info.experiment_id
+        MLflowRunLink.push(
+            context, f"{hook.ui_url}/#/experiments/{experiment_id}/runs/{out['mlflow_run_id']}"
+        )
+        shadow = out.get("shadow") or {}
+        log.info(
+            "Summary: %d rows scored by %s v%s (%s engine, %s rows/s) -> %s.%s Report: %s",
+            out["rows"],
+            self.model,
+            out["version"],
+            out["engine"],
+            out["rows_per_second"],
+            out["output_uri"],
+            f" Shadow v{out['shadow_version']}: agreement {shadow.get('agreement', 'n/a')}, "
+            f"mean |diff| {shadow.get('mean_abs_diff', 'n/a')}."
+            if out.get("shadow_version")
+            else "",
+            out["report_uri"],
+        )
+        return {
+            k: out[k]
+            for k in ("output_uri", "rows", "version", "shadow_version", "engine", "report_uri", "shadow")
+        }

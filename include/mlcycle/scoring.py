@@ -1,0 +1,334 @@
+"""Batch scoring: stream a Parquet batch through a model by chunks, write predictions
+atomically, and compare a shadow model on the same rows.
+
+Memory is bounded by the chunk size (and the input's row-group size), not by the
+batch: rows are read with ``pyarrow.parquet.ParquetFile.iter_batches`` and written with
+a ``ParquetWriter``. A large batch is cut into row ranges (partitions) that separate
+workers can score in parallel; ``merge_parts`` stitches their outputs together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlcycle import lake as lk
+from mlcycle.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    start: int  # first row (inclusive)
+    stop: int  # last row (exclusive)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def plan_partitions(input_uri: str, rows_per_partition: int) -> list[Partition]:
+    """Cut a Parquet file into row ranges of at most ``rows_per_partition`` rows."""
+    import pyarrow.parquet as pq
+
+    if rows_per_partition < 1:
+        raise ValueError(f"rows_per_partition must be positive, got {rows_per_partition}")
+    with lk.as_path(input_uri).open("rb") as fh:
+        total = pq.ParquetFile(fh).metadata.num_rows
+    starts = range(0, max(total, 1), rows_per_partition)
+    return [Partition(i, s, min(s + rows_per_partition, total)) for i, s in enumerate(starts)]
+
+
+def iter_chunks(
+    fh: Any, columns: list[str], chunk_rows: int, start: int = 0, stop: int | None = None
+) -> Iterator[pa.Table]:
+    """Rows ``[start, stop)`` of an open Parquet file, as tables of at most ``chunk_rows`` rows.
+
+    Only the row groups overlapping the range are decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(fh)
+    meta = pf.metadata
+    stop = meta.num_rows if stop is None else min(stop, meta.num_rows)
+    offset = 0
+    for rg in range(meta.num_row_groups):
+        n = meta.row_group(rg).num_rows
+        rg_start, rg_stop = offset, offset + n
+        offset = rg_stop
+        if rg_stop <= start or rg_start >= stop:
+            continue
+        lo, hi = max(start, rg_start) - rg_start, min(stop, rg_stop) - rg_start
+        pos = 0
+        for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=[rg], columns=columns):
+            b_lo, b_hi = max(lo - pos, 0), min(hi - pos, batch.num_rows)
+            pos += batch.num_rows
+            if b_hi > b_lo:
+                yield pa.Table.from_batches([batch.slice(b_lo, b_hi - b_lo)])
+            if pos >= hi:
+                break
+
+
+def predict_frame(model: Any, X: pd.DataFrame, task: Task) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
+    """(prediction, class probabilities or None, class labels) for one chunk."""
+    import numpy as np
+
+    if task is Task.CLASSIFICATION:
+        proba = np.asarray(model.predict_proba(X))
+        classes = list(model.classes_)
+        return np.asarray(model.classes_)[proba.argmax(axis=1)], proba, classes
+    return np.asarray(model.predict(X), dtype="float64"), None, []
+
+
+def _output_table(
+    spec: ModelSpec,
+    *,
+    keys: pa.Array,
+    pred: np.ndarray,
+    proba: np.ndarray | None,
+    classes: list[Any],
+    meta: dict[str, str],
+) -> pa.Table:
+    import pyarrow as pa
+
+    cols: dict[str, Any] = {spec.data.key_column: keys}
+    if spec.task is Task.CLASSIFICATION:
+        cols["prediction"] = pa.array(pred)
+        for i, c in enumerate(classes):
+            cols[f"proba_{c}"] = pa.array(proba[:, i], type=pa.float64())
+    else:
+        cols["prediction"] = pa.array(pred, type=pa.float64())
+    n = len(pred)
+    for name, value in meta.items():
+        cols[name] = pa.array([value] * n, type=pa.string())
+    return pa.table(cols)
+
+
+@dataclass
+class ScoreResult:
+    output_uri: str
+    rows: int
+    seconds: float
+    chunks: int
+    shadow_uri: str | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+
+def _primary_score(task: Task, pred: np.ndarray, proba: np.ndarray | None) -> np.ndarray:
+    import numpy as np
+
+    return (
+        proba[:, -1]
+        if task is Task.CLASSIFICATION and proba is not None
+        else np.asarray(pred, dtype="float64")
+    )
+
+
+def score_file(
+    model: Any,
+    spec: ModelSpec,
+    input_uri: str,
+    output_uri: str,
+    *,
+    meta: dict[str, str],
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    partition: Partition | None = None,
+    shadow_model: Any = None,
+    shadow_uri: str | None = None,
+) -> ScoreResult:
+    """Score ``input_uri`` (or one partition of it) by chunks into ``output_uri``.
+
+    With ``shadow_model``, the same chunks are also scored by it and a row-level
+    comparison (key, both scores, both predictions) is written to ``shadow_uri``.
+    Both outputs are written to a temporary name and renamed at the end, so a rerun
+    replaces its own output and a reader never sees half a file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features, key = spec.features.all, spec.data.key_column
+    started = time.perf_counter()
+    rows = chunks = 0
+    out_path = lk.as_path(output_uri)
+    tmp = out_path.parent / f".{out_path.name}.tmp"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = shadow_writer = None
+    shadow_tmp = None
+    start, stop = (partition.start, partition.stop) if partition else (0, None)
+    with lk.as_path(input_uri).open("rb") as src, tmp.open("wb") as dst:
+        shadow_fh = None
+        if shadow_model is not None and shadow_uri:
+            shadow_path = lk.as_path(shadow_uri)
+            shadow_path.parent.mkdir(parents=True, exist_ok=True)
+            shadow_tmp = shadow_path.parent / f".{shadow_path.name}.tmp"
+            shadow_fh = shadow_tmp.open("wb")
+        try:
+            for table in iter_chunks(src, [key, *features], chunk_rows, start, stop):
+                X = table.select(features).to_pandas()
+                pred, proba, classes = predict_frame(model, X, spec.task)
+                out = _output_table(
+                    spec,
+                    keys=table.column(key).combine_chunks(),
+                    pred=pred,
+                    proba=proba,
+                    classes=classes,
+                    meta=meta,
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(dst, out.schema)
+                writer.write_table(out)
+                if shadow_fh is not None:
+                    s_pred, s_proba, _ = predict_frame(shadow_model, X, spec.task)
+                    cmp = pa.table(
+                        {
+                            key: table.column(key).combine_chunks(),
+                            "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
+                            "shadow_score": pa.array(
+                                _primary_score(spec.task, s_pred, s_proba), type=pa.float64()
+                            ),
+                            "prediction": pa.array([str(p) for p in pred]),
+                            "shadow_prediction": pa.array([str(p) for p in s_pred]),
+                        }
+                    )
+                    if shadow_writer is None:
+                        shadow_writer = pq.ParquetWriter(shadow_fh, cmp.schema)
+                    shadow_writer.write_table(cmp)
+                rows += out.num_rows
+                chunks += 1
+            if writer is None:  # an empty range still gets a well-formed, empty output
+                empty = _output_table(
+                    spec,
+                    keys=pa.array([], type=pa.string()),
+                    pred=_empty(spec),
+                    proba=None,
+                    classes=[],
+                    meta=meta,
+                )
+                writer = pq.ParquetWriter(dst, empty.schema)
+        finally:
+            if writer is not None:
+                writer.close()
+            if shadow_writer is not None:
+                shadow_writer.close()
+            if shadow_fh is not None:
+                shadow_fh.close()
+    _rename(tmp, out_path)
+    if shadow_tmp is not None:
+        if shadow_writer is None:
+            shadow_tmp.unlink()
+        else:
+            _rename(shadow_tmp, lk.as_path(shadow_uri))
+    seconds = time.perf_counter() - started
+    log.info(
+        "scored %d rows in %d chunk(s) in %.2fs (%.0f rows/s) -> %s",
+        rows,
+        chunks,
+        seconds,
+        rows / max(seconds, 1e-9),
+        output_uri,
+    )
+    return ScoreResult(
+        output_uri=output_uri,
+        rows=rows,
+        seconds=seconds,
+        chunks=chunks,
+        shadow_uri=shadow_uri if shadow_writer else None,
+    )
+
+
+def _empty(spec: ModelSpec) -> np.ndarray:
+    import numpy as np
+
+    return np.asarray([], dtype="float64")
+
+
+def _rename(src: lk.LakePath, dst: lk.LakePath) -> None:
+    from pathlib import Path
+
+    src.rename(dst) if isinstance(src, Path) else src.rename(str(dst))
+
+
+def merge_parts(part_uris: list[str], output_uri: str) -> int:
+    """Concatenate part files in order into ``output_uri`` (atomically); returns rows."""
+    import pyarrow.parquet as pq
+
+    out_path = lk.as_path(output_uri)
+    tmp = out_path.parent / f".{out_path.name}.tmp"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    writer = None
+    with tmp.open("wb") as dst:
+        try:
+            for uri in part_uris:
+                with lk.as_path(uri).open("rb") as src:
+                    pf = pq.ParquetFile(src)
+                    for rg in range(pf.metadata.num_row_groups):
+                        table = pf.read_row_group(rg)
+                        if writer is None:
+                            writer = pq.ParquetWriter(dst, table.schema)
+                        writer.write_table(table)
+                        rows += table.num_rows
+                    if writer is None:
+                        writer = pq.ParquetWriter(dst, pf.schema_arrow)
+        finally:
+            if writer is not None:
+                writer.close()
+    _rename(tmp, out_path)
+    return rows
+
+
+def shadow_summary(shadow_uris: list[str], task: Task, max_flips: int = 1000) -> dict[str, Any]:
+    """Agreement and score shift between the served model and its shadow, over all parts."""
+    import numpy as np
+
+    frames = [lk.read_parquet([lk.as_path(u)]) for u in shadow_uris if lk.as_path(u).exists()]
+    if not frames:
+        return {"rows": 0}
+    import pandas as pd
+
+    df = pd.concat(frames, ignore_index=True)
+    diff = (df["score"] - df["shadow_score"]).abs().to_numpy()
+    out: dict[str, Any] = {"rows": len(df)}
+    if len(diff):
+        out |= {
+            "mean_abs_diff": float(diff.mean()),
+            "p50_abs_diff": float(np.quantile(diff, 0.5)),
+            "p90_abs_diff": float(np.quantile(diff, 0.9)),
+            "p99_abs_diff": float(np.quantile(diff, 0.99)),
+            "max_abs_diff": float(diff.max()),
+        }
+    if task is Task.CLASSIFICATION and len(df):
+        # Agreement is about decisions, so it only means something for classes.
+        flips = df[df["prediction"] != df["shadow_prediction"]]
+        out["agreement"] = float(1.0 - len(flips) / len(df))
+        out["flipped_rows"] = len(flips)
+        out["flips_sample"] = flips.head(max_flips).to_dict(orient="records")
+    return out
+
+
+def output_meta(spec: ModelSpec, version: str, alias: str | None, run_id: str) -> dict[str, str]:
+    return {
+        "model_name": spec.name,
+        "model_version": str(version),
+        "model_alias": alias or "",
+        "run_id": run_id,
+        "scored_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
