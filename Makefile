@@ -22,12 +22,13 @@ export MLCYCLE_ARTIFACT_ROOT ?= $(STATE)/mlartifacts
 export MLCYCLE_LEDGER_URI ?= sqlite:///$(STATE)/ledger.db
 export PYTHONPATH := $(CURDIR)/plugins$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help install demo test lint format up serve-mlflow bench clean
+.PHONY: help install demo test lint format up serve bench clean
 
 help:
 	@echo "make demo   set up .venv, generate sample data, run train_<model> for every model, print a summary"
 	@echo "make test   ruff + the whole pytest suite"
 	@echo "make up     Airflow UI on :8080 and MLflow UI on :5000 (Ctrl-C stops both)"
+	@echo "make serve MODEL=churn [ALIAS=champion] [PORT=5001]   REST scoring of a model alias"
 	@echo "make bench  benchmarks (bench/), print tables"
 	@echo "make clean  remove generated state (.local/, lake/), keep .venv"
 
@@ -58,6 +59,14 @@ test: lint
 
 up: install
 	bash scripts/up.sh
+
+MODEL ?= churn
+ALIAS ?= champion
+PORT ?= 5001
+serve: install
+	@echo "serving models:/$(MODEL)@$(ALIAS) on http://127.0.0.1:$(PORT)/invocations (Ctrl-C stops)"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow models serve -m "models:/$(MODEL)@$(ALIAS)" \
+		--env-manager local -h 127.0.0.1 -p $(PORT)
 
 bench: install
 	$(BIN)/python bench/parse_cost.py

@@ -1,0 +1,122 @@
+"""REST serving of the champion with the real `mlflow models serve` on a loopback port."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_batches
+
+pytestmark = pytest.mark.slow
+
+MODEL = "churn"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, payload: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def champion(env):
+    """Train and promote v1 with the plain steps (no Airflow needed for serving)."""
+    from mlcycle import steps
+    from mlcycle.spec import get_spec
+
+    spec = get_spec(MODEL)
+    today = dt.datetime.now(dt.UTC).date()
+    write_batches(env.lake, MODEL, today, days=3, rows=1500)
+    run = steps.RunInfo("train_churn", "serving-test", reason="serving test")
+    m = steps.resolve(spec, run, lake_root=env.lake, as_of=today)
+    t = steps.train(spec, run, manifest_uri=m["manifest_uri"], lake_root=env.lake)
+    e = steps.evaluate(spec, run, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
+    g = steps.gate(spec, run, evaluation=e, lake_root=env.lake)
+    steps.promote(spec, run, verdict=g)
+    return spec
+
+
+@pytest.fixture
+def server(champion, env):
+    port = free_port()
+    bindir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [str(bindir / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow models serve exited early:\n{proc.stdout.read().decode()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("mlflow models serve did not answer /ping within 90 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def rows(spec, n: int = 40):
+    from mlcycle.generators import generate_batch
+
+    df = generate_batch(MODEL, dt.date(2026, 1, 15), n, seed=9)[spec.features.all]
+    return df.astype(dict.fromkeys(spec.features.numeric, "float64"))
+
+
+def test_valid_request_matches_pyfunc_predict(server, champion):
+    import mlflow.pyfunc
+
+    df = rows(champion)
+    split = json.loads(df.to_json(orient="split", index=False))
+    status, body = post(f"{server}/invocations", {"dataframe_split": split})
+    assert status == 200, body
+    expected = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(df)
+    assert [int(p) for p in body["predictions"]] == [int(p) for p in expected]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d.drop(columns=["region"]), "region"),
+        (lambda d: d.assign(monthly_charges="lots"), "monthly_charges"),
+    ],
+    ids=["missing-column", "wrong-type"],
+)
+def test_malformed_request_is_a_4xx_naming_the_field(server, champion, mutate, field):
+    df = mutate(rows(champion, 3))
+    split = json.loads(df.to_json(orient="split", index=False))
+    status, body = post(f"{server}/invocations", {"dataframe_split": split})
+    assert 400 <= status < 500
+    assert field in body["message"]
