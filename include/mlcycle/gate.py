@@ -53,6 +53,7 @@ class Verdict:
     candidate_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
     confidence: dict[str, float] | None = None
+    shadow: dict[str, Any] | None = None
     evidence: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -194,12 +195,42 @@ def _comparison_rules(
     return rules
 
 
+def _shadow_rules(policy: GateSpec, shadow: dict[str, Any] | None) -> list[Rule]:
+    rules = []
+    checks = (
+        ("agreement", policy.shadow.min_agreement, True, "share of rows with the same class"),
+        ("mean_abs_diff", policy.shadow.max_mean_abs_diff, False, "mean |score difference|"),
+    )
+    for key, limit, at_least, what in checks:
+        if limit is None:
+            continue
+        value = (shadow or {}).get(key)
+        if value is None or math.isnan(value):
+            rules.append(_missing(key, "shadow", "newest batch (no batch to compare on)"))
+            continue
+        ok = value >= limit if at_least else value <= limit
+        rules.append(
+            Rule(
+                f"shadow:{key}",
+                "shadow",
+                Outcome.PASS if ok else Outcome.FAIL,
+                value,
+                limit,
+                f"{what} vs champion on {shadow.get('rows')} rows of {shadow.get('batch')}: {_fmt(value)}, "
+                f"required {'≥' if at_least else '≤'} {_fmt(limit)}",
+            )
+        )
+    return rules
+
+
 def decide(
     model: str,
     policy: GateSpec,
     candidate: Measurement,
     champion: Measurement | None,
+    *,
     confidence: dict[str, float] | None = None,
+    shadow: dict[str, Any] | None = None,
 ) -> Verdict:
     rules = _threshold_rules(policy, candidate) + _budget_rules(policy, candidate)
     if champion is None:
@@ -208,6 +239,10 @@ def decide(
         ]
         if policy.min_confidence is not None:
             skipped.append(f"confidence:{policy.primary_metric}")
+        if policy.shadow.min_agreement is not None:
+            skipped.append("shadow:agreement")
+        if policy.shadow.max_mean_abs_diff is not None:
+            skipped.append("shadow:mean_abs_diff")
         rules += [
             Rule(
                 name,
@@ -221,6 +256,7 @@ def decide(
         ]
     else:
         rules += _comparison_rules(policy, candidate, champion, confidence)
+        rules += _shadow_rules(policy, shadow)
     return Verdict(
         model=model,
         candidate_version=candidate.version,
@@ -231,6 +267,7 @@ def decide(
         candidate_metrics=candidate.metrics,
         champion_metrics=champion.metrics if champion else None,
         confidence=confidence,
+        shadow=shadow,
     )
 
 
@@ -263,6 +300,7 @@ td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}}th{{backgroun
 <h2>Metrics on the holdout</h2><table><tr><th>metric</th><th>candidate</th><th>champion</th></tr>
 {metric_rows}</table>
 {"<h2>Paired bootstrap</h2><pre>" + esc(str(verdict.confidence)) + "</pre>" if verdict.confidence else ""}
+{"<h2>Shadow comparison on the newest batch</h2><pre>" + esc(str(verdict.shadow)) + "</pre>" if verdict.shadow else ""}
 {"<h2>Evidence</h2><ul>" + evidence + "</ul>" if evidence else ""}
 </body></html>
 """

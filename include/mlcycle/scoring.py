@@ -173,63 +173,69 @@ def score_file(
     writer = shadow_writer = None
     shadow_tmp = None
     start, stop = (partition.start, partition.stop) if partition else (0, None)
-    with lk.as_path(input_uri).open("rb") as src, tmp.open("wb") as dst:
-        shadow_fh = None
-        if shadow_model is not None and shadow_uri:
-            shadow_path = lk.as_path(shadow_uri)
-            shadow_path.parent.mkdir(parents=True, exist_ok=True)
-            shadow_tmp = shadow_path.parent / f".{shadow_path.name}.tmp"
-            shadow_fh = shadow_tmp.open("wb")
-        try:
-            for table in iter_chunks(src, [key, *features], chunk_rows, start, stop):
-                X = table.select(features).to_pandas()
-                pred, proba, classes = predict_frame(model, X, spec.task)
-                out = _output_table(
-                    spec,
-                    keys=table.column(key).combine_chunks(),
-                    pred=pred,
-                    proba=proba,
-                    classes=classes,
-                    meta=meta,
-                )
-                if writer is None:
-                    writer = pq.ParquetWriter(dst, out.schema)
-                writer.write_table(out)
-                if shadow_fh is not None:
-                    s_pred, s_proba, _ = predict_frame(shadow_model, X, spec.task)
-                    cmp = pa.table(
-                        {
-                            key: table.column(key).combine_chunks(),
-                            "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
-                            "shadow_score": pa.array(
-                                _primary_score(spec.task, s_pred, s_proba), type=pa.float64()
-                            ),
-                            "prediction": pa.array([str(p) for p in pred]),
-                            "shadow_prediction": pa.array([str(p) for p in s_pred]),
-                        }
+    try:
+        with lk.as_path(input_uri).open("rb") as src, tmp.open("wb") as dst:
+            shadow_fh = None
+            if shadow_model is not None and shadow_uri:
+                shadow_path = lk.as_path(shadow_uri)
+                shadow_path.parent.mkdir(parents=True, exist_ok=True)
+                shadow_tmp = shadow_path.parent / f".{shadow_path.name}.tmp"
+                shadow_fh = shadow_tmp.open("wb")
+            try:
+                for table in iter_chunks(src, [key, *features], chunk_rows, start, stop):
+                    X = table.select(features).to_pandas()
+                    pred, proba, classes = predict_frame(model, X, spec.task)
+                    out = _output_table(
+                        spec,
+                        keys=table.column(key).combine_chunks(),
+                        pred=pred,
+                        proba=proba,
+                        classes=classes,
+                        meta=meta,
                     )
-                    if shadow_writer is None:
-                        shadow_writer = pq.ParquetWriter(shadow_fh, cmp.schema)
-                    shadow_writer.write_table(cmp)
-                rows += out.num_rows
-                chunks += 1
-            if writer is None:  # an empty range still gets a well-formed, empty output
-                empty = _output_table(
-                    spec,
-                    keys=pa.array([], type=pa.string()),
-                    pred=_empty(spec),
-                    proba=None,
-                    classes=[],
-                    meta=meta,
-                )
-                writer = pq.ParquetWriter(dst, empty.schema)
-        finally:
-            if writer is not None:
-                writer.close()
-            if shadow_writer is not None:
-                shadow_writer.close()
-            if shadow_fh is not None:
-                shadow_fh.close()
+                    if writer is None:
+                        writer = pq.ParquetWriter(dst, out.schema)
+                    writer.write_table(out)
+                    if shadow_fh is not None:
+                        s_pred, s_proba, _ = predict_frame(shadow_model, X, spec.task)
+                        cmp = pa.table(
+                            {
+                                key: table.column(key).combine_chunks(),
+                                "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
+                                "shadow_score": pa.array(
+                                    _primary_score(spec.task, s_pred, s_proba), type=pa.float64()
+                                ),
+                                "prediction": pa.array([str(p) for p in pred]),
+                                "shadow_prediction": pa.array([str(p) for p in s_pred]),
+                            }
+                        )
+                        if shadow_writer is None:
+                            shadow_writer = pq.ParquetWriter(shadow_fh, cmp.schema)
+                        shadow_writer.write_table(cmp)
+                    rows += out.num_rows
+                    chunks += 1
+                if writer is None:  # an empty range still gets a well-formed output, same columns
+                    classes = list(getattr(model, "classes_", [])) if spec.task is Task.CLASSIFICATION else []
+                    empty = _output_table(
+                        spec,
+                        keys=pa.array([], type=pa.string()),
+                        pred=_empty(classes),
+                        proba=_empty([0.0]).reshape(0, len(classes)) if classes else None,
+                        classes=classes,
+                        meta=meta,
+                    )
+                    writer = pq.ParquetWriter(dst, empty.schema)
+            finally:
+                if writer is not None:
+                    writer.close()
+                if shadow_writer is not None:
+                    shadow_writer.close()
+                if shadow_fh is not None:
+                    shadow_fh.close()
+    except BaseException:
+        # Never leave a truncated (but valid-looking, the writer wrote its footer) file behind.
+        _discard(tmp, shadow_tmp)
+        raise
     _rename(tmp, out_path)
     if shadow_tmp is not None:
         if shadow_writer is None:
@@ -254,10 +260,16 @@ def score_file(
     )
 
 
-def _empty(spec: ModelSpec) -> np.ndarray:
+def _empty(classes: list[Any]) -> np.ndarray:
     import numpy as np
 
-    return np.asarray([], dtype="float64")
+    return np.asarray([], dtype=np.asarray(classes).dtype if classes else "float64")
+
+
+def _discard(*paths: lk.LakePath | None) -> None:
+    for path in paths:
+        if path is not None and path.exists():
+            path.unlink()
 
 
 def _rename(src: lk.LakePath, dst: lk.LakePath) -> None:
@@ -275,22 +287,26 @@ def merge_parts(part_uris: list[str], output_uri: str) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     writer = None
-    with tmp.open("wb") as dst:
-        try:
-            for uri in part_uris:
-                with lk.as_path(uri).open("rb") as src:
-                    pf = pq.ParquetFile(src)
-                    for rg in range(pf.metadata.num_row_groups):
-                        table = pf.read_row_group(rg)
+    try:
+        with tmp.open("wb") as dst:
+            try:
+                for uri in part_uris:
+                    with lk.as_path(uri).open("rb") as src:
+                        pf = pq.ParquetFile(src)
+                        for rg in range(pf.metadata.num_row_groups):
+                            table = pf.read_row_group(rg)
+                            if writer is None:
+                                writer = pq.ParquetWriter(dst, table.schema)
+                            writer.write_table(table)
+                            rows += table.num_rows
                         if writer is None:
-                            writer = pq.ParquetWriter(dst, table.schema)
-                        writer.write_table(table)
-                        rows += table.num_rows
-                    if writer is None:
-                        writer = pq.ParquetWriter(dst, pf.schema_arrow)
-        finally:
-            if writer is not None:
-                writer.close()
+                            writer = pq.ParquetWriter(dst, pf.schema_arrow)
+            finally:
+                if writer is not None:
+                    writer.close()
+    except BaseException:
+        _discard(tmp)
+        raise
     _rename(tmp, out_path)
     return rows
 

@@ -118,6 +118,17 @@ class BudgetSpec(_Strict):
     model_size_mb: float | None = Field(None, gt=0)
 
 
+class ShadowSpec(_Strict):
+    """Requirements on the candidate vs the champion scored on the newest production batch."""
+
+    min_agreement: float | None = Field(None, ge=0.0, le=1.0)  # share of rows with the same class
+    max_mean_abs_diff: float | None = Field(None, gt=0.0)  # mean |score difference|
+
+    @property
+    def required(self) -> bool:
+        return self.min_agreement is not None or self.max_mean_abs_diff is not None
+
+
 class GateSpec(_Strict):
     primary_metric: str
     thresholds: dict[str, Bound] = Field(default_factory=dict)
@@ -128,6 +139,7 @@ class GateSpec(_Strict):
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
     bootstrap_resamples: int = Field(200, ge=20, le=10000)
     budgets: BudgetSpec = Field(default_factory=BudgetSpec)
+    shadow: ShadowSpec = Field(default_factory=ShadowSpec)
 
     @model_validator(mode="after")
     def _known_metrics(self) -> GateSpec:
@@ -191,6 +203,10 @@ class ModelSpec(_Strict):
             for section in ("thresholds", "max_regression", "min_improvement")
             for m in getattr(self.gate, section)
         ]
+        if self.task is Task.REGRESSION and self.gate.shadow.min_agreement is not None:
+            raise ValueError(
+                "@gate.shadow.min_agreement: agreement of classes needs a classifier; use max_mean_abs_diff"
+            )
         for key, metric in keys:
             if METRICS[metric][0] is not self.task:
                 raise ValueError(f"@gate.{key}: {metric} does not apply to {self.task}; use one of {fitting}")

@@ -329,8 +329,10 @@ def evaluate(
     holdout = lk.read_parquet([lk.as_path(holdout_uri)])
     X, y = holdout[spec.features.all], holdout[spec.data.target].to_numpy()
 
+    models: dict[str, Any] = {}
+
     def measure(v: str) -> tuple[dict[str, Any], Any]:
-        model = registry.load_sklearn(f"models:/{spec.name}/{v}")
+        model = models[v] = registry.load_sklearn(f"models:/{spec.name}/{v}")
         s = ev.scores(model, X, spec.task)
         mv = mlc.get_model_version(spec.name, v)
         size = mv.tags.get(registry.TAG_SIZE)
@@ -343,18 +345,23 @@ def evaluate(
 
     candidate, cand_scores = measure(version)
     champion_mv = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
-    champion, confidence = None, None
+    champion, confidence, shadow = None, None, None
     if champion_mv is not None and str(champion_mv.version) != str(version):
         champion, champ_scores = measure(str(champion_mv.version))
         confidence = ev.paired_bootstrap(
             spec.gate.primary_metric, y, cand_scores, champ_scores, n=spec.gate.bootstrap_resamples
         )
+        if spec.gate.shadow.required:
+            shadow = _shadow_on_newest_batch(
+                spec, lake_root, models[str(version)], models[str(champion_mv.version)]
+            )
     elif champion_mv is not None:
         log.warning("v%s is already the champion; evaluating it without a comparison", version)
     out = {
         "candidate": candidate,
         "champion": champion,
         "confidence": confidence,
+        "shadow": shadow,
         "holdout_rows": len(holdout),
     }
     lk.write_json(out, path)
@@ -369,6 +376,28 @@ def evaluate(
         if champion
         else ", no champion",
     )
+    return out
+
+
+def _shadow_on_newest_batch(
+    spec: ModelSpec, lake_root: str, candidate: Any, champion: Any
+) -> dict[str, Any] | None:
+    """Candidate vs champion on the newest production batch (labels not needed): how many
+    decisions would change and how far scores move if the candidate were served."""
+    import numpy as np
+
+    from mlcycle import evaluation as ev
+
+    lake = lk.Lake(lake_root, spec.name)
+    quarantined = lake.quarantined_names()
+    batches = [p for _, p in lake.batches() if p.name not in quarantined]
+    if not batches:
+        return None
+    X = lk.read_parquet([batches[-1]], columns=spec.features.all)
+    c, b = ev.scores(candidate, X, spec.task), ev.scores(champion, X, spec.task)
+    out = {"batch": batches[-1].name, "rows": len(X), "mean_abs_diff": float(np.abs(c - b).mean())}
+    if spec.task.value == "classification":
+        out["agreement"] = float((candidate.predict(X) == champion.predict(X)).mean())
     return out
 
 
@@ -389,7 +418,14 @@ def gate(
 
     cand = g.Measurement(**evaluation["candidate"])
     champ = g.Measurement(**evaluation["champion"]) if evaluation.get("champion") else None
-    verdict = g.decide(spec.name, spec.gate, cand, champ, evaluation.get("confidence"))
+    verdict = g.decide(
+        spec.name,
+        spec.gate,
+        cand,
+        champ,
+        confidence=evaluation.get("confidence"),
+        shadow=evaluation.get("shadow"),
+    )
     run_dir = _run_dir(spec, lake_root, run)
     json_path, html_path = run_dir / "verdict.json", run_dir / "verdict.html"
     verdict.evidence = {"verdict_json": lk.uri_of(json_path), "verdict_html": lk.uri_of(html_path)}

@@ -139,6 +139,7 @@ def test_comparable_run_follows_the_gate_policy(dag, env):
         and champ["log_loss"] - cand["log_loss"] >= -policy.max_regression["log_loss"]
         and cand["roc_auc"] - champ["roc_auc"] >= policy.min_improvement["roc_auc"]
         and verdict["confidence"]["prob_not_worse"] >= policy.min_confidence
+        and verdict["shadow"]["agreement"] >= policy.shadow.min_agreement
         and all(r["outcome"] != "fail" for r in verdict["rules"] if r["kind"] == "budget")
     )
     assert verdict["passed"] is expected

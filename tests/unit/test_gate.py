@@ -228,7 +228,9 @@ def test_no_budget_no_rule():
 def test_min_confidence(prob, outcome):
     """The share of resamples where the candidate is not worse must reach min_confidence."""
     p = policy(min_confidence=0.3)
-    v = decide("m", p, measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), {"prob_not_worse": prob})
+    v = decide(
+        "m", p, measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), confidence={"prob_not_worse": prob}
+    )
     r = rule(v, "confidence:roc_auc")
     assert r.outcome is outcome
     assert r.observed == prob
@@ -239,7 +241,11 @@ def test_min_confidence(prob, outcome):
 def test_min_confidence_without_bootstrap_fails(confidence):
     """With a champion, a missing bootstrap result fails the confidence rule instead of passing it."""
     v = decide(
-        "m", policy(min_confidence=0.3), measure("2", roc_auc=0.9), measure("1", roc_auc=0.8), confidence
+        "m",
+        policy(min_confidence=0.3),
+        measure("2", roc_auc=0.9),
+        measure("1", roc_auc=0.8),
+        confidence=confidence,
     )
     r = rule(v, "confidence:roc_auc")
     assert r.outcome is Outcome.FAIL
@@ -258,7 +264,7 @@ def full_verdict(passed: bool) -> Verdict:
     )
     champ = Measurement("6", {"roc_auc": 0.80, "log_loss": 0.42})
     conf = {"prob_not_worse": 0.9 if passed else 0.01, "gain_p05": -0.01, "gain_p95": 0.02, "resamples": 200}
-    v = decide("churn", policy(**FULL_POLICY), cand, champ, conf)
+    v = decide("churn", policy(**FULL_POLICY), cand, champ, confidence=conf)
     v.evidence = {"verdict_json": "/lake/churn/runs/r/verdict.json"}
     return v
 
@@ -325,3 +331,39 @@ def test_render_html_bootstrap_and_escaping():
     assert "&lt;script&gt;" in page
     for r in v.rules:
         assert f"<td>{r.name}</td>" in page
+
+
+# --- shadow comparison on the newest batch --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shadow", "outcome"),
+    [
+        ({"agreement": 0.90, "mean_abs_diff": 0.01, "rows": 100, "batch": "b.parquet"}, Outcome.PASS),
+        ({"agreement": 0.85, "mean_abs_diff": 0.01, "rows": 100, "batch": "b.parquet"}, Outcome.PASS),
+        ({"agreement": 0.84, "mean_abs_diff": 0.01, "rows": 100, "batch": "b.parquet"}, Outcome.FAIL),
+        (None, Outcome.FAIL),
+    ],
+)
+def test_shadow_min_agreement(shadow, outcome):
+    """The candidate may change at most the allowed share of decisions on the newest batch."""
+    p = GateSpec.model_validate({"primary_metric": "roc_auc", "shadow": {"min_agreement": 0.85}})
+    v = decide("m", p, measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), shadow=shadow)
+    assert rule(v, "shadow:agreement").outcome is outcome
+    assert v.passed is (outcome is Outcome.PASS)
+
+
+def test_shadow_rules_are_skipped_at_bootstrap():
+    p = GateSpec.model_validate({"primary_metric": "rmse", "shadow": {"max_mean_abs_diff": 2.0}})
+    v = decide("m", p, measure("1", rmse=1.0), None)
+    assert rule(v, "shadow:mean_abs_diff").outcome is Outcome.SKIPPED
+    assert v.passed
+
+
+def test_shadow_max_mean_abs_diff_names_the_batch():
+    p = GateSpec.model_validate({"primary_metric": "rmse", "shadow": {"max_mean_abs_diff": 2.0}})
+    shadow = {"mean_abs_diff": 2.5, "rows": 10, "batch": "2026-01-02.parquet"}
+    v = decide("m", p, measure("2", rmse=1.0), measure("1", rmse=1.0), shadow=shadow)
+    r = rule(v, "shadow:mean_abs_diff")
+    assert r.outcome is Outcome.FAIL
+    assert "2026-01-02.parquet" in r.detail and "≤ 2" in r.detail
