@@ -1,4 +1,5 @@
-"""`make demo`: generate sample data and run train_<model> for every shipped model.
+"""`make demo`: generate sample data, run train_<model> for every shipped model, then
+score_<model> on the newest batch with the champion.
 
 Safe to run again: batches already in the lake are kept, a model whose champion was
 trained on identical data is not retrained, and the summary says what changed.
@@ -42,7 +43,10 @@ def outcome(dag_id: str) -> tuple[str, list[tuple[str, str, str]]]:
         tis = session.scalars(
             select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dr.run_id)
         ).all()
-        order = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote"]
+        order = [
+            "resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote",
+            "resolve_batch", "validate_batch", "choose_model", "plan_partitions", "score_partition", "finalize",
+        ]  # fmt: skip
         tasks = []
         for ti in sorted(tis, key=lambda t: order.index(t.task_id) if t.task_id in order else 99):
             note = session.scalars(
@@ -53,8 +57,30 @@ def outcome(dag_id: str) -> tuple[str, list[tuple[str, str, str]]]:
                     XComModel.key == "skip_reason",
                 )
             ).first()
+            if ti.task_id == "finalize" and str(ti.state) == "success":
+                out = ti.xcom_pull(task_ids="finalize", session=session) or {}
+                note = f"{out.get('rows')} rows by v{out.get('version')} -> {out.get('output_uri')}"
             tasks.append((ti.task_id, str(ti.state), str(note or "")))
         return str(dr.state), tasks
+
+
+def run_dag(dag_id: str) -> int:
+    """Run one DAG with `airflow dags test`, print each task's outcome; 1 if it failed unexpectedly."""
+    log = LOGS / f"{dag_id}.log"
+    print(f"-- {dag_id} (log: {log.relative_to(REPO)})")
+    started = time.monotonic()
+    run([str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps({"reason": "make demo"})], log)
+    state, tasks = outcome(dag_id)
+    print(f"   run {state} in {time.monotonic() - started:.0f}s")
+    for task, tstate, note in tasks:
+        print(f"   {task:15} {tstate:15} {note}")
+    refused = [t for t, s, _ in tasks if s == "failed"] == ["gate"]
+    if refused:
+        print("   the gate refused the candidate: the champion is unchanged (see the verdict below)")
+    elif state != "success":
+        print(f"   FAILED: see {log}")
+        return 1
+    return 0
 
 
 def main() -> int:
@@ -79,23 +105,8 @@ def main() -> int:
 
     failures = 0
     for spec in specs:
-        dag_id = spec.train_dag_id
-        log = LOGS / f"{dag_id}.log"
-        print(f"-- {dag_id} (log: {log.relative_to(REPO)})")
-        started = time.monotonic()
-        conf = json.dumps({"reason": "make demo"})
-        run([str(BIN / "airflow"), "dags", "test", dag_id, "-c", conf], log)
-        state, tasks = outcome(dag_id)
-        print(f"   run {state} in {time.monotonic() - started:.0f}s")
-        for task, tstate, note in tasks:
-            print(f"   {task:15} {tstate:15} {note}")
-        refused = [t for t, s, _ in tasks if s == "failed"] == ["gate"]
-        if state != "success" and not refused:
-            failures += 1
-            print(f"   FAILED: see {log}")
-        elif refused:
-            print("   the gate refused the candidate: the champion is unchanged (see the verdict below)")
-
+        for dag_id in (spec.train_dag_id, f"score_{spec.name}"):
+            failures += run_dag(dag_id)
     print("\n-- summary")
     run([str(BIN / "mlcycle"), "summary"])
     print(
