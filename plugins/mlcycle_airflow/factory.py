@@ -39,6 +39,25 @@ def specs_dir() -> Path:
     return default()
 
 
+def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
+    """What every DAG of a model shares: owner, retries, start, no catch-up, one run at a time."""
+    return {
+        "start_date": START,
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["mlcycle", kind, *spec.tags],
+        "default_args": {"owner": spec.owner, "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+        # Templates that pull XCom dicts render as dicts, not as their string form.
+        "render_template_as_native_obj": True,
+    }
+
+
+def _batch_uri_param(description: str) -> Param:
+    return Param(
+        None, type=["null", "string"], pattern=URI_PATTERN, title="Batch URI", description=description
+    )
+
+
 def _xcom(task_id: str, key: str | None = None) -> str:
     item = f"['{key}']" if key else ""
     return "{{ ti.xcom_pull(task_ids='" + task_id + "')" + item + " }}"
@@ -80,20 +99,11 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
         description=f"Validate, train, gate and promote {spec.name}",
         doc_md=_train_doc(spec),
         schedule=spec.schedule,
-        start_date=START,
-        catchup=False,
-        max_active_runs=1,
-        tags=["mlcycle", "train", *spec.tags],
-        default_args={"owner": spec.owner, "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
-        render_template_as_native_obj=True,
+        **_dag_kwargs(spec, "train"),
         params={
-            "batch_uri": Param(
-                None,
-                type=["null", "string"],
-                pattern=URI_PATTERN,
-                title="Batch URI",
-                description="A Parquet file to train on instead of the spec's window "
-                "(an absolute path or a URI such as s3://bucket/key.parquet). Leave empty for the window.",
+            "batch_uri": _batch_uri_param(
+                "A Parquet file to train on instead of the spec's window "
+                "(an absolute path or a URI such as s3://bucket/key.parquet). Leave empty for the window."
             ),
             "reason": Param(
                 "",
@@ -171,19 +181,10 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
         description=f"Score new {spec.name} batches with the champion (challenger in shadow)",
         doc_md=_score_doc(spec),
         schedule=incoming_asset(spec),
-        start_date=START,
-        catchup=False,
-        max_active_runs=1,
-        tags=["mlcycle", "score", *spec.tags],
-        default_args={"owner": spec.owner, "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
-        render_template_as_native_obj=True,
+        **_dag_kwargs(spec, "score"),
         params={
-            "batch_uri": Param(
-                None,
-                type=["null", "string"],
-                pattern=URI_PATTERN,
-                title="Batch URI",
-                description="The Parquet batch to score. Empty: the asset event's batch_uri, else the newest batch.",
+            "batch_uri": _batch_uri_param(
+                "The Parquet batch to score. Empty: the asset event's batch_uri, else the newest batch."
             ),
             "alias": Param(
                 "champion",
