@@ -10,7 +10,8 @@ refused candidate), anything else left to Airflow's retries.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -34,6 +35,18 @@ TRIGGER_KINDS = {
     "backfill": "backfill",
     "operator_triggered": "operator",
 }
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Turn a domain error (bad data, refused candidate, bad spec) into a failure without
+    retries, keeping its message; anything else is left to Airflow's retries."""
+    from mlcycle.errors import MlcycleError
+
+    try:
+        yield
+    except MlcycleError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 class _ModelOperator(BaseOperator):
@@ -87,10 +100,6 @@ class _ModelOperator(BaseOperator):
             actor=getattr(dag_run, "triggering_user_name", None) or "airflow",
         )
 
-    def _fail_on(self, exc: Exception) -> None:
-        """Raise a no-retry failure for domain errors, with the domain message."""
-        raise AirflowFailException(str(exc)) from exc
-
 
 class ResolveDataOperator(_ModelOperator):
     """Decide which data a run uses and write its manifest: ``batch_uri`` if given, else the
@@ -126,11 +135,10 @@ class ResolveDataOperator(_ModelOperator):
         import datetime as dt
 
         from mlcycle import steps
-        from mlcycle.errors import MlcycleError
 
         as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
         batch_uri = self.batch_uri or self._batch_from_asset_events(context)
-        try:
+        with domain_errors():
             out = steps.resolve(
                 self._spec(),
                 self._run(context),
@@ -139,8 +147,6 @@ class ResolveDataOperator(_ModelOperator):
                 batch_uri=batch_uri or None,
                 latest_only=self.latest_only,
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         log.info(
             "Summary: %s uses %d batch(es), %d rows (%s), digest %s. Manifest: %s",
             self.model,
@@ -173,12 +179,11 @@ class GXValidateOperator(_ModelOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlcycle import lake as lk
         from mlcycle import steps
-        from mlcycle.errors import MlcycleError
 
         spec, run, lake_root = self._spec(), self._run(context), self._lake()
         result_uri = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "validation.json")
         EvidenceLink.push(context, evidence_url(lake_root, result_uri))
-        try:
+        with domain_errors():
             out = steps.validate(
                 spec,
                 run,
@@ -186,8 +191,6 @@ class GXValidateOperator(_ModelOperator):
                 lake_root=lake_root,
                 contracts_dir=self.contracts_dir,
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         log.info(
             "Summary: %d batch(es), %d rows passed all %d expectations of contract %r. Result: %s",
             out["batches"],
@@ -225,11 +228,10 @@ class TrainModelOperator(_ModelOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlcycle import steps
-        from mlcycle.errors import MlcycleError
 
         hook = self._hook()
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
-        try:
+        with domain_errors():
             out = steps.train(
                 self._spec(),
                 self._run(context),
@@ -239,8 +241,6 @@ class TrainModelOperator(_ModelOperator):
                 overrides=self.overrides or None,
                 force=force,
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         if out["skipped"]:
             context["ti"].xcom_push(key="skip_reason", value=out["reason"])
             raise AirflowSkipException(out["reason"])
@@ -270,9 +270,8 @@ class EvaluateModelOperator(_ModelOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlcycle import steps
-        from mlcycle.errors import MlcycleError
 
-        try:
+        with domain_errors():
             out = steps.evaluate(
                 self._spec(),
                 self._run(context),
@@ -281,8 +280,6 @@ class EvaluateModelOperator(_ModelOperator):
                 lake_root=self._lake(),
                 tracking_uri=self._hook().tracking_uri,
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         champ = out["champion"]
         log.info(
             "Summary: candidate v%s evaluated on %d holdout rows%s.",
@@ -307,19 +304,16 @@ class GateOperator(_ModelOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlcycle import lake as lk
         from mlcycle import steps
-        from mlcycle.errors import MlcycleError
 
         spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
         version = self.evaluation["candidate"]["version"]
         report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "verdict.html")
         EvidenceLink.push(context, evidence_url(lake_root, report))
         MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{version}")
-        try:
+        with domain_errors():
             out = steps.gate(
                 spec, run, evaluation=self.evaluation, lake_root=lake_root, tracking_uri=hook.tracking_uri
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         log.info("Summary: %s. Verdict: %s", out["summary"], out["report_uri"])
         return out
 
@@ -338,13 +332,12 @@ class PromoteModelOperator(_ModelOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlcycle import steps
-        from mlcycle.errors import MlcycleError
 
         hook = self._hook()
         MLflowModelVersionLink.push(
             context, f"{hook.ui_url}/#/models/{self.model}/versions/{self.verdict['version']}"
         )
-        try:
+        with domain_errors():
             out = steps.promote(
                 self._spec(),
                 self._run(context),
@@ -352,8 +345,6 @@ class PromoteModelOperator(_ModelOperator):
                 tracking_uri=hook.tracking_uri,
                 ledger_uri=self.ledger_uri,
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         log.info(
             "Summary: %s@champion %s v%s (was v%s); ledger %s.",
             self.model,
@@ -381,18 +372,15 @@ class ChooseModelOperator(_ModelOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlcycle import scoring_steps
-        from mlcycle.errors import MlcycleError
 
         hook = self._hook()
-        try:
+        with domain_errors():
             out = scoring_steps.choose_model(
                 self._spec(),
                 alias=self.alias or None,
                 version=str(self.version) if self.version not in (None, "") else None,
                 tracking_uri=hook.tracking_uri,
             )
-        except MlcycleError as exc:
-            self._fail_on(exc)
         MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{out['version']}")
         log.info(
             "Summary: scoring %s with v%s (%s)%s.",
