@@ -161,6 +161,41 @@ class GateSpec(_Strict):
         return self
 
 
+def check_schedule(value: str) -> str:
+    if value in CRON_PRESETS:
+        return value
+    from croniter import croniter  # already loaded by Airflow's timetables
+
+    if len(value.split()) == 5 and croniter.is_valid(value):
+        return value
+    raise ValueError(f"{value!r} is not a cron expression; use five fields like '0 2 * * *' or @daily")
+
+
+class FeatureDriftOverride(_Strict):
+    statistic: Literal["psi", "ks", "js", "wasserstein", "chi2"]
+    threshold: float = Field(gt=0)
+
+
+class MonitorSpec(_Strict):
+    """Drift monitoring and the guardrails in front of a drift-triggered retrain."""
+
+    schedule: str = "@hourly"
+    window_days: int = Field(1, ge=1, le=365)  # recent batches compared with the reference
+    min_rows: int = Field(100, ge=1)  # fewer non-null rows: a statistic is not computed
+    drift_share_threshold: float = Field(0.3, gt=0.0, le=1.0)  # importance-weighted share of drifted features
+    overrides: dict[str, FeatureDriftOverride] = Field(default_factory=dict)
+    max_performance_drop: float | None = Field(0.05, gt=0.0)  # primary metric / CBPE estimate vs holdout
+    # Guardrails: all must pass before a retrain is requested.
+    cooldown_hours: float = Field(12.0, ge=0.0)
+    min_new_rows: int = Field(1000, ge=0)
+    max_retrains_per_week: int = Field(3, ge=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return check_schedule(value)
+
+
 class ModelSpec(_Strict):
     name: str
     description: str
@@ -173,6 +208,7 @@ class ModelSpec(_Strict):
     features: FeaturesSpec
     estimator: EstimatorSpec
     gate: GateSpec
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @field_validator("name")
     @classmethod
@@ -187,13 +223,7 @@ class ModelSpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        if value in CRON_PRESETS:
-            return value
-        from croniter import croniter  # already loaded by Airflow's timetables
-
-        if len(value.split()) == 5 and croniter.is_valid(value):
-            return value
-        raise ValueError(f"{value!r} is not a cron expression; use five fields like '0 2 * * *' or @daily")
+        return check_schedule(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
