@@ -77,6 +77,7 @@ def _engine(uri: str) -> Engine:
 
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(uri, pool_pre_ping=True)
+    _decisions_table()  # both tables share the metadata: create them together
     _table().metadata.create_all(engine, checkfirst=True)
     return engine
 
@@ -112,3 +113,82 @@ def history(model: str | None = None, uri: str | None = None, limit: int = 200) 
         query = query.where(table.c.model == model)
     with _engine(uri or settings.ledger_uri()).connect() as conn:
         return [Entry(**row._mapping) for row in conn.execute(query)]
+
+
+# --- retrain decisions of the drift monitor -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    model: str
+    requested: bool
+    reason: str
+    checks: str  # JSON list of the guardrail checks
+    dag_id: str | None
+    run_id: str | None
+    created_at: dt.datetime | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+
+@cache
+def _decisions_table() -> Table:
+    from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, Text, UniqueConstraint
+
+    return Table(
+        "mlcycle_retrain_decisions",
+        _table().metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("model", String(128), nullable=False, index=True),
+        Column("requested", Boolean, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("checks", Text, nullable=False),
+        Column("dag_id", String(250)),
+        Column("run_id", String(250)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("model", "dag_id", "run_id", name="uq_retrain_decision_run"),
+    )
+
+
+def record_decision(decision: RetrainDecision, uri: str | None = None) -> RetrainDecision:
+    """Record a monitor's decision once per monitoring run; a rerun gets the first record back
+    (so a retried check cannot request a second retrain for the same evidence)."""
+    from sqlalchemy import insert, select
+
+    table = _decisions_table()
+    with _engine(uri or settings.ledger_uri()).begin() as conn:
+        if decision.run_id is not None:
+            row = conn.execute(
+                select(table).where(
+                    table.c.model == decision.model,
+                    table.c.dag_id == decision.dag_id,
+                    table.c.run_id == decision.run_id,
+                )
+            ).first()
+            if row is not None:
+                return RetrainDecision(**row._mapping)
+        values = {k: v for k, v in asdict(decision).items() if k not in ("id", "created_at")}
+        values["created_at"] = decision.created_at or dt.datetime.now(dt.UTC)
+        conn.execute(insert(table).values(**values))
+    return decision
+
+
+def decisions(
+    model: str, *, since: dt.datetime | None = None, requested_only: bool = False, uri: str | None = None
+) -> list[RetrainDecision]:
+    """Newest first."""
+    from sqlalchemy import select
+
+    table = _decisions_table()
+    query = select(table).where(table.c.model == model).order_by(table.c.id.desc())
+    if since is not None:
+        # SQLite keeps naive datetimes: compare in UTC without tzinfo there.
+        query = query.where(table.c.created_at >= since.astimezone(dt.UTC).replace(tzinfo=None))
+    if requested_only:
+        query = query.where(table.c.requested.is_(True))
+    with _engine(uri or settings.ledger_uri()).connect() as conn:
+        return [RetrainDecision(**row._mapping) for row in conn.execute(query)]

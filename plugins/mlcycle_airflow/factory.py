@@ -10,7 +10,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from mlcycle.spec import ModelSpec, load_specs
 from mlcycle_airflow.operators import (
@@ -98,7 +98,8 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
         dag_id=spec.train_dag_id,
         description=f"Validate, train, gate and promote {spec.name}",
         doc_md=_train_doc(spec),
-        schedule=spec.schedule,
+        # Nightly cron OR a retrain request from monitor_<model>.
+        schedule=_cron_or_asset(spec.schedule, retrain_asset(spec)),
         **_dag_kwargs(spec, "train"),
         params={
             "batch_uri": _batch_uri_param(
@@ -147,6 +148,17 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
         promote = PromoteModelOperator(task_id="promote", verdict=_xcom("gate"), **common)
         resolve >> validate >> train >> evaluate >> gate >> promote
     return dag
+
+
+def retrain_asset(spec: ModelSpec) -> Asset:
+    """The asset whose events ask for a retrain (emitted by monitor_<model>; extra: ``reason``)."""
+    return Asset(uri=f"mlcycle://{spec.name}/retrain", name=f"{spec.name}_retrain")
+
+
+def _cron_or_asset(cron: str, asset: Asset) -> AssetOrTimeSchedule | str:
+    if cron.startswith("@"):  # presets have no CronTriggerTimetable form; keep them time-only
+        return cron
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=asset)
 
 
 def incoming_asset(spec: ModelSpec) -> Asset:

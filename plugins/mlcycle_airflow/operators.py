@@ -49,6 +49,17 @@ def domain_errors() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _asset_event_extra(context: Context, key: str) -> str | None:
+    """``key`` from the extra of the newest asset event that triggered this run."""
+    events = context.get("triggering_asset_events") or {}
+    for asset_events in events.values():
+        for event in reversed(list(asset_events)):
+            value = (event.extra or {}).get(key)
+            if value:
+                return str(value)
+    return None
+
+
 class _ModelOperator(BaseOperator):
     """Shared plumbing: the spec, the run identity, the lake root and MLflow."""
 
@@ -90,8 +101,10 @@ class _ModelOperator(BaseOperator):
         params = context.get("params") or {}
         trigger = TRIGGER_KINDS.get(str(dag_run.run_type), str(dag_run.run_type))
         reason = str(params.get("reason") or "")
-        if not reason:
-            reason = {"schedule": "nightly schedule", "asset": "asset event"}.get(trigger, "")
+        if not reason and trigger == "asset":
+            reason = _asset_event_extra(context, "reason") or "asset event"
+        elif not reason and trigger == "schedule":
+            reason = "nightly schedule"
         return RunInfo(
             dag_id=dag_run.dag_id,
             run_id=dag_run.run_id,
@@ -121,23 +134,13 @@ class ResolveDataOperator(_ModelOperator):
         self.as_of = as_of
         self.latest_only = latest_only
 
-    @staticmethod
-    def _batch_from_asset_events(context: Context) -> str | None:
-        events = context.get("triggering_asset_events") or {}
-        for asset_events in events.values():
-            for event in reversed(list(asset_events)):
-                uri = (event.extra or {}).get("batch_uri")
-                if uri:
-                    return str(uri)
-        return None
-
     def execute(self, context: Context) -> dict[str, Any]:
         import datetime as dt
 
         from mlcycle import steps
 
         as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
-        batch_uri = self.batch_uri or self._batch_from_asset_events(context)
+        batch_uri = self.batch_uri or _asset_event_extra(context, "batch_uri")
         with domain_errors():
             out = steps.resolve(
                 self._spec(),

@@ -76,7 +76,9 @@ def test_schedule_is_the_specs(dagbag, spec_name):
 
     spec = get_spec(spec_name, REPO / "include" / "models")
     dag = dagbag.dags[f"train_{spec_name}"]
-    assert dag.timetable.expression == spec.schedule
+    # The nightly cron OR a retrain request from the drift monitor.
+    assert dag.timetable.timetable.expression == spec.schedule
+    assert dag.timetable.asset_condition.uri == f"mlcycle://{spec_name}/retrain"
 
 
 def test_task_order(dagbag):
