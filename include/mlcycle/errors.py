@@ -29,3 +29,7 @@ class PromotionConflictError(MlcycleError):
 
 class RegistryError(MlcycleError):
     """The model registry is not in the state an operation needs."""
+
+
+class DriftError(MlcycleError):
+    """Drift monitoring cannot run as asked: a bad profile, window, column or override."""

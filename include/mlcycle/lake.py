@@ -139,6 +139,12 @@ class Manifest:
         return cls(**data)
 
 
+def last_batch_date(uris: list[str]) -> str | None:
+    """The newest date among daily batch file names (None when none is named by date)."""
+    days = [m.group(1) for u in uris if (m := BATCH_RE.match(as_path(u).name))]
+    return max(days) if days else None
+
+
 def digest_files(paths: list[LakePath]) -> str:
     h = hashlib.sha256()
     for path in paths:

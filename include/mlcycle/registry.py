@@ -35,6 +35,7 @@ TAG_TRIGGER = "trigger.kind"
 TAG_SIZE = "model.size_mb"
 TAG_SPEC = "model.spec_digest"
 TAG_HOLDOUT = "data.holdout_uri"
+TAG_LAST_BATCH = "data.last_batch_date"  # newest daily batch the version was trained on
 TAG_VERDICT = "gate.verdict"
 TAG_VERDICT_SUMMARY = "gate.summary"
 TAG_EVIDENCE = "gate.evidence"

@@ -249,6 +249,12 @@ def train(
         # turn them into floats and break schema enforcement at serving time.
         sample = result.train[features].head(200)
         sample = sample.astype({c: "float64" for c in sample.columns if sample[c].dtype.kind in "iu"})
+        # The reference the drift monitor compares against, stored with the version.
+        from mlcycle.monitoring import PROFILE_ARTIFACT, reference_profile
+
+        mlflow.log_dict(
+            reference_profile(spec, result.pipeline, result.train, result.holdout), PROFILE_ARTIFACT
+        )
         info = mlflow.sklearn.log_model(
             result.pipeline,
             name="model",
@@ -268,6 +274,7 @@ def train(
                 **run_tags,
                 registry.TAG_ROWS: str(manifest.rows),
                 registry.TAG_SOURCE: manifest.source,
+                registry.TAG_LAST_BATCH: lk.last_batch_date(manifest.batches) or "",
                 registry.TAG_SIZE: f"{size_mb:.4f}",
                 registry.TAG_HOLDOUT: holdout_uri,
             },

@@ -15,12 +15,14 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, P
 from mlcycle.spec import ModelSpec, load_specs
 from mlcycle_airflow.operators import (
     ChooseModelOperator,
+    DriftCheckOperator,
     EvaluateModelOperator,
     FinalizeScoringOperator,
     GateOperator,
     GXValidateOperator,
     PlanPartitionsOperator,
     PromoteModelOperator,
+    RequestRetrainOperator,
     ResolveDataOperator,
     ScorePartitionOperator,
     TrainModelOperator,
@@ -155,10 +157,12 @@ def retrain_asset(spec: ModelSpec) -> Asset:
     return Asset(uri=f"mlcycle://{spec.name}/retrain", name=f"{spec.name}_retrain")
 
 
-def _cron_or_asset(cron: str, asset: Asset) -> AssetOrTimeSchedule | str:
-    if cron.startswith("@"):  # presets have no CronTriggerTimetable form; keep them time-only
-        return cron
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=asset)
+PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
+
+
+def _cron_or_asset(cron: str, asset: Asset) -> AssetOrTimeSchedule:
+    expression = PRESETS.get(cron, cron)
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(expression, timezone="UTC"), assets=asset)
 
 
 def incoming_asset(spec: ModelSpec) -> Asset:
@@ -260,3 +264,61 @@ def train_dags() -> dict[str, DAG]:
 def score_dags() -> dict[str, DAG]:
     path = specs_dir()
     return {f"score_{spec.name}": build_score_dag(spec, str(path)) for spec in load_specs(path)}
+
+
+def _monitor_doc(spec: ModelSpec) -> str:
+    m = spec.monitor
+    return f"""# Monitor `{spec.name}`
+
+Compares the last {m.window_days} day(s) of validated batches with the reference profile of the current
+`champion` (written when it was trained): per-feature drift (PSI, KS, chi-square, Jensen–Shannon,
+Wasserstein), prediction drift, measured performance where labels exist
+{"and a label-free estimate from the champion's probabilities (CBPE)" if spec.task == "classification" else ""}.
+
+A retrain is requested (an event of the asset `mlcycle://{spec.name}/retrain`, which `train_{spec.name}` is
+scheduled on) only when drift is found AND every guardrail passes: cooldown {m.cooldown_hours:g} h since the
+last training, at least {m.min_new_rows} new rows, at most {m.max_retrains_per_week} retrains per rolling week,
+newest batch not in quarantine. The decision and its reasons are recorded either way (task log, drift report
+behind the **Evidence** link, MLflow experiment `{spec.name}-monitoring`, the retrain-decision table).
+
+Runs on `{m.schedule}` and whenever a new batch lands (`{spec.name}_incoming`).
+"""
+
+
+def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    common = {"model": spec.name, "specs_dir": specs_path}
+    with DAG(
+        dag_id=f"monitor_{spec.name}",
+        description=f"Drift and performance of {spec.name}; asks for a retrain behind guardrails",
+        doc_md=_monitor_doc(spec),
+        schedule=_cron_or_asset(spec.monitor.schedule, incoming_asset(spec)),
+        **_dag_kwargs(spec, "monitor"),
+        params={
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                format="date-time",
+                title="As of",
+                description="Check as of this UTC time (ISO 8601): the window ends on its date and the "
+                "guardrails (cooldown, weekly cap) are evaluated at it. Empty: the run's time.",
+            ),
+        },
+    ) as dag:
+        resolve = ResolveDataOperator(task_id="resolve_newest", latest_only=True, **common)
+        validate = GXValidateOperator(
+            task_id="validate_newest", manifest_uri=_xcom("resolve_newest", "manifest_uri"), **common
+        )
+        # Runs even when the newest batch failed validation: the decision must say so.
+        check = DriftCheckOperator(
+            task_id="check_drift", trigger_rule="all_done", as_of="{{ params.as_of }}", **common
+        )
+        request = RequestRetrainOperator(
+            task_id="request_retrain", decision=_xcom("check_drift"), outlets=[retrain_asset(spec)]
+        )
+        resolve >> validate >> check >> request
+    return dag
+
+
+def monitor_dags() -> dict[str, DAG]:
+    path = specs_dir()
+    return {f"monitor_{spec.name}": build_monitor_dag(spec, str(path)) for spec in load_specs(path)}

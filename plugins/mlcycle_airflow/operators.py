@@ -524,3 +524,82 @@ class FinalizeScoringOperator(_ModelOperator):
             k: out[k]
             for k in ("output_uri", "rows", "version", "shadow_version", "engine", "report_uri", "shadow")
         }
+
+
+class DriftCheckOperator(_ModelOperator):
+    """Compare recent batches with the champion's reference profile, decide (with the spec's
+    guardrails) whether to ask for a retrain, and record the decision and its reasons."""
+
+    template_fields: Sequence[str] = ("model", "lake_root", "ledger_uri", "as_of")
+    operator_extra_links = (EvidenceLink(), MLflowRunLink())
+    ui_color = "#fff4d6"
+
+    def __init__(self, *, ledger_uri: str | None = None, as_of: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ledger_uri = ledger_uri
+        self.as_of = as_of
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlcycle import lake as lk
+        from mlcycle import monitoring
+
+        spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
+        report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "drift.html")
+        EvidenceLink.push(context, evidence_url(lake_root, report))
+        import datetime as dt
+
+        now = dt.datetime.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.UTC)
+        with domain_errors():
+            out = monitoring.check(
+                spec, run, lake_root=lake_root, today=now.date(), now=now,
+                tracking_uri=hook.tracking_uri, ledger_uri=self.ledger_uri,
+            )  # fmt: skip
+        experiment_id = hook.get_conn().get_run(out["mlflow_run_id"]).info.experiment_id
+        MLflowRunLink.push(
+            context, f"{hook.ui_url}/#/experiments/{experiment_id}/runs/{out['mlflow_run_id']}"
+        )
+        decision = out["decision"]
+        log.info(
+            "Summary: %s. %s. Report: %s",
+            out["drift"].get("summary", ""),
+            decision["reason"],
+            out["report_uri"],
+        )
+        return {
+            "retrain": decision["retrain"],
+            "reason": decision["reason"],
+            "blocked_by": [c["name"] for c in decision["checks"] if not c["passed"]],
+            "champion_version": out["champion_version"],
+            "rows": out["rows"],
+            "report_uri": out["report_uri"],
+        }
+
+
+class RequestRetrainOperator(BaseOperator):
+    """Emit the retrain asset event (with the reason in its extra) when the check asked for
+    it; otherwise skip, so no event is emitted. Give the asset as ``outlets``."""
+
+    template_fields: Sequence[str] = ("decision",)
+    ui_color = "#fde2e1"
+
+    def __init__(self, *, decision: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision = decision
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if not self.decision.get("retrain"):
+            raise AirflowSkipException(f"no retrain requested: {self.decision.get('reason')}")
+        extra = {
+            "reason": self.decision["reason"],
+            "monitor_dag_id": context["dag_run"].dag_id,
+            "monitor_run_id": context["dag_run"].run_id,
+            "report": self.decision.get("report_uri"),
+        }
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = extra
+        log.info(
+            "Summary: retrain requested via %s: %s", [a.uri for a in self.outlets], self.decision["reason"]
+        )
+        return extra

@@ -41,7 +41,12 @@ def test_one_train_dag_per_spec(dagbag):
     assert len(expected) >= 2
 
 
-ALL_DAGS = [f"{kind}_{n}" for kind in ("train", "score") for n in ("churn", "demand")]
+ALL_DAGS = [f"{kind}_{n}" for kind in ("train", "score", "monitor") for n in ("churn", "demand")]
+EXPECTED_PARAMS = {
+    "train": {"batch_uri", "reason", "force", "estimator_params"},
+    "score": {"batch_uri", "alias", "version", "rows_per_partition", "chunk_rows"},
+    "monitor": {"as_of"},
+}
 
 
 def test_every_dag_is_known(dagbag):
@@ -71,6 +76,16 @@ def test_score_dag_runs_on_new_batches(dagbag, spec_name):
 
 
 @pytest.mark.parametrize("spec_name", ["churn", "demand"])
+def test_monitor_dag_runs_hourly_and_on_new_batches(dagbag, spec_name):
+    dag = dagbag.dags[f"monitor_{spec_name}"]
+    assert dag.timetable.timetable.expression == "0 * * * *"
+    assert dag.timetable.asset_condition.uri == f"mlcycle://{spec_name}/incoming"
+    request = dag.get_task("request_retrain")
+    assert [a.uri for a in request.outlets] == [f"mlcycle://{spec_name}/retrain"]
+    assert dag.get_task("check_drift").trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize("spec_name", ["churn", "demand"])
 def test_schedule_is_the_specs(dagbag, spec_name):
     from mlcycle.spec import get_spec
 
@@ -93,11 +108,7 @@ def test_params_schemas_are_valid_json_schema(dagbag, dag_id):
     import jsonschema
 
     params = dagbag.dags[dag_id].params
-    expected = (
-        {"batch_uri", "reason", "force", "estimator_params"}
-        if dag_id.startswith("train")
-        else {"batch_uri", "alias", "version", "rows_per_partition", "chunk_rows"}
-    )
+    expected = EXPECTED_PARAMS[dag_id.split("_")[0]]
     assert expected <= set(params.keys())
     for name in params:
         schema = params.get_param(name).schema
