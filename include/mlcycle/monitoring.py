@@ -101,17 +101,20 @@ def load_profile(mlc: Any, model_version: Any) -> dict[str, Any]:
         ) from exc
 
 
-def window_batches(
-    lake: lk.Lake, today: dt.date, days: int
-) -> tuple[list[lk.LakePath], lk.LakePath | None, bool]:
-    """(batches of the last ``days`` days that passed validation, the newest batch, whether the
-    newest batch is in quarantine)."""
+def window_batches(lake: lk.Lake, days: int) -> tuple[list[lk.LakePath], lk.LakePath | None, bool]:
+    """(the batches of the ``days`` days ending at the newest batch's date that passed
+    validation, the newest batch, whether the newest batch is in quarantine).
+
+    The window follows the data, not the calendar: a check compares the most recent data
+    there is, and the min-new-rows guardrail keeps an old window from retraining twice."""
     quarantined = lake.quarantined_names()
     batches = lake.batches()
-    newest = batches[-1][1] if batches else None
-    start = today - dt.timedelta(days=days - 1)
-    window = [p for day, p in batches if start <= day <= today and p.name not in quarantined]
-    return window, newest, bool(newest is not None and newest.name in quarantined)
+    if not batches:
+        return [], None, False
+    newest_day, newest = batches[-1]
+    start = newest_day - dt.timedelta(days=days - 1)
+    window = [p for day, p in batches if day >= start and p.name not in quarantined]
+    return window, newest, newest.name in quarantined
 
 
 def _stream(
@@ -226,7 +229,6 @@ def check(
     run: RunInfo,
     *,
     lake_root: str,
-    today: dt.date,
     now: dt.datetime | None = None,
     tracking_uri: str | None = None,
     ledger_uri: str | None = None,
@@ -242,7 +244,7 @@ def check(
     profile_dict = load_profile(mlc, champion)
     profile = drift.Profile.from_dict(profile_dict)
     lake = lk.Lake(lake_root, spec.name)
-    window, newest, newest_failed = window_batches(lake, today, spec.monitor.window_days)
+    window, newest, newest_failed = window_batches(lake, spec.monitor.window_days)
     if not lake.batches():
         raise DataNotFoundError(f"no batch of {spec.name} in {lake.incoming}: nothing to monitor")
     if window:
@@ -260,7 +262,7 @@ def check(
         degraded = bool(perf.get("degraded") or perf.get("cbpe_degraded"))
         summary = report.summary() + (f"; performance dropped ({_perf_text(perf)})" if degraded else "")
         drift_found, drift_dict, rows = report.dataset_drift or degraded, report.to_dict(), streamed["rows"]
-    else:  # e.g. today's only batch failed validation: record why nothing is decided
+    else:  # e.g. the only recent batch failed validation: record why nothing is decided
         summary = f"no validated batch in the last {spec.monitor.window_days} day(s): drift not measured"
         drift_found, drift_dict, rows, perf = False, {"summary": summary, "features": []}, 0, {}
     facts = gather_facts(

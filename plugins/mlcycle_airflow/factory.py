@@ -299,8 +299,8 @@ def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 type=["null", "string"],
                 format="date-time",
                 title="As of",
-                description="Check as of this UTC time (ISO 8601): the window ends on its date and the "
-                "guardrails (cooldown, weekly cap) are evaluated at it. Empty: the run's time.",
+                description="Evaluate the guardrails (cooldown, weekly cap) as of this UTC time (ISO 8601). "
+                "Empty: the run's time.",
             ),
         },
     ) as dag:

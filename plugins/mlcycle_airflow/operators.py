@@ -99,7 +99,9 @@ class _ModelOperator(BaseOperator):
 
         dag_run = context["dag_run"]
         params = context.get("params") or {}
-        trigger = TRIGGER_KINDS.get(str(dag_run.run_type), str(dag_run.run_type))
+        # The task SDK gives an enum whose str() is "DagRunType.MANUAL": use its value.
+        run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+        trigger = TRIGGER_KINDS.get(run_type, run_type)
         reason = str(params.get("reason") or "")
         if not reason and trigger == "asset":
             reason = _asset_event_extra(context, "reason") or "asset event"
@@ -553,7 +555,7 @@ class DriftCheckOperator(_ModelOperator):
             now = now.replace(tzinfo=dt.UTC)
         with domain_errors():
             out = monitoring.check(
-                spec, run, lake_root=lake_root, today=now.date(), now=now,
+                spec, run, lake_root=lake_root, now=now,
                 tracking_uri=hook.tracking_uri, ledger_uri=self.ledger_uri,
             )  # fmt: skip
         experiment_id = hook.get_conn().get_run(out["mlflow_run_id"]).info.experiment_id

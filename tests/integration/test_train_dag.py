@@ -94,6 +94,7 @@ def test_first_run_creates_champion_v1(dag, env):
     assert mv.tags["airflow.run_id"] == dr.run_id
     assert len(mv.tags["data.digest"]) == 64
     assert mv.tags["trigger.reason"] == "integration test"
+    assert mv.tags["trigger.kind"] == "manual"
     assert mv.tags["gate.verdict"] == "pass"
     assert mv.tags["gate.evidence"].endswith("verdict.html")
 
