@@ -1,5 +1,5 @@
 """`make demo`: generate sample data, run train_<model> for every shipped model, then
-score_<model> on the newest batch with the champion.
+score_<model> on the newest batch with the champion and monitor_<model> (drift check).
 
 Safe to run again: batches already in the lake are kept, a model whose champion was
 trained on identical data is not retrained, and the summary says what changed.
@@ -46,6 +46,7 @@ def outcome(dag_id: str) -> tuple[str, list[tuple[str, str, str]]]:
         order = [
             "resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote",
             "resolve_batch", "validate_batch", "choose_model", "plan_partitions", "score_partition", "finalize",
+            "resolve_newest", "validate_newest", "check_drift", "request_retrain",
         ]  # fmt: skip
         tasks = []
         for ti in sorted(tis, key=lambda t: order.index(t.task_id) if t.task_id in order else 99):
@@ -60,6 +61,8 @@ def outcome(dag_id: str) -> tuple[str, list[tuple[str, str, str]]]:
             if ti.task_id == "finalize" and str(ti.state) == "success":
                 out = ti.xcom_pull(task_ids="finalize", session=session) or {}
                 note = f"{out.get('rows')} rows by v{out.get('version')} -> {out.get('output_uri')}"
+            elif ti.task_id == "check_drift" and str(ti.state) == "success":
+                note = (ti.xcom_pull(task_ids="check_drift", session=session) or {}).get("reason")
             tasks.append((ti.task_id, str(ti.state), str(note or "")))
         return str(dr.state), tasks
 
@@ -105,7 +108,7 @@ def main() -> int:
 
     failures = 0
     for spec in specs:
-        for dag_id in (spec.train_dag_id, f"score_{spec.name}"):
+        for dag_id in (spec.train_dag_id, f"score_{spec.name}", f"monitor_{spec.name}"):
             failures += run_dag(dag_id)
     print("\n-- summary")
     run([str(BIN / "mlcycle"), "summary"])
