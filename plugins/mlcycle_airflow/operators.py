@@ -564,8 +564,7 @@ class DriftCheckOperator(_ModelOperator):
         )
         decision = out["decision"]
         log.info(
-            "Summary: %s. %s. Report: %s",
-            out["drift"].get("summary", ""),
+            "Summary: %s. Report: %s",
             decision["reason"],
             out["report_uri"],
         )
@@ -592,7 +591,7 @@ class RequestRetrainOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         if not self.decision.get("retrain"):
-            raise AirflowSkipException(f"no retrain requested: {self.decision.get('reason')}")
+            raise AirflowSkipException(str(self.decision.get("reason")))
         extra = {
             "reason": self.decision["reason"],
             "monitor_dag_id": context["dag_run"].dag_id,
