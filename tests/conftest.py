@@ -96,3 +96,34 @@ def airflow_db() -> Path:
     )
     assert done.returncode == 0, f"airflow db migrate failed:\n{done.stdout}\n{done.stderr}"
     return STATE / "airflow" / "airflow.db"
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@pytest.fixture
+def dags(airflow_db):
+    """The project's DAGs, freshly parsed per test: dag.test() folds a run's conf into a
+    DAG's params, so a DAG object must not be shared between tests."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags
+
+
+def train_champion(env: Env, model: str, *, end: dt.date, days: int, rows: int = 1500):
+    """Land ``days`` batches ending at ``end`` and make v1 the champion with the plain steps
+    (no Airflow): the fast way to set up a registry for scoring, serving and monitoring tests."""
+    from mlcycle import steps
+    from mlcycle.spec import get_spec
+
+    spec = get_spec(model)
+    write_batches(env.lake, model, end, days=days, rows=rows)
+    run = steps.RunInfo(f"train_{model}", "setup", reason="test setup")
+    m = steps.resolve(spec, run, lake_root=env.lake, as_of=end)
+    t = steps.train(spec, run, manifest_uri=m["manifest_uri"], lake_root=env.lake)
+    e = steps.evaluate(spec, run, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
+    steps.promote(spec, run, verdict=steps.gate(spec, run, evaluation=e, lake_root=env.lake))
+    return spec

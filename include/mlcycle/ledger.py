@@ -22,8 +22,19 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine, Table
 
 
+class _Row:
+    """JSON form of a ledger row (datetimes as ISO strings)."""
+
+    created_at: dt.datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+
 @dataclass(frozen=True)
-class Entry:
+class Entry(_Row):
     model: str
     alias: str
     previous_version: str | None
@@ -37,11 +48,6 @@ class Entry:
     run_id: str | None
     created_at: dt.datetime | None = None
     id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat() if self.created_at else None
-        return data
 
 
 @cache
@@ -119,7 +125,7 @@ def history(model: str | None = None, uri: str | None = None, limit: int = 200) 
 
 
 @dataclass(frozen=True)
-class RetrainDecision:
+class RetrainDecision(_Row):
     model: str
     requested: bool
     reason: str
@@ -128,11 +134,6 @@ class RetrainDecision:
     run_id: str | None
     created_at: dt.datetime | None = None
     id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat() if self.created_at else None
-        return data
 
 
 @cache

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcycle import lake as lk
 from mlcycle import ledger, registry
+from mlcycle.drift import PREDICTION
 from mlcycle.errors import DataNotFoundError, RegistryError
 from mlcycle.spec import ModelSpec, Task
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT = "reference/profile.json"
-PREDICTION = "__prediction__"
 CHUNK_ROWS = 100_000
 
 

@@ -13,25 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_batches
+from tests.conftest import today, train_champion, write_batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "churn"
 DAG_ID = f"monitor_{MODEL}"
-
-
-@pytest.fixture
-def dags(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 def later(hours: float) -> str:
@@ -41,17 +28,7 @@ def later(hours: float) -> str:
 @pytest.fixture
 def champion(env):
     """A champion trained on last week's batches, with its reference profile."""
-    from mlcycle import steps
-    from mlcycle.spec import get_spec
-
-    spec = get_spec(MODEL)
-    end = today() - dt.timedelta(days=1)
-    write_batches(env.lake, MODEL, end, days=7, rows=1500)
-    run = steps.RunInfo(f"train_{MODEL}", "setup", reason="monitor test setup")
-    m = steps.resolve(spec, run, lake_root=env.lake, as_of=end)
-    t = steps.train(spec, run, manifest_uri=m["manifest_uri"], lake_root=env.lake)
-    e = steps.evaluate(spec, run, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
-    steps.promote(spec, run, verdict=steps.gate(spec, run, evaluation=e, lake_root=env.lake))
+    train_champion(env, MODEL, end=today() - dt.timedelta(days=1), days=7)
     return env
 
 

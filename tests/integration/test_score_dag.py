@@ -8,24 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_batches
+from tests.conftest import today, write_batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "churn"
-
-
-@pytest.fixture
-def dags(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 def states(dag_run) -> dict[str, list[str]]:

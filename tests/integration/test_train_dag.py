@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_batches
+from tests.conftest import REPO, today, write_batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,10 +28,6 @@ def dag(airflow_db):
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
     return bag.dags[DAG_ID]
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 def run_dag(dag, logical_date: dt.datetime | None = None, **conf):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_batches
+from tests.conftest import REPO, train_champion, write_batches
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -120,17 +120,10 @@ def wait_for_run(api: Api, dag_id: str, *, run_type: str | None = None, timeout:
 
 
 def test_drift_asks_for_a_retrain_and_the_scheduler_starts_it(airflow, env):
-    from mlcycle import registry, steps
-    from mlcycle.spec import get_spec
+    from mlcycle import registry
 
-    spec = get_spec(MODEL)
     today = dt.datetime.now(dt.UTC).date()
-    write_batches(env.lake, MODEL, today - dt.timedelta(days=1), days=5, rows=1500)
-    run = steps.RunInfo(f"train_{MODEL}", "setup", reason="loop test setup")
-    m = steps.resolve(spec, run, lake_root=env.lake, as_of=today - dt.timedelta(days=1))
-    t = steps.train(spec, run, manifest_uri=m["manifest_uri"], lake_root=env.lake)
-    e = steps.evaluate(spec, run, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
-    steps.promote(spec, run, verdict=steps.gate(spec, run, evaluation=e, lake_root=env.lake))
+    train_champion(env, MODEL, end=today - dt.timedelta(days=1), days=5)
     # Unpausing train_churn makes the scheduler run its latest missed cron slot (catchup=False):
     # that run sees the champion's own data and skips training. Let it finish first.
     airflow.call("PATCH", f"/api/v2/dags/train_{MODEL}", {"is_paused": False})

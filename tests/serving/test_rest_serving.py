@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_batches
+from tests.conftest import train_champion
 
 pytestmark = pytest.mark.slow
 
@@ -43,19 +43,7 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
 @pytest.fixture
 def champion(env):
     """Train and promote v1 with the plain steps (no Airflow needed for serving)."""
-    from mlcycle import steps
-    from mlcycle.spec import get_spec
-
-    spec = get_spec(MODEL)
-    today = dt.datetime.now(dt.UTC).date()
-    write_batches(env.lake, MODEL, today, days=3, rows=1500)
-    run = steps.RunInfo("train_churn", "serving-test", reason="serving test")
-    m = steps.resolve(spec, run, lake_root=env.lake, as_of=today)
-    t = steps.train(spec, run, manifest_uri=m["manifest_uri"], lake_root=env.lake)
-    e = steps.evaluate(spec, run, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
-    g = steps.gate(spec, run, evaluation=e, lake_root=env.lake)
-    steps.promote(spec, run, verdict=g)
-    return spec
+    return train_champion(env, MODEL, end=dt.datetime.now(dt.UTC).date(), days=3)
 
 
 @pytest.fixture
