@@ -123,7 +123,10 @@ def _threshold_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
 
 def _budget_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
     rules = []
-    for key, unit in (("latency_ms_per_1k_rows", "ms per 1k rows"), ("model_size_mb", "MB")):
+    for key, what, unit in (
+        ("latency_ms_per_1k_rows", "latency", "ms per 1k rows"),
+        ("model_size_mb", "model size", "MB"),
+    ):
         limit = getattr(policy.budgets, key)
         if limit is None:
             continue
@@ -139,7 +142,7 @@ def _budget_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
                 Outcome.PASS if ok else Outcome.FAIL,
                 value,
                 limit,
-                f"{key.replace('_', ' ')} {_fmt(value)} {unit} {'within' if ok else 'over'} the budget {_fmt(limit)}",
+                f"{what} {_fmt(value)} {unit} {'within' if ok else 'over'} the budget {_fmt(limit)} {unit}",
             )
         )
     return rules
