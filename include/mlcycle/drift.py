@@ -259,7 +259,12 @@ def _cumulate(xs: np.ndarray, t: np.ndarray, center: float) -> tuple[np.ndarray,
     cs = np.empty(len(d) + 1)
     cs[0] = 0.0
     np.cumsum(d, out=cs[1:])
-    return pos.astype("int64"), cs[pos], float(cs[-1]), float(d @ d)
+    return (
+        pos.astype("int64"),
+        cs[pos],
+        float(cs[-1]),
+        float(np.einsum("i,i->", d, d)),
+    )  # BLAS dot threads badly on busy cores
 
 
 def _bin_counts(
@@ -1415,6 +1420,6 @@ def cbpe_roc_auc(proba_positive: np.ndarray) -> float:
     neg = np.bincount(inverse, weights=1.0 - p, minlength=len(scores))
     neg_below = np.cumsum(neg) - neg
     self_pairs = float(np.sum(p * (1.0 - p)))
-    numerator = float(pos @ (neg_below + 0.5 * neg)) - 0.5 * self_pairs
+    numerator = float(np.einsum("i,i->", pos, neg_below + 0.5 * neg)) - 0.5 * self_pairs
     denominator = float(pos.sum() * neg.sum()) - self_pairs
     return numerator / denominator if denominator > 0 else float("nan")
