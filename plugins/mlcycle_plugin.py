@@ -1,5 +1,8 @@
 """Airflow plugin: registers the extra links, and a small web app in the Airflow UI.
 
+This is the only file Airflow loads from ``plugins/`` (see ``.airflowignore``): the
+``mlcycle_airflow`` package is imported from here as a package, not file by file.
+
 The app (mounted at ``/mlcycle`` on the api-server, behind Airflow's login) shows
 the promotion ledger and serves run evidence (validation results, gate verdicts)
 from the data lake, so the links on task instances open something a person can read.
