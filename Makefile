@@ -21,6 +21,11 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(STATE)/mlflow.db
 export MLCYCLE_ARTIFACT_ROOT ?= $(STATE)/mlartifacts
 export MLCYCLE_LEDGER_URI ?= sqlite:///$(STATE)/ledger.db
 export PYTHONPATH := $(CURDIR)/plugins$(if $(PYTHONPATH),:$(PYTHONPATH))
+# Executor tasks fork from a server that already imported the ML stack, and the supervisor
+# notices a finished task within 1 s (bench/train_overhead.py: -32 % wall time per run).
+export AIRFLOW__CORE__MP_START_METHOD ?= forkserver
+export AIRFLOW__CORE__MP_FORKSERVER_PRELOAD ?= mlcycle_airflow.warm
+export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL ?= 1
 
 .PHONY: help install demo test lint format up serve bench clean
 
