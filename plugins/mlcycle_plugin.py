@@ -15,20 +15,14 @@ from typing import Any, ClassVar
 from airflow.plugins_manager import AirflowPlugin
 
 from mlcycle_airflow.links import ALL_LINKS
-from mlcycle_airflow.operators import (
-    GateOperator,
-    GXValidateOperator,
-    PromoteModelOperator,
-    TrainModelOperator,
-)
-from mlcycle_airflow.webapp import create_app
+from mlcycle_airflow.webapp import LazyApp
 
 
 class MlcyclePlugin(AirflowPlugin):
     name = "mlcycle"
     operator_extra_links = ALL_LINKS
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
-        {"app": create_app(), "url_prefix": "/mlcycle", "name": "mlcycle"}
+        {"app": LazyApp(), "url_prefix": "/mlcycle", "name": "mlcycle"}
     ]
     external_views: ClassVar[list[dict[str, Any]]] = [
         {
@@ -41,10 +35,4 @@ class MlcyclePlugin(AirflowPlugin):
     ]
 
 
-__all__ = [
-    "GXValidateOperator",
-    "GateOperator",
-    "MlcyclePlugin",
-    "PromoteModelOperator",
-    "TrainModelOperator",
-]
+__all__ = ["MlcyclePlugin"]

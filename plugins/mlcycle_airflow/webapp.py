@@ -74,6 +74,21 @@ def _lake_relative(uri: str) -> str:
     return uri[len(root) :].lstrip("/") if uri.startswith(root) else uri
 
 
+class LazyApp:
+    """The web app as an ASGI callable that builds itself on its first request.
+
+    Every Airflow process imports the plugin (task runners included), but only the API
+    server serves it; building it imports Airflow's API security modules (~0.6 s)."""
+
+    def __init__(self) -> None:
+        self._app: FastAPI | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            self._app = create_app()
+        await self._app(scope, receive, send)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="mlcycle", description="Promotion ledger and run evidence of mlcycle models")
     user = _require_user()

@@ -146,3 +146,7 @@ def test_drift_asks_for_a_retrain_and_the_scheduler_starts_it(airflow, env):
     assert v2 is not None, "the asset-triggered run registered no version"
     assert v2.tags["trigger.kind"] == "asset"
     assert v2.tags["trigger.reason"].startswith("retrain requested: drift")
+
+    # The plugin's pages are served by the api-server, behind its login.
+    moves = airflow.call("GET", f"/mlcycle/ledger.json?model={MODEL}")
+    assert moves[-1]["new_version"] == "1" and moves[-1]["action"] == "bootstrap"
