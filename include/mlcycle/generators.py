@@ -65,10 +65,10 @@ def churn_batch(day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0) -
         - 0.006 * (age - 46)
     )
     churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
-    start = int(day.strftime("%Y%m%d")) * 100_000
     return pd.DataFrame(
         {
-            "customer_id": [f"C{start + i:015d}" for i in range(rows)],
+            # Unique across days whatever the batch size: the day, then the row number.
+            "customer_id": [f"C{day:%Y%m%d}{i:09d}" for i in range(rows)],
             "event_date": pd.Series([day] * rows, dtype="datetime64[ms]"),
             "tenure_months": tenure,
             "monthly_charges": monthly,

@@ -153,6 +153,7 @@ def score_file(
     partition: Partition | None = None,
     shadow_model: Any = None,
     shadow_uri: str | None = None,
+    threads: int | None = 1,
 ) -> ScoreResult:
     """Score ``input_uri`` (or one partition of it) by chunks into ``output_uri``.
 
@@ -160,9 +161,16 @@ def score_file(
     comparison (key, both scores, both predictions) is written to ``shadow_uri``.
     Both outputs are written to a temporary name and renamed at the end, so a rerun
     replaces its own output and a reader never sees half a file.
+
+    ``threads`` caps the native thread pools (OpenMP, BLAS) while scoring. One by default:
+    partitions already run in parallel, and on small chunks HistGradientBoosting opens one
+    OpenMP region per tree per call, which stalls on busy cores (bench/scoring.py: churn
+    chunked 0.84x of whole-frame speed with default threads, 1.2-1.4x with one).
+    ``None`` leaves the libraries' defaults.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from threadpoolctl import threadpool_limits
 
     features, key = spec.features.all, spec.data.key_column
     started = time.perf_counter()
@@ -174,7 +182,11 @@ def score_file(
     shadow_tmp = None
     start, stop = (partition.start, partition.stop) if partition else (0, None)
     try:
-        with lk.as_path(input_uri).open("rb") as src, tmp.open("wb") as dst:
+        with (
+            lk.as_path(input_uri).open("rb") as src,
+            tmp.open("wb") as dst,
+            threadpool_limits(limits=threads),
+        ):
             shadow_fh = None
             if shadow_model is not None and shadow_uri:
                 shadow_path = lk.as_path(shadow_uri)
