@@ -1,0 +1,911 @@
+"""Batch scoring throughput and memory: sklearn on the whole frame vs the project's chunked path vs ONNX.
+
+For each shipped model (``include/models/*.yaml``) a pipeline is trained once on
+``--train-rows`` generated rows (``mlcycle.training.train``) and saved with skops (with the
+trusted types the project records) to a temporary directory. Input batches of 1,000,000
+and 10,000,000 rows are generated with ``mlcycle.generators.generate_batch`` in chunks of
+``--gen-chunk`` rows (one day and seed per chunk, so keys stay unique) and streamed through
+a ``ParquetWriter`` in row groups of 262,144 rows; the 1M file is the first 1M rows of the
+10M one. Generation never holds more than a chunk and a row group in memory.
+
+Every measurement runs in a fresh interpreter, which imports pandas, pyarrow, scikit-learn
+and mlcycle and loads the model first; its RSS at that point ("RSS before") and its peak
+RSS (``ru_maxrss``) are reported, so the difference is the measurement's own. Paths:
+
+``whole``
+    plain scikit-learn: ``pd.read_parquet`` of the feature columns of the whole file, then
+    ``predict_proba`` (classifier) or ``predict`` (regressor) on the whole frame. Writes
+    nothing. Timed: read + predict (both reported).
+``chunked``
+    the project's path, ``mlcycle.scoring.score_file(..., chunk_rows=--chunk-rows)``: reads
+    key + features chunk by chunk and writes the predictions Parquet (key, prediction,
+    probabilities, 5 metadata columns). Timed: the whole call; the child also times
+    ``predict_frame``, ``_output_table`` and the ``ParquetWriter`` calls (wrapped, a few
+    calls per chunk), so the time excluding output building and writing is reported too.
+``onnx``
+    skl2onnx + onnxruntime are not project requirements. If ``skl2onnx`` is importable,
+    each pipeline is converted once (numeric inputs FloatTensorType, categoricals
+    StringTensorType, target_opset 17, zipmap off) and run on 2,000 rows against sklearn;
+    only if that works is it timed (chunked like ``chunked``, without writing output).
+
+Runs are interleaved round by round (1M first, then 10M). Median of ``--runs`` per cell at
+1M rows; at 10M rows ``--big-whole-runs`` (default 1: slow and memory-hungry) and
+``--big-chunked-runs`` (default 2). Threading is left as the library sets it (OpenMP for
+HistGradientBoosting, ``n_jobs`` from the spec for RandomForest); nproc, OMP_NUM_THREADS
+and the 1-minute load average before each run are printed. ``--omp-threads 1`` sets
+OMP_NUM_THREADS for the children: on a machine busy with other work (load above nproc)
+OpenMP's two spinning threads made HistGradientBoosting's predict ~1.8x slower than one
+thread, so compare both when the load is high.
+
+Targets: (1) chunked peak RSS at 10M rows <= 1.5x that at 1M rows; (2) the engine the
+project chooses (``mlcycle.scoring_steps.ENGINE``; "sklearn" = the chunked path) is at
+least as fast, in rows/s, as sklearn on the whole frame.
+
+Run from the repository root::
+
+    .venv/bin/python bench/scoring.py                      # 1M and 10M rows, about 15-25 minutes
+    .venv/bin/python bench/scoring.py --max-rows 1000000   # 1M only, a few minutes
+    .venv/bin/python bench/scoring.py --models churn --runs 5
+    .venv/bin/python bench/scoring.py --max-rows 1000000 --omp-threads 1
+
+Everything (models, Parquet inputs and outputs) goes to a temporary directory under
+``--tmp-dir`` (default /tmp), removed at the end; free disk space is checked first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS_DIR = REPO / "include" / "models"
+SIZES = (1_000_000, 10_000_000)
+ROW_GROUP_ROWS = 262_144
+RESULT = "@@RESULT@@"
+PATHS = ("whole", "chunked", "onnx")
+RSS_TARGET = 1.5  # chunked peak RSS at 10M rows / at 1M rows
+# Disk estimate (measured ~17 B/row for the inputs, ~20 B/row for an output), with margin.
+INPUT_BYTES_PER_ROW = 40
+OUTPUT_BYTES_PER_ROW = 60
+DISK_MARGIN = 1 << 30
+ONNX_CHECK_ROWS = 2_000
+
+
+# --------------------------------------------------------------------------------------------
+# Children (fresh interpreters). Each prints one RESULT line of JSON.
+# --------------------------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _load_model(job: dict[str, Any]) -> tuple[Any, Any]:
+    """Imports shared by every measurement child, then the model: what "RSS before" contains."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import skops.io as sio
+
+    import mlcycle.scoring  # noqa: F401
+    from mlcycle.spec import get_spec
+
+    spec = get_spec(job["model"], SPECS_DIR)
+    model = sio.load(job["model_path"], trusted=job["trusted"])
+    return spec, model
+
+
+def _time_preprocess(model: Any, timers: dict[str, float]) -> None:
+    """Time the pipeline's preprocessing step apart (Pipeline calls ``step.transform``; an instance
+    attribute takes precedence), so predict time splits into preprocessing and the estimator."""
+    step = model.named_steps["preprocess"]
+    transform = step.transform
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return transform(*args, **kwargs)
+        finally:
+            timers["preprocess_s"] += time.perf_counter() - t
+
+    step.transform = timed
+
+
+def child_setup(job: dict[str, Any]) -> dict[str, Any]:
+    """Train, save the model and write the input files of one model (not timed against anything)."""
+    import datetime as dt
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import skops.io as sio
+
+    from mlcycle.generators import generate_batch
+    from mlcycle.scoring_steps import ENGINE
+    from mlcycle.spec import get_spec
+    from mlcycle.training import train, trusted_types_for
+
+    spec = get_spec(job["model"], SPECS_DIR)
+    gen = spec.data.generator or spec.name
+    started = time.perf_counter()
+    per_day = spec.data.rows_per_batch
+    first_train_day = dt.date(2024, 1, 1)
+    days = -(-job["train_rows"] // per_day)
+    df = pd.concat(
+        [generate_batch(gen, first_train_day + dt.timedelta(days=d), per_day, seed=d) for d in range(days)],
+        ignore_index=True,
+    )
+    result = train(df, spec)
+    trusted = trusted_types_for(result.pipeline, spec)
+    model_path = Path(job["dir"]) / f"{spec.name}.skops"
+    sio.dump(result.pipeline, model_path)
+    train_s = time.perf_counter() - started
+    del df, result
+
+    started = time.perf_counter()
+    targets = sorted((int(n), Path(p)) for n, p in job["inputs"].items())
+    writers: dict[int, Any] = {}
+    pending: dict[int, list[pa.Table]] = {n: [] for n, _ in targets}
+    pending_rows = dict.fromkeys(pending, 0)
+    schema = None
+    written = 0
+    chunk = job["gen_chunk"]
+    first_day = dt.date(2025, 1, 1)  # one day per chunk: the generators' keys are unique within a day
+    try:
+        for i in range(-(-targets[-1][0] // chunk)):
+            rows = min(chunk, targets[-1][0] - written)
+            table = pa.Table.from_pandas(
+                generate_batch(gen, first_day + dt.timedelta(days=i), rows, seed=1000 + i),
+                preserve_index=False,
+            )
+            schema = schema or table.schema
+            table = table.cast(schema)
+            for n, path in targets:
+                take = min(rows, n - written)
+                if take <= 0:
+                    continue
+                pending[n].append(table.slice(0, take))
+                pending_rows[n] += take
+                if n not in writers:
+                    writers[n] = pq.ParquetWriter(path, schema)
+                if pending_rows[n] >= ROW_GROUP_ROWS or written + take == n:
+                    buf = pa.concat_tables(pending[n])
+                    full = len(buf) if written + take == n else len(buf) // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+                    if full:
+                        writers[n].write_table(buf.slice(0, full), row_group_size=ROW_GROUP_ROWS)
+                    rest = buf.slice(full)
+                    pending[n], pending_rows[n] = ([rest] if len(rest) else []), len(rest)
+            written += rows
+            del table
+    finally:
+        for w in writers.values():
+            w.close()
+    files = {}
+    for n, path in targets:
+        meta = pq.ParquetFile(path).metadata
+        if meta.num_rows != n:
+            raise SystemExit(f"error: {path} has {meta.num_rows} rows, expected {n}")
+        files[str(n)] = {
+            "bytes": path.stat().st_size,
+            "row_groups": meta.num_row_groups,
+            "max_row_group": max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)),
+        }
+    return {
+        "model_path": str(model_path),
+        "trusted": trusted,
+        "estimator": spec.estimator.class_.rsplit(".", 1)[1],
+        "train_s": train_s,
+        "gen_s": time.perf_counter() - started,
+        "files": files,
+        "engine": ENGINE,
+        "peak_rss_mb": _rss_mb(),
+    }
+
+
+def _primary(spec: Any, out: Any) -> Any:
+    """The score a checksum is taken of: P(last class) for a classifier, the prediction otherwise."""
+    return out[:, -1] if spec.task == "classification" else out
+
+
+def child_whole(job: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+
+    spec, model = _load_model(job)
+    timers = {"preprocess_s": 0.0}
+    _time_preprocess(model, timers)
+    rss_before = _rss_mb()
+    started = time.perf_counter()
+    df = pd.read_parquet(job["input"], columns=spec.features.all)
+    read_s = time.perf_counter() - started
+    out = model.predict_proba(df) if spec.task == "classification" else model.predict(df)
+    seconds = time.perf_counter() - started
+    peak = _rss_mb()
+    return {
+        "rows": len(df),
+        "seconds": seconds,
+        "read_s": read_s,
+        "predict_s": seconds - read_s,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": peak,
+        "checksum": float(_primary(spec, out).sum()),
+        **timers,
+    }
+
+
+def child_chunked(job: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from mlcycle import scoring
+
+    spec, model = _load_model(job)
+    timers = {"predict_s": 0.0, "preprocess_s": 0.0, "output_table_s": 0.0, "write_s": 0.0}
+    _time_preprocess(model, timers)
+
+    def timed(fn: Any, key: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timers[key] += time.perf_counter() - t
+
+        return wrapper
+
+    class TimedWriter(pq.ParquetWriter):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            t = time.perf_counter()
+            super().__init__(*args, **kwargs)
+            timers["write_s"] += time.perf_counter() - t
+
+        def write_table(self, *args: Any, **kwargs: Any) -> None:
+            t = time.perf_counter()
+            super().write_table(*args, **kwargs)
+            timers["write_s"] += time.perf_counter() - t
+
+        def close(self) -> None:
+            t = time.perf_counter()
+            super().close()
+            timers["write_s"] += time.perf_counter() - t
+
+    # score_file looks these up at call time, so wrapping them times the real code path.
+    scoring.predict_frame = timed(scoring.predict_frame, "predict_s")
+    scoring._output_table = timed(scoring._output_table, "output_table_s")
+    pq.ParquetWriter = TimedWriter
+    meta = scoring.output_meta(spec, "1", "champion", "bench-scoring")
+    rss_before = _rss_mb()
+    started = time.perf_counter()
+    result = scoring.score_file(
+        model, spec, job["input"], job["output"], meta=meta, chunk_rows=job["chunk_rows"]
+    )
+    seconds = time.perf_counter() - started
+    peak = _rss_mb()
+    # After the peak is taken: checksum of the written scores, streamed.
+    pf = pq.ParquetFile(job["output"])
+    column = f"proba_{model.classes_[-1]}" if spec.task == "classification" else "prediction"
+    checksum = sum(
+        float(b.column(0).to_numpy().sum()) for b in pf.iter_batches(batch_size=1 << 20, columns=[column])
+    )
+    out = {
+        "rows": result.rows,
+        "chunks": result.chunks,
+        "seconds": seconds,
+        "output_rows": pf.metadata.num_rows,
+        "output_bytes": Path(job["output"]).stat().st_size,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": peak,
+        "checksum": checksum,
+        **timers,
+    }
+    Path(job["output"]).unlink()
+    return out
+
+
+def _onnx_feed(spec: Any, table: Any) -> dict[str, Any]:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    feed = {c: table.column(c).to_numpy().astype(np.float32).reshape(-1, 1) for c in spec.features.numeric}
+    for c in spec.features.categorical:
+        col = pc.fill_null(table.column(c), "__missing__")
+        feed[c] = np.asarray(col.to_pylist(), dtype=object).reshape(-1, 1)
+    return feed
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    """One line: converter errors embed whole node attribute dumps, runtime errors C++ signatures."""
+    import re
+
+    text = " ".join(str(exc).split())
+    node = re.match(r"Unable to create node '(\w+)'", text)
+    if node:
+        cause = exc.__cause__ or exc.__context__
+        why = f": {type(cause).__name__}: {' '.join(str(cause).split())}" if cause else ""
+        return f"cannot build the {node.group(1)} node{why}"[:limit]
+    ort = re.search(r"running (\w+) node", text)
+    if ort:
+        return f"fails at run time in {ort.group(1)}: {text.rsplit('] ', 1)[-1]}"[:limit]
+    return f"{type(exc).__name__}: {text}"[:limit]
+
+
+def _convert(spec: Any, pipeline: Any) -> Any:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    inputs = [(c, FloatTensorType([None, 1])) for c in spec.features.numeric] + [
+        (c, StringTensorType([None, 1])) for c in spec.features.categorical
+    ]
+    # Keyed by the classifier itself (the last step), whose converter takes the option.
+    options = {id(pipeline.steps[-1][1]): {"zipmap": False}} if spec.task == "classification" else None
+    return convert_sklearn(pipeline, initial_types=inputs, target_opset=17, options=options)
+
+
+def _onnx_try(spec: Any, pipeline: Any, table: Any) -> tuple[str, Any]:
+    """("ok", onnx bytes) or (reason, None): convert, run on ``table``, compare with sklearn."""
+    import numpy as np
+    import onnxruntime as ort
+
+    try:
+        onx = _convert(spec, pipeline)
+    except Exception as exc:
+        return f"not convertible: {_short(exc)}", None
+    try:
+        sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, _onnx_feed(spec, table))
+    except Exception as exc:
+        return f"converts, but {_short(exc)}", None
+    X = table.select(spec.features.all).to_pandas()
+    if spec.task == "classification":
+        ref, mine = pipeline.predict_proba(X)[:, -1], np.asarray(got[1])[:, -1]
+    else:
+        ref, mine = pipeline.predict(X), np.asarray(got[0]).ravel()
+    diff = float(np.max(np.abs(ref - mine)))
+    if diff > 1e-3 * max(1.0, float(np.max(np.abs(ref)))):
+        return f"converts and runs, but results differ from sklearn (max |diff| {diff:.3g})", None
+    return "ok", onx.SerializeToString()
+
+
+def child_onnx_probe(job: dict[str, Any]) -> dict[str, Any]:
+    import copy
+    import importlib.metadata as md
+    import importlib.util
+
+    if importlib.util.find_spec("skl2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        return {"status": "skl2onnx not installed"}
+    import pyarrow.parquet as pq
+
+    spec, model = _load_model(job)
+    versions = {p: md.version(p) for p in ("skl2onnx", "onnx", "onnxruntime")}
+    table = (
+        pq.ParquetFile(job["input"]).read_row_group(0, columns=spec.features.all).slice(0, ONNX_CHECK_ROWS)
+    )
+    status, onx = _onnx_try(spec, model, table)
+    out: dict[str, Any] = {"status": status, "versions": versions}
+    if onx is not None:
+        onnx_path = Path(job["dir"]) / f"{spec.name}.onnx"
+        onnx_path.write_bytes(onx)
+        out["onnx_path"] = str(onnx_path)
+        return out
+    # Diagnostic only: what fails next once the categorical SimpleImputer (missing_values=nan on
+    # strings, which skl2onnx refuses) is taken out. Never timed.
+    if "missing values are string" in status:
+        variant = copy.deepcopy(model)
+        ct = variant.named_steps["preprocess"]
+        ct.transformers_ = [
+            (n, t.named_steps["onehot"] if n == "cat" else t, c) for n, t, c in ct.transformers_
+        ]
+        out["next_blocker"], _ = _onnx_try(spec, variant, table)
+    return out
+
+
+def child_onnx(job: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from mlcycle.scoring import iter_chunks
+
+    spec, _ = _load_model(job)
+    sess = ort.InferenceSession(job["onnx_path"], providers=["CPUExecutionProvider"])
+    rss_before = _rss_mb()
+    started = time.perf_counter()
+    rows = 0
+    checksum = 0.0
+    with open(job["input"], "rb") as fh:
+        for table in iter_chunks(fh, spec.features.all, job["chunk_rows"]):
+            got = sess.run(None, _onnx_feed(spec, table))
+            score = got[1][:, -1] if spec.task == "classification" else got[0].ravel()
+            checksum += float(score.sum())
+            rows += table.num_rows
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": _rss_mb(),
+        "checksum": checksum,
+    }
+
+
+CHILDREN = {
+    "setup": child_setup,
+    "onnx-probe": child_onnx_probe,
+    "whole": child_whole,
+    "chunked": child_chunked,
+    "onnx": child_onnx,
+}
+
+
+def run_child(kind: str, job_json: str) -> int:
+    result = CHILDREN[kind](json.loads(job_json))
+    print(RESULT + json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parent
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    model: str
+    rows: int
+    path: str
+    runs: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def median(self, key: str) -> float:
+        return statistics.median(s[key] for s in self.samples)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.median("seconds")
+
+
+class Child:
+    def __init__(self, python: Path, deadline: float, omp_threads: int = 0) -> None:
+        self.python = python
+        self.deadline = deadline
+        self.env = dict(os.environ)
+        if omp_threads:
+            self.env["OMP_NUM_THREADS"] = str(omp_threads)
+
+    def run(self, kind: str, job: dict[str, Any], *, capped: bool = True) -> dict[str, Any]:
+        """The child's result, or {"error": ...} (time cap, crash, OOM kill)."""
+        left = self.deadline - time.monotonic()
+        if capped and left < 5:
+            return {"error": "skipped: time cap reached"}
+        try:
+            done = subprocess.run(
+                [str(self.python), str(Path(__file__).resolve()), "--child", kind, "--job", json.dumps(job)],
+                capture_output=True,
+                text=True,
+                timeout=left if capped else None,
+                check=False,
+                cwd=REPO,
+                env=self.env,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": "killed: time cap reached during the run"}
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(RESULT)), None)
+        if done.returncode != 0 or line is None:
+            why = "killed by SIGKILL (out of memory?)" if done.returncode == -9 else f"exit {done.returncode}"
+            return {"error": f"{kind} failed ({why}): {done.stderr.strip()[-1500:]}"}
+        return json.loads(line.removeprefix(RESULT))
+
+
+def default_python() -> Path:
+    venv = REPO / ".venv" / "bin" / "python"
+    return venv if venv.exists() else Path(sys.executable)
+
+
+def check_python(python: Path) -> None:
+    if not python.exists():
+        sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
+    probe = subprocess.run(
+        [str(python), "-c", "import mlcycle.scoring, sklearn, skops.io, pyarrow.parquet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        sys.exit(
+            f"error: {python} cannot import mlcycle, scikit-learn, skops and pyarrow; install "
+            f"requirements.txt and `pip install -e .` into the venv.\n{probe.stderr.strip()[-1500:]}"
+        )
+
+
+def revision() -> str:
+    """The project's commit, with "-dirty" when the working tree has changes (figures depend on it)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def machine() -> str:
+    try:
+        mem = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
+        ram = f"{int(mem.split()[1]) / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        ram = "RAM unknown"
+    omp = os.environ.get("OMP_NUM_THREADS", "unset")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"nproc {os.cpu_count()}, {ram}, OMP_NUM_THREADS {omp}, load average {load}"
+
+
+def check_disk(base: Path, sizes: list[int], models: int) -> None:
+    need = models * max(sizes) * INPUT_BYTES_PER_ROW + max(sizes) * OUTPUT_BYTES_PER_ROW + DISK_MARGIN
+    if len(sizes) > 1:
+        need += models * sum(sizes[:-1]) * INPUT_BYTES_PER_ROW
+    free = shutil.disk_usage(base).free
+    if free < need:
+        sys.exit(
+            f"error: {base} has {free / 2**30:.1f} GiB free, this run needs about {need / 2**30:.1f} GiB "
+            "(inputs, one output at a time, margin); free space, pass --tmp-dir elsewhere or --max-rows 1000000"
+        )
+    print(f"disk: {free / 2**30:.1f} GiB free in {base}, about {need / 2**30:.1f} GiB needed")
+
+
+def mb(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def fmt_rows(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n:,}"
+
+
+def schedule(cells: list[Cell], sizes: list[int]) -> list[list[Cell]]:
+    """Rounds per size, smallest size first; within a round every model and path once (chunked first)."""
+    order = {"chunked": 0, "whole": 1, "onnx": 2}
+    out = []
+    for size in sizes:
+        group = sorted((c for c in cells if c.rows == size), key=lambda c: (order[c.path], c.model))
+        out.extend([c for c in group if r < c.runs] for r in range(max((c.runs for c in group), default=0)))
+    return out
+
+
+def measure(cells: list[Cell], sizes: list[int], child: Child, jobs: dict[tuple[str, int], dict], t0: float):
+    for i, round_cells in enumerate(schedule(cells, sizes), 1):
+        for cell in round_cells:
+            if cell.note:
+                continue
+            load = os.getloadavg()[0]
+            job = {**jobs[cell.model, cell.rows], "run": len(cell.samples)}
+            job["output"] = str(Path(job["dir"]) / f"out-{cell.model}-{cell.rows}-{job['run']}.parquet")
+            result = child.run(cell.path, job)
+            if "error" in result:
+                cell.note = result["error"][:100]
+                print(f"  {cell.model} {fmt_rows(cell.rows)} {cell.path}: {result['error']}", flush=True)
+                continue
+            if result["rows"] != cell.rows:
+                sys.exit(f"error: {cell.path} scored {result['rows']} rows of {cell.rows}")
+            cell.samples.append(result)
+            cell.loads.append(load)
+            print(
+                f"  round {i}: {cell.model:<7} {fmt_rows(cell.rows):>4} {cell.path:<8} {result['seconds']:7.2f} s "
+                f"peak {mb(result['peak_rss_mb']):>6} MB  (load1 before {load:.2f}, "
+                f"{time.perf_counter() - t0:.0f} s elapsed)",
+                flush=True,
+            )
+
+
+def print_table(cells: list[Cell], onnx: dict[str, dict[str, Any]], models: list[str]) -> None:
+    header = (
+        f"{'model':<7} {'rows':>4} {'path':<8} {'runs':>4} {'median s':>9} {'rows/s':>10} "
+        f"{'RSS before MB':>13} {'peak RSS MB':>11} {'Δ MB':>7} {'load1':>11}  note"
+    )
+    print(header)
+    print("-" * len(header))
+    for model in models:
+        for cell in (c for c in cells if c.model == model):
+            if not cell.samples:
+                if cell.path != "onnx":
+                    print(f"{model:<7} {fmt_rows(cell.rows):>4} {cell.path:<8} {0:>4}  {cell.note}")
+                continue
+            before = cell.median("rss_before_mb")
+            peak = max(s["peak_rss_mb"] for s in cell.samples)
+            loads = f"{min(cell.loads):.1f}-{max(cell.loads):.1f}"
+            print(
+                f"{model:<7} {fmt_rows(cell.rows):>4} {cell.path:<8} {len(cell.samples):>4} "
+                f"{cell.median('seconds'):>9.2f} {cell.rows_per_s:>10,.0f} {mb(before):>13} {mb(peak):>11} "
+                f"{mb(peak - before):>7} {loads:>11}  {cell.note}"
+            )
+        status = onnx[model]["status"]
+        if status != "ok":
+            print(f"{model:<7} {'all':>4} {'onnx':<8} {'-':>4}  ONNX: {status}")
+
+
+def details(cells: list[Cell]) -> None:
+    print("\nWhere the time goes (medians):")
+    for cell in cells:
+        if not cell.samples:
+            continue
+        name = f"  {cell.model} {fmt_rows(cell.rows)} {cell.path}:"
+        if cell.path == "whole":
+            pre = cell.median("preprocess_s")
+            print(
+                f"{name} read_parquet {cell.median('read_s'):.2f} s, predict {cell.median('predict_s'):.2f} s "
+                f"= preprocess {pre:.2f} s + estimator {cell.median('predict_s') - pre:.2f} s "
+                f"(predict alone {cell.rows / cell.median('predict_s'):,.0f} rows/s)"
+            )
+        elif cell.path == "chunked":
+            total = cell.median("seconds")
+            pred, table, write = (cell.median(k) for k in ("predict_s", "output_table_s", "write_s"))
+            pre = cell.median("preprocess_s")
+            rest = total - pred - table - write
+            s = cell.samples[0]
+            print(
+                f"{name} {s['chunks']} chunks; read+to_pandas+loop {rest:.2f} s ({rest / total:.0%}), predict_frame "
+                f"{pred:.2f} s ({pred / total:.0%}; preprocess {pre:.2f} s + estimator {pred - pre:.2f} s), "
+                f"_output_table {table:.2f} s ({table / total:.0%}), "
+                f"ParquetWriter {write:.2f} s ({write / total:.0%}); without output building and writing "
+                f"{cell.rows / (total - table - write):,.0f} rows/s; output {s['output_bytes'] / 2**20:.0f} MB"
+            )
+
+
+def checksums(cells: list[Cell]) -> list[str]:
+    """The paths must agree on the sum of the primary score (same rows, same model)."""
+    problems = []
+    for cell in cells:
+        ref = next((c for c in cells if (c.model, c.rows, c.path) == (cell.model, cell.rows, "whole")), None)
+        if cell.path == "whole" or not cell.samples or ref is None or not ref.samples:
+            continue
+        a, b = ref.samples[0]["checksum"], cell.samples[0]["checksum"]
+        rel = 1e-3 if cell.path == "onnx" else 1e-9
+        if abs(a - b) > rel * max(1.0, abs(a)):
+            problems.append(
+                f"{cell.model} {fmt_rows(cell.rows)}: {cell.path} score sum {b:.6g} != whole {a:.6g}"
+            )
+    return problems
+
+
+def targets(cells: list[Cell], models: list[str], engine: str) -> bool:
+    def get(model: str, rows: int, path: str) -> Cell | None:
+        c = next((c for c in cells if (c.model, c.rows, c.path) == (model, rows, path)), None)
+        return c if c is not None and c.samples else None
+
+    ok = True
+    small, big = SIZES
+    print(
+        f"\nTarget 1: chunked peak RSS at {fmt_rows(big)} rows <= {RSS_TARGET}x that at {fmt_rows(small)} rows"
+    )
+    for model in models:
+        a, b = get(model, small, "chunked"), get(model, big, "chunked")
+        if a is None or b is None:
+            print(f"  {model}: not measured")
+            continue
+        pa_, pb = (max(s["peak_rss_mb"] for s in c.samples) for c in (a, b))
+        da, db = (max(s["peak_rss_mb"] - s["rss_before_mb"] for s in c.samples) for c in (a, b))
+        ratio = pb / pa_
+        ok &= ratio <= RSS_TARGET
+        print(
+            f"  {model}: {mb(pb)} / {mb(pa_)} MB = {ratio:.2f}x  {'PASS' if ratio <= RSS_TARGET else 'FAIL'}"
+            f"  (own growth beyond RSS before: {mb(db)} vs {mb(da)} MB)"
+        )
+    path = {"sklearn": "chunked", "onnx": "onnx"}.get(engine)
+    print(
+        f"\nTarget 2: the engine the project chooses (scoring_steps.ENGINE = {engine!r} -> {path} path) "
+        "rows/s >= sklearn whole-frame rows/s"
+    )
+    if path is None:
+        print(f"  unknown engine {engine!r}: not evaluated")
+        return False
+    for model in models:
+        for rows in SIZES:
+            eng, whole = get(model, rows, path), get(model, rows, "whole")
+            if eng is None or whole is None:
+                if eng is not None or whole is not None:
+                    print(f"  {model} {fmt_rows(rows)}: not measured on both paths")
+                continue
+            ratio = eng.rows_per_s / whole.rows_per_s
+            ok &= ratio >= 1.0
+            line = (
+                f"  {model} {fmt_rows(rows)}: {eng.rows_per_s:,.0f} vs {whole.rows_per_s:,.0f} rows/s = "
+                f"{ratio:.2f}x  {'PASS' if ratio >= 1.0 else 'FAIL'}"
+            )
+            if ratio < 1.0:
+                line += f" ({1 - ratio:.1%} slower)"
+            if path == "chunked":
+                total = eng.median("seconds")
+                out = eng.median("output_table_s") + eng.median("write_s")
+                bare = rows / (total - out)
+                line += (
+                    f"; output building+writing {out / total:.0%} of its time, which whole-frame does not do; "
+                    f"without it {bare:,.0f} rows/s = {bare / whole.rows_per_s:.2f}x"
+                )
+            print(line)
+    return ok
+
+
+def print_onnx(onnx: dict[str, dict[str, Any]]) -> None:
+    print("\nONNX:")
+    for model, r in onnx.items():
+        versions = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
+        print(f"  {model}: {r['status']}" + (f" [{versions}]" if versions else ""))
+        if r.get("next_blocker"):
+            print(f"    diagnostic, categorical SimpleImputer removed: {r['next_blocker']}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models", default="churn,demand", help="comma-separated specs (default churn,demand)"
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=SIZES[-1],
+        help="largest batch: 1000000 for a quick check (default 10M)",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per cell at 1M rows (default 3)")
+    parser.add_argument("--big-whole-runs", type=int, default=1, help="whole-frame runs at 10M (default 1)")
+    parser.add_argument(
+        "--big-chunked-runs", type=int, default=2, help="chunked/ONNX runs at 10M (default 2)"
+    )
+    parser.add_argument(
+        "--chunk-rows", type=int, default=100_000, help="score_file chunk_rows (default 100,000)"
+    )
+    parser.add_argument("--train-rows", type=int, default=50_000, help="training rows (default 50,000)")
+    parser.add_argument("--gen-chunk", type=int, default=100_000, help="rows per generate_batch call")
+    parser.add_argument(
+        "--time-limit", type=float, default=30, help="minutes for the whole run; later runs are skipped"
+    )
+    parser.add_argument(
+        "--omp-threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS for the children (default 0: leave the environment's setting)",
+    )
+    parser.add_argument(
+        "--tmp-dir", type=Path, default=Path("/tmp"), help="where the temporary directory goes"
+    )
+    parser.add_argument("--python", type=Path, default=default_python(), help="interpreter of the venv")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not args.child:
+        if args.max_rows not in SIZES:
+            parser.error(f"--max-rows must be one of {list(SIZES)}")
+        if min(args.runs, args.big_whole_runs, args.big_chunked_runs, args.chunk_rows, args.gen_chunk) < 1:
+            parser.error("counts must be positive")
+        if args.train_rows < 100 or args.time_limit <= 0 or args.omp_threads < 0:
+            parser.error("--train-rows must be >= 100, --time-limit positive, --omp-threads >= 0")
+        unknown = [m for m in args.models.split(",") if not (SPECS_DIR / f"{m}.yaml").exists()]
+        if unknown:
+            parser.error(f"no spec include/models/<name>.yaml for {unknown}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return run_child(args.child, args.job)
+
+    models = args.models.split(",")
+    sizes = [n for n in SIZES if n <= args.max_rows]
+    check_python(args.python)
+    check_disk(args.tmp_dir, sizes, len(models))
+    t0 = time.perf_counter()
+    if args.omp_threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)  # for the children and machine()
+    child = Child(args.python, time.monotonic() + args.time_limit * 60, args.omp_threads)
+    tmp = Path(tempfile.mkdtemp(prefix="mlcycle-bench-scoring-", dir=args.tmp_dir))
+    print(f"{machine()}; project at {revision()}; state in {tmp}")
+    try:
+        jobs: dict[tuple[str, int], dict[str, Any]] = {}
+        onnx: dict[str, dict[str, Any]] = {}
+        engines = set()
+        for model in models:
+            inputs = {str(n): str(tmp / f"{model}-{n}.parquet") for n in sizes}
+            setup = child.run(
+                "setup",
+                {
+                    "model": model,
+                    "dir": str(tmp),
+                    "inputs": inputs,
+                    "train_rows": args.train_rows,
+                    "gen_chunk": args.gen_chunk,
+                },
+                capped=False,
+            )
+            if "error" in setup:
+                sys.exit(f"error: setting up {model}: {setup['error']}")
+            engines.add(setup["engine"])
+            files = ", ".join(
+                f"{fmt_rows(int(n))} rows {f['bytes'] / 2**20:.0f} MB in {f['row_groups']} row groups "
+                f"of <= {f['max_row_group']:,}"
+                for n, f in setup["files"].items()
+            )
+            print(
+                f"  {model} ({setup['estimator']}): trained on {args.train_rows:,} rows + saved in "
+                f"{setup['train_s']:.1f} s; inputs generated in {setup['gen_s']:.0f} s ({files}); "
+                f"generator peak RSS {mb(setup['peak_rss_mb'])} MB",
+                flush=True,
+            )
+            base = {
+                "model": model,
+                "dir": str(tmp),
+                "model_path": setup["model_path"],
+                "trusted": setup["trusted"],
+                "chunk_rows": args.chunk_rows,
+            }
+            onnx[model] = child.run("onnx-probe", {**base, "input": inputs[str(sizes[0])]}, capped=False)
+            if "error" in onnx[model]:
+                onnx[model] = {"status": f"probe crashed: {onnx[model]['error'][:300]}"}
+            for n in sizes:
+                jobs[model, n] = {**base, "input": inputs[str(n)], "onnx_path": onnx[model].get("onnx_path")}
+        if len(engines) != 1:
+            sys.exit(f"error: setup children disagree on scoring_steps.ENGINE: {engines}")
+        engine = engines.pop()
+        print(f"  setup done ({time.perf_counter() - t0:.0f} s, not timed); measuring:", flush=True)
+
+        cells = []
+        for model in models:
+            for n in sizes:
+                big = n == SIZES[-1]
+                cells.append(Cell(model, n, "chunked", args.big_chunked_runs if big else args.runs))
+                cells.append(Cell(model, n, "whole", args.big_whole_runs if big else args.runs))
+                if onnx[model]["status"] == "ok":
+                    cells.append(Cell(model, n, "onnx", args.big_chunked_runs if big else args.runs))
+        measure(cells, sizes, child, jobs, t0)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    runs = f"median of {args.runs} runs at {fmt_rows(SIZES[0])} rows"
+    if SIZES[-1] in sizes:
+        runs += (
+            f"; at {fmt_rows(SIZES[-1])} rows {args.big_whole_runs} whole-frame run(s) (slow, memory-hungry) "
+            f"and {args.big_chunked_runs} chunked run(s)"
+        )
+    print(
+        f"Batch scoring, fresh interpreter per run; {runs}; chunk_rows {args.chunk_rows:,}; input row groups "
+        f"{ROW_GROUP_ROWS:,} rows; {machine()}; project at {revision()}"
+    )
+    print(
+        "whole = pd.read_parquet(features) + predict_proba/predict, no output; chunked = mlcycle.scoring."
+        "score_file incl. writing the predictions Parquet; peak RSS = max over runs; Δ = peak - RSS before; "
+        "load1 = 1-min load average before the runs (min-max)"
+    )
+    print_table(cells, onnx, models)
+    details(cells)
+    print_onnx(onnx)
+    problems = checksums(cells)
+    for p in problems:
+        print(f"MISMATCH: {p}")
+    ok = True
+    if SIZES[-1] in sizes:
+        ok = targets(cells, models, engine)
+    else:
+        print(
+            f"\n(--max-rows {args.max_rows:,}: target 1 needs {fmt_rows(SIZES[-1])} rows; target 2 at 1M only)"
+        )
+        targets(cells, models, engine)
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    return 0 if ok and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
