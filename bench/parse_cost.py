@@ -42,7 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, default_python, revision  # bench/ is on sys.path when a script runs
+
 HEAVY = ("pandas", "sklearn", "mlflow", "great_expectations", "scipy")
 TARGET_S = 0.5  # the lazy folder with 50 specs must parse in less than this
 TARGET_SPECS = 50
@@ -112,25 +113,6 @@ class Case:
     specs_dir: Path
     specs: int
     samples: list[dict] = field(default_factory=list)
-
-
-def revision() -> str:
-    """The project's commit, with "-dirty" when the working tree has changes (figures depend on it)."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return "unknown"
-    return done.stdout.strip() or "unknown"
-
-
-def default_python() -> Path:
-    venv = REPO / ".venv" / "bin" / "python"
-    return venv if venv.exists() else Path(sys.executable)
 
 
 def check_python(python: Path) -> None:

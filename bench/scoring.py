@@ -67,7 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, default_python, machine, revision  # bench/ is on sys.path when a script runs
+
 SPECS_DIR = REPO / "include" / "models"
 SIZES = (1_000_000, 10_000_000)
 ROW_GROUP_ROWS = 262_144
@@ -505,11 +506,6 @@ class Child:
         return json.loads(line.removeprefix(RESULT))
 
 
-def default_python() -> Path:
-    venv = REPO / ".venv" / "bin" / "python"
-    return venv if venv.exists() else Path(sys.executable)
-
-
 def check_python(python: Path) -> None:
     if not python.exists():
         sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
@@ -524,31 +520,6 @@ def check_python(python: Path) -> None:
             f"error: {python} cannot import mlcycle, scikit-learn, skops and pyarrow; install "
             f"requirements.txt and `pip install -e .` into the venv.\n{probe.stderr.strip()[-1500:]}"
         )
-
-
-def revision() -> str:
-    """The project's commit, with "-dirty" when the working tree has changes (figures depend on it)."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return "unknown"
-    return done.stdout.strip() or "unknown"
-
-
-def machine() -> str:
-    try:
-        mem = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
-        ram = f"{int(mem.split()[1]) / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, StopIteration):
-        ram = "RAM unknown"
-    omp = os.environ.get("OMP_NUM_THREADS", "unset")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"nproc {os.cpu_count()}, {ram}, OMP_NUM_THREADS {omp}, load average {load}"
 
 
 def check_disk(base: Path, sizes: list[int], models: int) -> None:

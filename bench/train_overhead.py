@@ -82,7 +82,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, default_python, machine, revision  # bench/ is on sys.path when a script runs
+
 MARKER = "@@RESULT@@"
 DAG_TEST_TARGET_PCT = 30.0
 TASKS = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote"]
@@ -746,30 +747,6 @@ def check_python(python: Path, model: str) -> None:
         sys.exit(f"error: no spec include/models/{model}.yaml")
 
 
-def revision() -> str:
-    """The project's commit, with "-dirty" when the working tree has changes (figures depend on it)."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return "unknown"
-    return done.stdout.strip() or "unknown"
-
-
-def machine() -> str:
-    try:
-        mem = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
-        ram = f"{int(mem.split()[1]) / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, StopIteration):
-        ram = "RAM unknown"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"nproc {os.cpu_count()}, {ram}, load average {load}"
-
-
 # --------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------
@@ -1084,11 +1061,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if min(args.runs, args.executor_runs, args.import_runs, args.days, args.rows) < 1:
             parser.error("counts must be positive")
     return args
-
-
-def default_python() -> Path:
-    venv = REPO / ".venv" / "bin" / "python"
-    return venv if venv.exists() else Path(sys.executable)
 
 
 def run_modes(bench: Bench, modes: list[Mode], started: float) -> None:
