@@ -319,17 +319,14 @@ def _perf_text(perf: dict[str, Any]) -> str:
 
 def _log_to_mlflow(spec: ModelSpec, run: RunInfo, result: dict[str, Any], mlc: Any) -> str:
     """One MLflow run per check in ``<model>-monitoring``, so the UI charts each feature over time."""
-    experiment_id = registry.ensure_experiment(mlc, f"{spec.name}-monitoring")
-    found = mlc.search_runs(
-        [experiment_id], filter_string=f"tags.`{registry.TAG_RUN_ID}` = '{run.run_id}'", max_results=1
-    )
-    mrun = found[0] if found else mlc.create_run(
-        experiment_id,
+    run_id = registry.run_for_airflow_run(
+        mlc,
+        f"{spec.name}-monitoring",
+        dag_id=run.dag_id,
+        run_id=run.run_id,
         run_name=f"monitor/{run.key}",
-        tags={registry.TAG_DAG_ID: run.dag_id, registry.TAG_RUN_ID: run.run_id,
-              "model.version": result["champion_version"]},
-    )  # fmt: skip
-    run_id = mrun.info.run_id
+        tags={"model.version": result["champion_version"]},
+    )
     metrics: dict[str, float] = {"rows": float(result["rows"])}
     drift_report = result["drift"]
     for feat in _all_features(drift_report):

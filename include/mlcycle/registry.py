@@ -181,6 +181,23 @@ def load_sklearn(model_uri: str) -> Any:
         raise RegistryError(f"cannot load {model_uri}: {exc}") from exc
 
 
+def run_for_airflow_run(
+    mlc: MlflowClient, experiment: str, *, dag_id: str, run_id: str, run_name: str, tags: dict[str, str]
+) -> str:
+    """The MLflow run recording one Airflow run in ``experiment``: found again on a rerun,
+    created otherwise. Returns its id."""
+    experiment_id = ensure_experiment(mlc, experiment)
+    found = mlc.search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_RUN_ID}` = '{_quote(run_id)}'", max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    created = mlc.create_run(
+        experiment_id, run_name=run_name, tags={TAG_DAG_ID: dag_id, TAG_RUN_ID: run_id, **tags}
+    )
+    return created.info.run_id
+
+
 def run_url(experiment_id: str, run_id: str) -> str:
     return f"{settings.mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
 

@@ -165,24 +165,14 @@ def finalize(
 def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], tracking_uri: str | None) -> str:
     """One MLflow run per Airflow scoring run (found again on a rerun) in ``<model>-scoring``."""
     mlc = registry.client(tracking_uri)
-    experiment_id = registry.ensure_experiment(mlc, f"{spec.name}-scoring")
-    found = mlc.search_runs(
-        [experiment_id], filter_string=f"tags.`{registry.TAG_RUN_ID}` = '{run.run_id}'", max_results=1
+    run_id = registry.run_for_airflow_run(
+        mlc,
+        f"{spec.name}-scoring",
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        run_name=f"score/{run.key}",
+        tags={"model.version": report["version"]},
     )
-    mrun = (
-        found[0]
-        if found
-        else mlc.create_run(
-            experiment_id,
-            run_name=f"score/{run.key}",
-            tags={
-                registry.TAG_DAG_ID: run.dag_id,
-                registry.TAG_RUN_ID: run.run_id,
-                "model.version": report["version"],
-            },
-        )
-    )
-    run_id = mrun.info.run_id
     metrics = {"rows": report["rows"], "rows_per_second": report["rows_per_second"] or 0.0}
     for key, value in (report.get("shadow") or {}).items():
         if isinstance(value, int | float):

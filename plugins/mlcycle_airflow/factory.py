@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
@@ -256,14 +257,19 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
     return dag
 
 
-def train_dags() -> dict[str, DAG]:
+def _dags(build: Callable[[ModelSpec, str], DAG]) -> dict[str, DAG]:
+    """One DAG per spec, keyed by DAG id, for ``globals().update(...)`` in a DAG file."""
     path = specs_dir()
-    return {spec.train_dag_id: build_train_dag(spec, str(path)) for spec in load_specs(path)}
+    dags = (build(spec, str(path)) for spec in load_specs(path))
+    return {dag.dag_id: dag for dag in dags}
+
+
+def train_dags() -> dict[str, DAG]:
+    return _dags(build_train_dag)
 
 
 def score_dags() -> dict[str, DAG]:
-    path = specs_dir()
-    return {f"score_{spec.name}": build_score_dag(spec, str(path)) for spec in load_specs(path)}
+    return _dags(build_score_dag)
 
 
 def _monitor_doc(spec: ModelSpec) -> str:
@@ -320,5 +326,4 @@ def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
 
 
 def monitor_dags() -> dict[str, DAG]:
-    path = specs_dir()
-    return {f"monitor_{spec.name}": build_monitor_dag(spec, str(path)) for spec in load_specs(path)}
+    return _dags(build_monitor_dag)
