@@ -99,7 +99,7 @@ t = time.perf_counter(); [yaml.load(x, Loader=yaml.CSafeLoader) for x in texts];
 t = time.perf_counter(); [sp.parse_spec(r, p) for r, p in zip(raws, specs)]; pydantic_s = time.perf_counter() - t
 t = time.perf_counter(); sp.load_specs(os.environ["MLCYCLE_SPECS_DIR"]); load_s = time.perf_counter() - t
 builders = {}
-for name in sorted(n for n in dir(factory) if n.endswith("_dags") and callable(getattr(factory, n))):
+for name in sorted(n for n in dir(factory) if n.endswith("_dags") and not n.startswith("_") and callable(getattr(factory, n))):
     t = time.perf_counter(); dags = getattr(factory, name)(); builders[name] = [time.perf_counter() - t, len(dags)]
 print("@@RESULT@@" + json.dumps({"specs": len(specs), "yaml_s": yaml_s, "cyaml_s": cyaml_s,
                                   "pydantic_s": pydantic_s, "load_specs_s": load_s, "builders": builders}))

@@ -60,10 +60,10 @@ def _asset_event_extra(context: Context, key: str) -> str | None:
     return None
 
 
-class _ModelOperator(BaseOperator):
-    """Shared plumbing: the spec, the run identity, the lake root and MLflow."""
-
-    ui_color = "#e8f1fb"
+class _ModelArguments:
+    """The arguments every model operator takes. A plain class on purpose: Airflow wraps the
+    ``__init__`` of every BaseOperator subclass, and each wrapper deep-copies the DAG's params
+    (at every parse, for every task); one level less costs a third less of that."""
 
     def __init__(
         self,
@@ -79,6 +79,12 @@ class _ModelOperator(BaseOperator):
         self.specs_dir = specs_dir
         self.lake_root = lake_root
         self.mlflow_conn_id = mlflow_conn_id
+
+
+class _ModelOperator(_ModelArguments, BaseOperator):
+    """Shared plumbing: the spec, the run identity, the lake root and MLflow."""
+
+    ui_color = "#e8f1fb"
 
     def _spec(self) -> ModelSpec:
         from mlcycle.spec import get_spec
@@ -440,9 +446,17 @@ class ScorePartitionOperator(_ModelOperator):
         partition: dict[str, int],
         model_choice: dict[str, Any],
         chunk_rows: int | str = 50_000,
+        # Named here, not only in _ModelArguments: partial() accepts only the arguments that
+        # the __init__ of an operator class in the MRO declares.
+        model: str,
+        specs_dir: str | None = None,
+        lake_root: str | None = None,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            model=model, specs_dir=specs_dir, lake_root=lake_root, mlflow_conn_id=mlflow_conn_id, **kwargs
+        )
         self.batch_uri = batch_uri
         self.partition = partition
         self.model_choice = model_choice
