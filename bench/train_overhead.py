@@ -11,7 +11,14 @@ do in production. Modes:
     are reported as "excl. imports".
 ``dag.test``
     ``dag.test()`` in-process (``DagBag(dag_folder=dags/).dags['train_<model>']``). The
-    Airflow import and the DAG parse are not timed; ``dag.test`` is.
+    Airflow import and the DAG parse are not timed; ``dag.test`` is. The first ``dag.test``
+    call of a process also builds the in-process Execution API (a FastAPI app whose start-up
+    generates cadwyn's versioned routes, ~3 s here); Airflow caches it for the life of the
+    process (``supervisor.in_process_api_server``), so every later call skips it.
+``dag.test+warmapi``
+    the same, with that in-process Execution API built (and its start-up run by one request)
+    before timing: what each ``dag.test`` call after the first in a process costs (a test
+    session, a notebook), and what a deployment pays, whose API server is long-running.
 ``executor``
     ``dag.test(use_executor=True)`` with ``LocalExecutor``: each task runs in its own
     process (a LocalExecutor worker runs a supervisor that forks the task process), and
@@ -87,7 +94,7 @@ from _common import REPO, default_python, machine, revision  # bench/ is on sys.
 MARKER = "@@RESULT@@"
 DAG_TEST_TARGET_PCT = 30.0
 TASKS = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote"]
-DEFAULT_MODES = "plain,dag.test,executor,executor+forkserver,executor+forkserver+gcfreeze,executor+forkserver+gcfreeze+hb1"
+DEFAULT_MODES = "plain,dag.test,dag.test+warmapi,executor,executor+forkserver,executor+forkserver+gcfreeze,executor+forkserver+gcfreeze+hb1"
 EXECUTOR_FLAGS = {"forkserver", "gcfreeze", "preimport", "hb1", "p1"}
 END_HANG_GRACE_S = 45  # after the DagRun finished, how long dag.test may take to shut the executor down
 
@@ -214,8 +221,10 @@ class Mode:
 
 def valid_mode(name: str) -> bool:
     base, *flags = name.split("+")
-    if base in ("plain", "dag.test"):
+    if base == "plain":
         return not flags
+    if base == "dag.test":
+        return flags in ([], ["warmapi"])
     if "gcfreeze" in flags and "forkserver" not in flags:
         return False
     return base == "executor" and set(flags) <= EXECUTOR_FLAGS and len(set(flags)) == len(flags)
@@ -402,6 +411,18 @@ def _watch_shutdown(dag_id: str, t_call: float, returned: threading.Event, base:
         os._exit(0)
 
 
+def _warm_execution_api() -> float:
+    """Build the in-process Execution API that ``dag.test()`` uses (cached by Airflow for the life of
+    the process) and serve one request, which runs its start-up."""
+    import httpx
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    started = time.perf_counter()
+    client = httpx.Client(transport=in_process_api_server().transport, base_url="http://in-process.invalid")
+    client.get("/execution/health")  # any path: the first request runs the app's start-up
+    return time.perf_counter() - started
+
+
 def child_dag(model: str, mode: Mode) -> dict[str, Any]:
     import faulthandler
     import multiprocessing
@@ -424,6 +445,8 @@ def child_dag(model: str, mode: Mode) -> dict[str, Any]:
         if "preimport" in mode.flags:
             prepare["parent_preimport_s"] = _import_all(HEAVY_MODULES)
         prepare["start_method"] = multiprocessing.get_start_method()
+    if "warmapi" in mode.flags:
+        prepare["execution_api_warmup_s"] = _warm_execution_api()
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -811,7 +834,7 @@ def summary_table(modes: list[Mode]) -> None:
         rss = max(max(r["rss_self_mb"], r["rss_child_mb"]) for r in mode.results)
         overhead = (wall(mode) - ref) / ref * 100 if ref and mode is not plain else None
         target, result = ("reference", "-") if mode is plain else ("-", "-")
-        if mode.name == "dag.test" and overhead is not None:
+        if not mode.executor and mode is not plain and overhead is not None:
             target = f"< {DAG_TEST_TARGET_PCT:.0f} %"
             result = "PASS" if overhead < DAG_TEST_TARGET_PCT else "FAIL"
         print(
@@ -841,6 +864,7 @@ def summary_table(modes: list[Mode]) -> None:
         for key, label in (
             ("forkserver_warmup_s", "forkserver warm-up"),
             ("parent_preimport_s", "parent imports"),
+            ("execution_api_warmup_s", "in-process Execution API built"),
         ):
             value = median_of([r.get(key) for r in mode.results])
             if value is not None:
@@ -953,8 +977,13 @@ def conclusion(modes: list[Mode], imports: dict[str, float], setup: dict[str, An
             )
             print(
                 f"      fixed, whatever the data size: {first_gap:.1f} s before the first task (DAG serialised and "
-                f"synced to the DB, run created) + {first_task:.1f} s more in the first task (in-process "
-                "Execution API app, plugins folder); the per-task remainder is small"
+                f"synced to the DB, run created) + {first_task:.1f} s more in the first task ("
+                + (
+                    "plugins folder"
+                    if "warmapi" in mode.flags
+                    else "in-process Execution API app, plugins folder"
+                )
+                + "); the per-task remainder is small"
             )
             continue
         if not imports:
@@ -1145,12 +1174,10 @@ def main(argv: list[str] | None = None) -> int:
     print(SUGGESTIONS)
     print(f"total {time.perf_counter() - started:.0f} s")
     by = {m.name: m for m in modes}
-    if "plain" in by and "dag.test" in by:
-        return (
-            0
-            if (wall(by["dag.test"]) - wall(by["plain"])) / wall(by["plain"]) * 100 < DAG_TEST_TARGET_PCT
-            else 1
-        )
+    tested = [m for m in modes if m.name.startswith("dag.test")]
+    if "plain" in by and tested:
+        ref = wall(by["plain"])
+        return 0 if all((wall(m) - ref) / ref * 100 < DAG_TEST_TARGET_PCT for m in tested) else 1
     return 0
 
 

@@ -255,7 +255,7 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
             chunk_rows="{{ params.chunk_rows }}",
             **common,
         ).expand(partition=plan.output)
-        finalize = FinalizeScoringOperator(
+        FinalizeScoringOperator(
             task_id="finalize",
             batch_uri=_xcom("resolve_batch", "batch_uri"),
             parts=score.output,
