@@ -23,10 +23,10 @@ RSS (``ru_maxrss``) are reported, so the difference is the measurement's own. Pa
     ``predict_frame``, ``_output_table`` and the ``ParquetWriter`` calls (wrapped, a few
     calls per chunk), so the time excluding output building and writing is reported too.
 ``onnx``
-    skl2onnx + onnxruntime are not project requirements. If ``skl2onnx`` is importable,
-    each pipeline is converted once (numeric inputs FloatTensorType, categoricals
-    StringTensorType, target_opset 17, zipmap off) and run on 2,000 rows against sklearn;
-    only if that works is it timed (chunked like ``chunked``, without writing output).
+    the same ``score_file`` call with the project's ONNX engine: the pipeline's ONNX twin made
+    at setup by ``mlcycle.onnx_engine.export`` (as training does: conversion + parity check on
+    the holdout) behind ``mlcycle.onnx_engine.OnnxModel`` (onnxruntime, one thread, as scoring
+    runs it). Timed and split like ``chunked``.
 
 Runs are interleaved round by round (1M first, then 10M). Median of ``--runs`` per cell at
 1M rows; at 10M rows ``--big-whole-runs`` (default 1: slow and memory-hungry) and
@@ -37,9 +37,10 @@ OMP_NUM_THREADS for the children: on a machine busy with other work (load above 
 OpenMP's two spinning threads made HistGradientBoosting's predict ~1.8x slower than one
 thread, so compare both when the load is high.
 
-Targets: (1) chunked peak RSS at 10M rows <= 1.5x that at 1M rows; (2) the engine the
-project chooses (``mlcycle.scoring_steps.ENGINE``; "sklearn" = the chunked path) is at
-least as fast, in rows/s, as sklearn on the whole frame.
+Targets: (1) chunked peak RSS (either engine) at 10M rows <= 1.5x that at 1M rows; (2) the
+engine the project chooses for the model (``mlcycle.scoring_steps.engine_for``: ``onnx`` when
+the twin passed parity, else ``sklearn`` = the chunked path) is at least as fast, in rows/s,
+as sklearn on the whole frame.
 
 Run from the repository root::
 
@@ -79,7 +80,6 @@ RSS_TARGET = 1.5  # chunked peak RSS at 10M rows / at 1M rows
 INPUT_BYTES_PER_ROW = 40
 OUTPUT_BYTES_PER_ROW = 60
 DISK_MARGIN = 1 << 30
-ONNX_CHECK_ROWS = 2_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _load_model(job: dict[str, Any]) -> tuple[Any, Any]:
+def _load_model(job: dict[str, Any], engine: str = "sklearn") -> tuple[Any, Any]:
     """Imports shared by every measurement child, then the model: what "RSS before" contains."""
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
@@ -103,8 +103,11 @@ def _load_model(job: dict[str, Any]) -> tuple[Any, Any]:
     from mlcycle.spec import get_spec
 
     spec = get_spec(job["model"], SPECS_DIR)
-    model = sio.load(job["model_path"], trusted=job["trusted"])
-    return spec, model
+    if engine == "onnx":
+        from mlcycle.onnx_engine import OnnxModel
+
+        return spec, OnnxModel(Path(job["onnx_path"]).read_bytes(), spec)
+    return spec, sio.load(job["model_path"], trusted=job["trusted"])
 
 
 def _time_preprocess(model: Any, timers: dict[str, float]) -> None:
@@ -126,14 +129,16 @@ def _time_preprocess(model: Any, timers: dict[str, float]) -> None:
 def child_setup(job: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model and write the input files of one model (not timed against anything)."""
     import datetime as dt
+    from types import SimpleNamespace
 
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
     import skops.io as sio
 
+    from mlcycle import onnx_engine, registry
     from mlcycle.generators import generate_batch
-    from mlcycle.scoring_steps import ENGINE
+    from mlcycle.scoring_steps import engine_for
     from mlcycle.spec import get_spec
     from mlcycle.training import train, trusted_types_for
 
@@ -152,6 +157,15 @@ def child_setup(job: dict[str, Any]) -> dict[str, Any]:
     model_path = Path(job["dir"]) / f"{spec.name}.skops"
     sio.dump(result.pipeline, model_path)
     train_s = time.perf_counter() - started
+    # The ONNX twin as training makes it, and the engine scoring would choose for such a version.
+    onnx_bytes, onnx = onnx_engine.export(result.pipeline, spec, result.holdout)
+    onnx_path = None
+    if onnx_bytes is not None:
+        onnx_path = Path(job["dir"]) / f"{spec.name}.onnx"
+        onnx_path.write_bytes(onnx_bytes)
+    tags = {registry.TAG_ONNX: onnx["status"], registry.TAG_ONNX_REASON: onnx.get("reason", "")}
+    tags[registry.TAG_ONNX_DIFF] = f"{onnx.get('max_scaled_diff', '')}"
+    engine, why = engine_for(spec, SimpleNamespace(version="(bench)", tags=tags))
     del df, result
 
     started = time.perf_counter()
@@ -209,7 +223,10 @@ def child_setup(job: dict[str, Any]) -> dict[str, Any]:
         "train_s": train_s,
         "gen_s": time.perf_counter() - started,
         "files": files,
-        "engine": ENGINE,
+        "engine": engine,
+        "engine_reason": why,
+        "onnx": onnx,
+        "onnx_path": str(onnx_path) if onnx_path else None,
         "peak_rss_mb": _rss_mb(),
     }
 
@@ -244,14 +261,15 @@ def child_whole(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def child_chunked(job: dict[str, Any]) -> dict[str, Any]:
+def child_chunked(job: dict[str, Any], engine: str = "sklearn") -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from mlcycle import scoring
 
-    spec, model = _load_model(job)
+    spec, model = _load_model(job, engine)
     timers = {"predict_s": 0.0, "preprocess_s": 0.0, "output_table_s": 0.0, "write_s": 0.0}
-    _time_preprocess(model, timers)
+    if engine == "sklearn":
+        _time_preprocess(model, timers)
 
     def timed(fn: Any, key: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -312,136 +330,11 @@ def child_chunked(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _onnx_feed(spec: Any, table: Any) -> dict[str, Any]:
-    import numpy as np
-    import pyarrow.compute as pc
-
-    feed = {c: table.column(c).to_numpy().astype(np.float32).reshape(-1, 1) for c in spec.features.numeric}
-    for c in spec.features.categorical:
-        col = pc.fill_null(table.column(c), "__missing__")
-        feed[c] = np.asarray(col.to_pylist(), dtype=object).reshape(-1, 1)
-    return feed
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    """One line: converter errors embed whole node attribute dumps, runtime errors C++ signatures."""
-    import re
-
-    text = " ".join(str(exc).split())
-    node = re.match(r"Unable to create node '(\w+)'", text)
-    if node:
-        cause = exc.__cause__ or exc.__context__
-        why = f": {type(cause).__name__}: {' '.join(str(cause).split())}" if cause else ""
-        return f"cannot build the {node.group(1)} node{why}"[:limit]
-    ort = re.search(r"running (\w+) node", text)
-    if ort:
-        return f"fails at run time in {ort.group(1)}: {text.rsplit('] ', 1)[-1]}"[:limit]
-    return f"{type(exc).__name__}: {text}"[:limit]
-
-
-def _convert(spec: Any, pipeline: Any) -> Any:
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-
-    inputs = [(c, FloatTensorType([None, 1])) for c in spec.features.numeric] + [
-        (c, StringTensorType([None, 1])) for c in spec.features.categorical
-    ]
-    # Keyed by the classifier itself (the last step), whose converter takes the option.
-    options = {id(pipeline.steps[-1][1]): {"zipmap": False}} if spec.task == "classification" else None
-    return convert_sklearn(pipeline, initial_types=inputs, target_opset=17, options=options)
-
-
-def _onnx_try(spec: Any, pipeline: Any, table: Any) -> tuple[str, Any]:
-    """("ok", onnx bytes) or (reason, None): convert, run on ``table``, compare with sklearn."""
-    import numpy as np
-    import onnxruntime as ort
-
-    try:
-        onx = _convert(spec, pipeline)
-    except Exception as exc:
-        return f"not convertible: {_short(exc)}", None
-    try:
-        sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
-        got = sess.run(None, _onnx_feed(spec, table))
-    except Exception as exc:
-        return f"converts, but {_short(exc)}", None
-    X = table.select(spec.features.all).to_pandas()
-    if spec.task == "classification":
-        ref, mine = pipeline.predict_proba(X)[:, -1], np.asarray(got[1])[:, -1]
-    else:
-        ref, mine = pipeline.predict(X), np.asarray(got[0]).ravel()
-    diff = float(np.max(np.abs(ref - mine)))
-    if diff > 1e-3 * max(1.0, float(np.max(np.abs(ref)))):
-        return f"converts and runs, but results differ from sklearn (max |diff| {diff:.3g})", None
-    return "ok", onx.SerializeToString()
-
-
-def child_onnx_probe(job: dict[str, Any]) -> dict[str, Any]:
-    import copy
-    import importlib.metadata as md
-    import importlib.util
-
-    if importlib.util.find_spec("skl2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
-        return {"status": "skl2onnx not installed"}
-    import pyarrow.parquet as pq
-
-    spec, model = _load_model(job)
-    versions = {p: md.version(p) for p in ("skl2onnx", "onnx", "onnxruntime")}
-    table = (
-        pq.ParquetFile(job["input"]).read_row_group(0, columns=spec.features.all).slice(0, ONNX_CHECK_ROWS)
-    )
-    status, onx = _onnx_try(spec, model, table)
-    out: dict[str, Any] = {"status": status, "versions": versions}
-    if onx is not None:
-        onnx_path = Path(job["dir"]) / f"{spec.name}.onnx"
-        onnx_path.write_bytes(onx)
-        out["onnx_path"] = str(onnx_path)
-        return out
-    # Diagnostic only: what fails next once the categorical SimpleImputer (missing_values=nan on
-    # strings, which skl2onnx refuses) is taken out. Never timed.
-    if "missing values are string" in status:
-        variant = copy.deepcopy(model)
-        ct = variant.named_steps["preprocess"]
-        ct.transformers_ = [
-            (n, t.named_steps["onehot"] if n == "cat" else t, c) for n, t, c in ct.transformers_
-        ]
-        out["next_blocker"], _ = _onnx_try(spec, variant, table)
-    return out
-
-
-def child_onnx(job: dict[str, Any]) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from mlcycle.scoring import iter_chunks
-
-    spec, _ = _load_model(job)
-    sess = ort.InferenceSession(job["onnx_path"], providers=["CPUExecutionProvider"])
-    rss_before = _rss_mb()
-    started = time.perf_counter()
-    rows = 0
-    checksum = 0.0
-    with open(job["input"], "rb") as fh:
-        for table in iter_chunks(fh, spec.features.all, job["chunk_rows"]):
-            got = sess.run(None, _onnx_feed(spec, table))
-            score = got[1][:, -1] if spec.task == "classification" else got[0].ravel()
-            checksum += float(score.sum())
-            rows += table.num_rows
-    seconds = time.perf_counter() - started
-    return {
-        "rows": rows,
-        "seconds": seconds,
-        "rss_before_mb": rss_before,
-        "peak_rss_mb": _rss_mb(),
-        "checksum": checksum,
-    }
-
-
 CHILDREN = {
     "setup": child_setup,
-    "onnx-probe": child_onnx_probe,
     "whole": child_whole,
     "chunked": child_chunked,
-    "onnx": child_onnx,
+    "onnx": lambda job: child_chunked(job, "onnx"),
 }
 
 
@@ -578,7 +471,7 @@ def measure(cells: list[Cell], sizes: list[int], child: Child, jobs: dict[tuple[
             )
 
 
-def print_table(cells: list[Cell], onnx: dict[str, dict[str, Any]], models: list[str]) -> None:
+def print_table(cells: list[Cell], setups: dict[str, dict[str, Any]], models: list[str]) -> None:
     header = (
         f"{'model':<7} {'rows':>4} {'path':<8} {'runs':>4} {'median s':>9} {'rows/s':>10} "
         f"{'RSS before MB':>13} {'peak RSS MB':>11} {'Δ MB':>7} {'load1':>11}  note"
@@ -599,9 +492,9 @@ def print_table(cells: list[Cell], onnx: dict[str, dict[str, Any]], models: list
                 f"{cell.median('seconds'):>9.2f} {cell.rows_per_s:>10,.0f} {mb(before):>13} {mb(peak):>11} "
                 f"{mb(peak - before):>7} {loads:>11}  {cell.note}"
             )
-        status = onnx[model]["status"]
-        if status != "ok":
-            print(f"{model:<7} {'all':>4} {'onnx':<8} {'-':>4}  ONNX: {status}")
+        onnx = setups[model]["onnx"]
+        if onnx["status"] != "passed":
+            print(f"{model:<7} {'all':>4} {'onnx':<8} {'-':>4}  ONNX twin {onnx['status']}: {onnx['reason']}")
 
 
 def details(cells: list[Cell]) -> None:
@@ -617,7 +510,7 @@ def details(cells: list[Cell]) -> None:
                 f"= preprocess {pre:.2f} s + estimator {cell.median('predict_s') - pre:.2f} s "
                 f"(predict alone {cell.rows / cell.median('predict_s'):,.0f} rows/s)"
             )
-        elif cell.path == "chunked":
+        else:
             total = cell.median("seconds")
             pred, table, write = (cell.median(k) for k in ("predict_s", "output_table_s", "write_s"))
             pre = cell.median("preprocess_s")
@@ -625,8 +518,13 @@ def details(cells: list[Cell]) -> None:
             s = cell.samples[0]
             print(
                 f"{name} {s['chunks']} chunks; read+to_pandas+loop {rest:.2f} s ({rest / total:.0%}), predict_frame "
-                f"{pred:.2f} s ({pred / total:.0%}; preprocess {pre:.2f} s + estimator {pred - pre:.2f} s), "
-                f"_output_table {table:.2f} s ({table / total:.0%}), "
+                f"{pred:.2f} s ({pred / total:.0%}"
+                + (
+                    f"; preprocess {pre:.2f} s + estimator {pred - pre:.2f} s), "
+                    if pre
+                    else ", onnxruntime), "
+                )
+                + f"_output_table {table:.2f} s ({table / total:.0%}), "
                 f"ParquetWriter {write:.2f} s ({write / total:.0%}); without output building and writing "
                 f"{cell.rows / (total - table - write):,.0f} rows/s; output {s['output_bytes'] / 2**20:.0f} MB"
             )
@@ -648,7 +546,7 @@ def checksums(cells: list[Cell]) -> list[str]:
     return problems
 
 
-def targets(cells: list[Cell], models: list[str], engine: str) -> bool:
+def targets(cells: list[Cell], models: list[str], setups: dict[str, dict[str, Any]]) -> bool:
     def get(model: str, rows: int, path: str) -> Cell | None:
         c = next((c for c in cells if (c.model, c.rows, c.path) == (model, rows, path)), None)
         return c if c is not None and c.samples else None
@@ -659,27 +557,24 @@ def targets(cells: list[Cell], models: list[str], engine: str) -> bool:
         f"\nTarget 1: chunked peak RSS at {fmt_rows(big)} rows <= {RSS_TARGET}x that at {fmt_rows(small)} rows"
     )
     for model in models:
-        a, b = get(model, small, "chunked"), get(model, big, "chunked")
-        if a is None or b is None:
-            print(f"  {model}: not measured")
-            continue
-        pa_, pb = (max(s["peak_rss_mb"] for s in c.samples) for c in (a, b))
-        da, db = (max(s["peak_rss_mb"] - s["rss_before_mb"] for s in c.samples) for c in (a, b))
-        ratio = pb / pa_
-        ok &= ratio <= RSS_TARGET
-        print(
-            f"  {model}: {mb(pb)} / {mb(pa_)} MB = {ratio:.2f}x  {'PASS' if ratio <= RSS_TARGET else 'FAIL'}"
-            f"  (own growth beyond RSS before: {mb(db)} vs {mb(da)} MB)"
-        )
-    path = {"sklearn": "chunked", "onnx": "onnx"}.get(engine)
-    print(
-        f"\nTarget 2: the engine the project chooses (scoring_steps.ENGINE = {engine!r} -> {path} path) "
-        "rows/s >= sklearn whole-frame rows/s"
-    )
-    if path is None:
-        print(f"  unknown engine {engine!r}: not evaluated")
-        return False
+        for path in ("chunked", "onnx"):
+            a, b = get(model, small, path), get(model, big, path)
+            if a is None or b is None:
+                print(f"  {model} {path}: not measured")
+                continue
+            pa_, pb = (max(s["peak_rss_mb"] for s in c.samples) for c in (a, b))
+            da, db = (max(s["peak_rss_mb"] - s["rss_before_mb"] for s in c.samples) for c in (a, b))
+            ratio = pb / pa_
+            ok &= ratio <= RSS_TARGET
+            print(
+                f"  {model} {path}: {mb(pb)} / {mb(pa_)} MB = {ratio:.2f}x  "
+                f"{'PASS' if ratio <= RSS_TARGET else 'FAIL'}  (own growth beyond RSS before: {mb(db)} vs {mb(da)} MB)"
+            )
+    print("\nTarget 2: the engine the project chooses for the model (rows/s) >= sklearn whole-frame rows/s")
     for model in models:
+        engine = setups[model]["engine"]
+        path = "onnx" if engine == "onnx" else "chunked"
+        print(f"  {model}: engine {engine} ({setups[model]['engine_reason']}) -> the {path} path")
         for rows in SIZES:
             eng, whole = get(model, rows, path), get(model, rows, "whole")
             if eng is None or whole is None:
@@ -694,25 +589,31 @@ def targets(cells: list[Cell], models: list[str], engine: str) -> bool:
             )
             if ratio < 1.0:
                 line += f" ({1 - ratio:.1%} slower)"
-            if path == "chunked":
-                total = eng.median("seconds")
-                out = eng.median("output_table_s") + eng.median("write_s")
-                bare = rows / (total - out)
-                line += (
-                    f"; output building+writing {out / total:.0%} of its time, which whole-frame does not do; "
-                    f"without it {bare:,.0f} rows/s = {bare / whole.rows_per_s:.2f}x"
-                )
+            total = eng.median("seconds")
+            out = eng.median("output_table_s") + eng.median("write_s")
+            bare = rows / (total - out)
+            line += (
+                f"; output building+writing {out / total:.0%} of its time, which whole-frame does not do; "
+                f"without it {bare:,.0f} rows/s = {bare / whole.rows_per_s:.2f}x"
+            )
             print(line)
     return ok
 
 
-def print_onnx(onnx: dict[str, dict[str, Any]]) -> None:
-    print("\nONNX:")
-    for model, r in onnx.items():
-        versions = ", ".join(f"{k} {v}" for k, v in r.get("versions", {}).items())
-        print(f"  {model}: {r['status']}" + (f" [{versions}]" if versions else ""))
-        if r.get("next_blocker"):
-            print(f"    diagnostic, categorical SimpleImputer removed: {r['next_blocker']}")
+def print_onnx(setups: dict[str, dict[str, Any]]) -> None:
+    import importlib.metadata as md
+
+    versions = ", ".join(f"{p} {md.version(p)}" for p in ("skl2onnx", "onnx", "onnxruntime"))
+    print(f"\nONNX twins (mlcycle.onnx_engine.export at setup; {versions}):")
+    for model, setup in setups.items():
+        r = setup["onnx"]
+        if r["status"] != "passed":
+            print(f"  {model}: {r['status']}: {r['reason']}")
+            continue
+        print(
+            f"  {model}: passed parity on {r['rows']:,} holdout rows (max difference {r['max_scaled_diff']:.2g}, "
+            f"tolerance {r['tolerance']:g}); converted + checked in {r['convert_seconds']:.2f} s; {r['size_mb']:.2f} MB"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -783,8 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{machine()}; project at {revision()}; state in {tmp}")
     try:
         jobs: dict[tuple[str, int], dict[str, Any]] = {}
-        onnx: dict[str, dict[str, Any]] = {}
-        engines = set()
+        setups: dict[str, dict[str, Any]] = {}
         for model in models:
             inputs = {str(n): str(tmp / f"{model}-{n}.parquet") for n in sizes}
             setup = child.run(
@@ -800,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if "error" in setup:
                 sys.exit(f"error: setting up {model}: {setup['error']}")
-            engines.add(setup["engine"])
+            setups[model] = setup
             files = ", ".join(
                 f"{fmt_rows(int(n))} rows {f['bytes'] / 2**20:.0f} MB in {f['row_groups']} row groups "
                 f"of <= {f['max_row_group']:,}"
@@ -818,15 +718,10 @@ def main(argv: list[str] | None = None) -> int:
                 "model_path": setup["model_path"],
                 "trusted": setup["trusted"],
                 "chunk_rows": args.chunk_rows,
+                "onnx_path": setup["onnx_path"],
             }
-            onnx[model] = child.run("onnx-probe", {**base, "input": inputs[str(sizes[0])]}, capped=False)
-            if "error" in onnx[model]:
-                onnx[model] = {"status": f"probe crashed: {onnx[model]['error'][:300]}"}
             for n in sizes:
-                jobs[model, n] = {**base, "input": inputs[str(n)], "onnx_path": onnx[model].get("onnx_path")}
-        if len(engines) != 1:
-            sys.exit(f"error: setup children disagree on scoring_steps.ENGINE: {engines}")
-        engine = engines.pop()
+                jobs[model, n] = {**base, "input": inputs[str(n)]}
         print(f"  setup done ({time.perf_counter() - t0:.0f} s, not timed); measuring:", flush=True)
 
         cells = []
@@ -835,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
                 big = n == SIZES[-1]
                 cells.append(Cell(model, n, "chunked", args.big_chunked_runs if big else args.runs))
                 cells.append(Cell(model, n, "whole", args.big_whole_runs if big else args.runs))
-                if onnx[model]["status"] == "ok":
+                if setups[model]["onnx_path"]:
                     cells.append(Cell(model, n, "onnx", args.big_chunked_runs if big else args.runs))
         measure(cells, sizes, child, jobs, t0)
     finally:
@@ -857,23 +752,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "whole = pd.read_parquet(features) + predict_proba/predict, no output; chunked = mlcycle.scoring."
-        "score_file incl. writing the predictions Parquet; peak RSS = max over runs; Δ = peak - RSS before; "
+        "score_file incl. writing the predictions Parquet; onnx = the same with the ONNX engine; peak RSS = max over runs; Δ = peak - RSS before; "
         "load1 = 1-min load average before the runs (min-max)"
     )
-    print_table(cells, onnx, models)
+    print_table(cells, setups, models)
     details(cells)
-    print_onnx(onnx)
+    print_onnx(setups)
     problems = checksums(cells)
     for p in problems:
         print(f"MISMATCH: {p}")
     ok = True
     if SIZES[-1] in sizes:
-        ok = targets(cells, models, engine)
+        ok = targets(cells, models, setups)
     else:
         print(
             f"\n(--max-rows {args.max_rows:,}: target 1 needs {fmt_rows(SIZES[-1])} rows; target 2 at 1M only)"
         )
-        targets(cells, models, engine)
+        targets(cells, models, setups)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0 if ok and not problems else 1
 

@@ -173,12 +173,20 @@ def cmd_summary(args: argparse.Namespace) -> int:
             f"{spec.name} ({spec.task}): latest v{latest.version} "
             f"({'CHAMPION' if is_champ else 'not champion'}; champion is v{champ.version if champ else '-'}). "
             f"Gate: {latest.tags.get(registry.TAG_VERDICT_SUMMARY, 'not gated (run stopped before the gate)')}. "
-            f"Holdout: {key_metrics or 'n/a'}. {len(versions)} version(s) registered. "
+            f"Holdout: {key_metrics or 'n/a'}. Scoring engine: {_engine_line(spec, latest)}. "
+            f"{len(versions)} version(s) registered. "
             f"Last ledger move: {f'v{moves[0].previous_version or chr(45)} -> v{moves[0].new_version} ({moves[0].action})' if moves else 'none'}.\n"
             f"  evidence: {latest.tags.get(registry.TAG_EVIDENCE, '-')}\n"
             f"  MLflow:   {registry.version_url(spec.name, latest.version)}"
         )
     return 0
+
+
+def _engine_line(spec: Any, mv: Any) -> str:
+    from mlcycle.scoring_steps import engine_for
+
+    engine, why = engine_for(spec, mv)
+    return f"{engine} ({why})"
 
 
 def build_parser() -> argparse.ArgumentParser:

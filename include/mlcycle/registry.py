@@ -39,6 +39,12 @@ TAG_LAST_BATCH = "data.last_batch_date"  # newest daily batch the version was tr
 TAG_VERDICT = "gate.verdict"
 TAG_VERDICT_SUMMARY = "gate.summary"
 TAG_EVIDENCE = "gate.evidence"
+TAG_ONNX = "onnx.status"  # passed | failed | not_convertible | disabled
+TAG_ONNX_REASON = "onnx.reason"
+TAG_ONNX_DIFF = "onnx.max_diff"
+
+ONNX_ARTIFACT = "onnx/model.onnx"  # in the run that logged the version
+ONNX_REPORT = "onnx/parity.json"
 
 # The packages a served model needs, pinned to what trained it. Passing them
 # explicitly saves MLflow ~3 s of requirement inference per logged model.
@@ -179,6 +185,19 @@ def load_sklearn(model_uri: str) -> Any:
         return mlflow.sklearn.load_model(model_uri)
     except Exception as exc:
         raise RegistryError(f"cannot load {model_uri}: {exc}") from exc
+
+
+def load_onnx(mlc: MlflowClient, model: str, version: str) -> bytes:
+    """The ONNX twin logged with a version (``RegistryError`` if there is none)."""
+    import tempfile
+    from pathlib import Path
+
+    mv = mlc.get_model_version(model, version)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlcycle-onnx-") as tmp:
+            return Path(mlc.download_artifacts(mv.run_id, ONNX_ARTIFACT, tmp)).read_bytes()
+    except Exception as exc:
+        raise RegistryError(f"cannot load the ONNX twin of {model} v{version}: {exc}") from exc
 
 
 def run_for_airflow_run(

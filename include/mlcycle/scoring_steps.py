@@ -22,8 +22,6 @@ from mlcycle.steps import RunInfo
 
 log = logging.getLogger(__name__)
 
-ENGINE = "sklearn"
-
 
 def choose_model(
     spec: ModelSpec,
@@ -55,8 +53,43 @@ def choose_model(
     if alias == registry.CHAMPION:
         challenger = registry.version_by_alias(mlc, spec.name, registry.CHALLENGER)
         if challenger is not None and str(challenger.version) != str(mv.version):
-            shadow = str(challenger.version)
-    return {"version": str(mv.version), "alias": alias, "shadow_version": shadow}
+            shadow = challenger
+    engine, why = engine_for(spec, mv)
+    log.info("%s v%s scores with %s: %s", spec.name, mv.version, engine, why)
+    return {
+        "version": str(mv.version),
+        "alias": alias,
+        "engine": engine,
+        "engine_reason": why,
+        "shadow_version": str(shadow.version) if shadow else None,
+        "shadow_engine": engine_for(spec, shadow)[0] if shadow else None,
+    }
+
+
+def engine_for(spec: ModelSpec, mv: Any) -> tuple[str, str]:
+    """``onnx`` when the version's ONNX twin passed its parity check at training (and the
+    spec allows it), else ``sklearn``; with the reason."""
+    if spec.scoring.engine == "sklearn":
+        return "sklearn", "the spec sets scoring.engine: sklearn"
+    status = mv.tags.get(registry.TAG_ONNX)
+    if status == "passed":
+        return (
+            "onnx",
+            f"its ONNX twin passed parity at training (max difference {mv.tags.get(registry.TAG_ONNX_DIFF)})",
+        )
+    if status is None:
+        return "sklearn", f"v{mv.version} has no ONNX twin (trained before ONNX export)"
+    return "sklearn", f"ONNX twin {status}: {mv.tags.get(registry.TAG_ONNX_REASON) or '-'}"
+
+
+def load_model(spec: ModelSpec, version: str, engine: str, tracking_uri: str | None = None) -> Any:
+    """A model with ``predict`` (and ``predict_proba``/``classes_``) for the engine chosen."""
+    mlc = registry.client(tracking_uri)  # also the default of load_sklearn's fluent call
+    if engine == "onnx":
+        from mlcycle.onnx_engine import OnnxModel
+
+        return OnnxModel(registry.load_onnx(mlc, spec.name, version), spec)
+    return registry.load_sklearn(f"models:/{spec.name}/{version}")
 
 
 def plan(batch_uri: str, rows_per_partition: int) -> list[dict[str, int]]:
@@ -78,11 +111,10 @@ def score_partition(
     chunk_rows: int = scoring.DEFAULT_CHUNK_ROWS,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    registry.client(tracking_uri)
     part = scoring.Partition(**partition)
-    served = registry.load_sklearn(f"models:/{spec.name}/{model['version']}")
+    served = load_model(spec, model["version"], model.get("engine", "sklearn"), tracking_uri)
     shadow = (
-        registry.load_sklearn(f"models:/{spec.name}/{model['shadow_version']}")
+        load_model(spec, model["shadow_version"], model.get("shadow_engine") or "sklearn", tracking_uri)
         if model.get("shadow_version")
         else None
     )
@@ -139,7 +171,9 @@ def finalize(
         "version": model["version"],
         "alias": model.get("alias"),
         "shadow_version": model.get("shadow_version"),
-        "engine": ENGINE,
+        "engine": model.get("engine", "sklearn"),
+        "engine_reason": model.get("engine_reason", ""),
+        "shadow_engine": model.get("shadow_engine"),
         "batch_uri": batch_uri,
         "output_uri": lk.uri_of(output),
         "rows": rows,

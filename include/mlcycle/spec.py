@@ -197,6 +197,16 @@ class MonitorSpec(_Strict):
         return check_schedule(value)
 
 
+class ScoringSpec(_Strict):
+    """How batches are scored. ``auto``: with onnxruntime when the version's ONNX twin passed
+    its parity check at training, else scikit-learn; ``sklearn``: never convert."""
+
+    engine: Literal["auto", "sklearn"] = "auto"
+    # Largest difference allowed between the engines on the holdout: absolute for scores
+    # within [-1, 1] (probabilities), relative beyond.
+    onnx_tolerance: float = Field(1e-4, gt=0.0, le=0.1)
+
+
 class ModelSpec(_Strict):
     name: str
     description: str
@@ -210,6 +220,7 @@ class ModelSpec(_Strict):
     estimator: EstimatorSpec
     gate: GateSpec
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
 
     @field_validator("name")
     @classmethod

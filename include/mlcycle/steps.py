@@ -11,8 +11,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlcycle import lake as lk
@@ -100,7 +102,6 @@ def validate(
 ) -> dict[str, Any]:
     """Validate each batch against the model's contract. Failing batches are copied to
     quarantine with the result, and ``ValidationFailedError`` lists each failure."""
-    from pathlib import Path
 
     from mlcycle.contracts import load_suite_dict, validate_batches
 
@@ -199,6 +200,7 @@ def train(
         evaluation.scores(result.pipeline, result.holdout[features], spec.task),
     )
     trusted = tr.trusted_types_for(result.pipeline, spec)
+    onnx_bytes, onnx_report = _onnx_twin(spec, result)
 
     import mlflow
     import skops.io as sio
@@ -255,6 +257,14 @@ def train(
         mlflow.log_dict(
             reference_profile(spec, result.pipeline, result.train, result.holdout), PROFILE_ARTIFACT
         )
+        mlflow.log_dict(onnx_report, registry.ONNX_REPORT)
+        if onnx_bytes is not None:
+            with tempfile.TemporaryDirectory(prefix="mlcycle-onnx-") as tmp:
+                path = Path(tmp) / Path(registry.ONNX_ARTIFACT).name
+                path.write_bytes(onnx_bytes)
+                mlflow.log_artifact(str(path), artifact_path=str(Path(registry.ONNX_ARTIFACT).parent))
+        if "max_scaled_diff" in onnx_report:
+            mlflow.log_metric("onnx_max_diff", onnx_report["max_scaled_diff"])
         info = mlflow.sklearn.log_model(
             result.pipeline,
             name="model",
@@ -277,6 +287,11 @@ def train(
                 registry.TAG_LAST_BATCH: lk.last_batch_date(manifest.batches) or "",
                 registry.TAG_SIZE: f"{size_mb:.4f}",
                 registry.TAG_HOLDOUT: holdout_uri,
+                registry.TAG_ONNX: onnx_report["status"],
+                registry.TAG_ONNX_REASON: onnx_report.get("reason", "")[:500],
+                registry.TAG_ONNX_DIFF: f"{onnx_report['max_scaled_diff']:.3g}"
+                if "max_scaled_diff" in onnx_report
+                else "",
             },
         )
     registry.set_alias(mlc, spec.name, registry.CHALLENGER, version)
@@ -291,6 +306,15 @@ def train(
     out["holdout_metrics"] = {k: round(v, 6) for k, v in holdout_metrics.items()}
     out["train_seconds"] = round(result.seconds, 3)
     return out
+
+
+def _onnx_twin(spec: ModelSpec, result: Any) -> tuple[bytes | None, dict[str, Any]]:
+    """The ONNX twin of a freshly trained pipeline and its parity report (see mlcycle.onnx_engine)."""
+    if spec.scoring.engine == "sklearn":
+        return None, {"status": "disabled", "reason": "the spec sets scoring.engine: sklearn"}
+    from mlcycle import onnx_engine
+
+    return onnx_engine.export(result.pipeline, spec, result.holdout)
 
 
 def _train_result(

@@ -15,6 +15,8 @@ PRELOAD = (
     "sklearn.pipeline",
     "mlflow.sklearn",
     "great_expectations",
+    "skl2onnx",
+    "onnxruntime",
     "mlcycle.contracts",
     "mlcycle.steps",
     "mlcycle.training",

@@ -65,14 +65,19 @@ def test_scores_the_newest_batch_with_the_champion(dags, champion):
     spec = get_spec(MODEL)
     registry.client(champion.tracking_uri)
     model = registry.load_sklearn(f"models:/{MODEL}@champion")
-    assert (model.predict(src[spec.features.all]) == pred["prediction"].to_numpy()).all()
+    X = src[spec.features.all]
+    assert (model.predict(X) == pred["prediction"].to_numpy()).all()
+    # Scored by the champion's ONNX twin: its probabilities within the spec's parity tolerance.
+    assert abs(pred["proba_1"].to_numpy() - model.predict_proba(X)[:, 1]).max() <= spec.scoring.onnx_tolerance
 
     from mlcycle.lake import run_key
 
     report = json.loads(
         (Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "scoring" / "report.json").read_text()
     )
-    assert report["rows"] == 3000 and report["engine"] == "sklearn" and report["shadow"] is None
+    assert report["rows"] == 3000 and report["shadow"] is None
+    assert report["engine"] == "onnx"
+    assert report["engine_reason"].startswith("its ONNX twin passed parity at training")
 
 
 def test_a_rerun_leaves_exactly_one_output(dags, champion):

@@ -133,8 +133,11 @@ def primary(spec: ModelSpec, model: Any, X: pd.DataFrame) -> np.ndarray:
     return model.predict(X).astype("float64")
 
 
-def assert_whole_frame(out: pd.DataFrame, src: pd.DataFrame, spec: ModelSpec, model: Any, meta: dict) -> None:
-    """``out`` holds, row for row, what ``model`` predicts on the whole of ``src`` in one call."""
+def assert_whole_frame(
+    out: pd.DataFrame, src: pd.DataFrame, spec: ModelSpec, model: Any, meta: dict, *, atol: float = 1e-12
+) -> None:
+    """``out`` holds, row for row, what ``model`` predicts on the whole of ``src`` in one call
+    (scores within ``atol``: another engine than ``model``'s may have scored it)."""
     X = src[spec.features.all]
     classes = list(model.classes_) if spec.task is Task.CLASSIFICATION else []
     assert list(out.columns) == scoring_steps.expected_columns(spec, classes)
@@ -144,10 +147,10 @@ def assert_whole_frame(out: pd.DataFrame, src: pd.DataFrame, spec: ModelSpec, mo
         assert np.array_equal(out["prediction"].to_numpy(), model.predict(X))
         proba = model.predict_proba(X)
         for i, c in enumerate(classes):
-            assert np.allclose(out[f"proba_{c}"].to_numpy(), proba[:, i], rtol=0, atol=1e-12)
+            assert np.allclose(out[f"proba_{c}"].to_numpy(), proba[:, i], rtol=0, atol=atol)
     else:
         assert out["prediction"].dtype == "float64"
-        assert np.allclose(out["prediction"].to_numpy(), model.predict(X), rtol=1e-12, atol=1e-12)
+        assert np.allclose(out["prediction"].to_numpy(), model.predict(X), rtol=atol, atol=atol)
     for name in META_COLUMNS:
         assert out[name].tolist() == [meta[name]] * len(src), name
 
@@ -657,15 +660,28 @@ def test_choose_model_champion_with_challenger_in_shadow(env, mlc, spec, aliases
     champion, challenger, shadow = aliases
     set_aliases(mlc, champion, challenger)
     chosen = scoring_steps.choose_model(spec, alias=alias, tracking_uri=env.tracking_uri)
-    assert chosen == {"version": champion, "alias": "champion", "shadow_version": shadow}
+    assert without_reason(chosen) == {
+        "version": champion,
+        "alias": "champion",
+        "engine": "onnx",
+        "shadow_version": shadow,
+        "shadow_engine": "onnx" if shadow else None,
+    }
+    assert chosen["engine_reason"].startswith("its ONNX twin passed parity at training (max difference ")
+
+
+def without_reason(chosen: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in chosen.items() if k != "engine_reason"}
 
 
 def test_choose_model_serving_the_challenger_has_no_shadow(mlc, spec):
     set_aliases(mlc, "1", "2")
-    assert scoring_steps.choose_model(spec, alias="challenger") == {
+    assert without_reason(scoring_steps.choose_model(spec, alias="challenger")) == {
         "version": "2",
         "alias": "challenger",
+        "engine": "onnx",
         "shadow_version": None,
+        "shadow_engine": None,
     }
 
 
@@ -674,7 +690,13 @@ def test_choose_model_serving_the_challenger_has_no_shadow(mlc, spec):
 def test_choose_model_explicit_version_wins_without_shadow(mlc, spec, version, alias):
     set_aliases(mlc, "1", "2")
     chosen = scoring_steps.choose_model(spec, alias=alias, version=version)
-    assert chosen == {"version": version, "alias": None, "shadow_version": None}
+    assert without_reason(chosen) == {
+        "version": version,
+        "alias": None,
+        "engine": "onnx",
+        "shadow_version": None,
+        "shadow_engine": None,
+    }
 
 
 @pytest.mark.parametrize(
@@ -759,7 +781,9 @@ def test_finalize_writes_predictions_report_and_mlflow_run(env, mlc, spec, batch
     # Each partition stamps its own scoring time; they are all valid UTC timestamps.
     assert all(dt.datetime.fromisoformat(t).utcoffset() == dt.timedelta(0) for t in pred["scored_at"])
     pred["scored_at"] = meta["scored_at"] = pred["scored_at"].iloc[0]
-    assert_whole_frame(pred, src, spec, v1, meta)
+    # Scored by v1's ONNX twin: the scikit-learn scores within the spec's parity tolerance.
+    assert (model["engine"], model["shadow_engine"]) == ("onnx", "onnx")
+    assert_whole_frame(pred, src, spec, v1, meta, atol=spec.scoring.onnx_tolerance)
 
     scoring_dir = base / "runs" / SCORE_RUN.key / "scoring"
     assert not list(scoring_dir.glob("part-*"))  # merged, then cleaned up
@@ -770,6 +794,8 @@ def test_finalize_writes_predictions_report_and_mlflow_run(env, mlc, spec, batch
     assert report["report_uri"] == str(scoring_dir / "report.html")
     assert (report["version"], report["alias"], report["shadow_version"]) == ("1", "champion", "2")
     assert (report["rows"], report["partitions"], report["run_id"]) == (1000, 4, SCORE_RUN.run_id)
+    assert (report["engine"], report["shadow_engine"]) == ("onnx", "onnx")
+    assert report["engine_reason"] == model["engine_reason"]
     assert report["batch_uri"] == str(batch)
 
     flipped = v1.predict(X) != v2.predict(X)
@@ -780,7 +806,7 @@ def test_finalize_writes_predictions_report_and_mlflow_run(env, mlc, spec, batch
     assert shadow["flipped_rows"] == flips
     assert shadow["agreement"] == pytest.approx(1 - flips / 1000)
     assert shadow["mean_abs_diff"] == pytest.approx(
-        np.abs(v1.predict_proba(X)[:, 1] - v2.predict_proba(X)[:, 1]).mean()
+        np.abs(v1.predict_proba(X)[:, 1] - v2.predict_proba(X)[:, 1]).mean(), abs=spec.scoring.onnx_tolerance
     )
     flips_sample = json.loads((scoring_dir / "shadow_flips.json").read_text())
     assert sorted(r["customer_id"] for r in flips_sample) == sorted(src.loc[flipped, "customer_id"])
@@ -875,3 +901,83 @@ def test_finalize_refuses_a_row_count_mismatch(env, mlc, spec, batch):
         finalize(env, spec, SCORE_RUN, batch, parts=parts, model=model)
     assert not (Path(env.lake) / "churn" / "runs" / SCORE_RUN.key / "scoring" / "report.json").exists()
     assert scoring_runs(mlc) == []
+
+
+# --- the ONNX twin: logged with the version, chosen by tag, loaded from the registry ---------------
+
+
+def test_training_logs_an_onnx_twin_that_passed_parity(mlc, spec, tmp_path):
+    """steps.train converted v1, checked it on the holdout and logged model + report with the version."""
+    mv = mlc.get_model_version("churn", "1")
+    assert mv.tags[registry.TAG_ONNX] == "passed"
+    assert mv.tags[registry.TAG_ONNX_REASON] == ""
+    assert 0.0 <= float(mv.tags[registry.TAG_ONNX_DIFF]) <= spec.scoring.onnx_tolerance
+    logged = {a.path for a in mlc.list_artifacts(mv.run_id, "onnx")}
+    assert logged == {registry.ONNX_ARTIFACT, registry.ONNX_REPORT}
+    report = json.loads(
+        Path(mlc.download_artifacts(mv.run_id, registry.ONNX_REPORT, str(tmp_path))).read_text()
+    )
+    assert report["status"] == "passed" and report["passed"] is True
+    assert report["rows"] == int(mlc.get_run(mv.run_id).data.params["data.holdout_rows"])
+    assert mlc.get_run(mv.run_id).data.metrics["onnx_max_diff"] == pytest.approx(report["max_scaled_diff"])
+
+    from mlcycle.onnx_engine import OnnxModel
+
+    twin = OnnxModel(registry.load_onnx(mlc, "churn", "1"), spec)
+    X = generate_batch("churn", DAY, 500)[spec.features.all]
+    sk = registry.load_sklearn("models:/churn/1")
+    assert list(twin.classes_) == list(sk.classes_)
+    assert np.abs(twin.predict_proba(X) - sk.predict_proba(X)).max() <= spec.scoring.onnx_tolerance
+
+
+def test_choose_model_uses_sklearn_when_the_spec_says_so(mlc):
+    set_aliases(mlc, "1", "2")
+    raw = quick_churn_spec().model_dump(by_alias=True)
+    raw["scoring"] = {"engine": "sklearn"}
+    chosen = scoring_steps.choose_model(parse_spec(raw, Path("churn.yaml")))
+    assert (chosen["engine"], chosen["shadow_engine"]) == ("sklearn", "sklearn")
+    assert chosen["engine_reason"] == "the spec sets scoring.engine: sklearn"
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason"),
+    [
+        (
+            {registry.TAG_ONNX: "failed", registry.TAG_ONNX_REASON: "max difference 0.2 > tolerance 0.0001"},
+            "ONNX twin failed: max difference 0.2 > tolerance 0.0001",
+        ),
+        (
+            {
+                registry.TAG_ONNX: "not_convertible",
+                registry.TAG_ONNX_REASON: "skl2onnx: MissingShapeCalculator",
+            },
+            "ONNX twin not_convertible: skl2onnx: MissingShapeCalculator",
+        ),
+        ({}, "v2 has no ONNX twin (trained before ONNX export)"),
+    ],
+    ids=["parity-failed", "not-convertible", "no-tag"],
+)
+def test_choose_model_falls_back_to_sklearn_and_says_why(mlc, spec, tags, reason):
+    for key in (registry.TAG_ONNX, registry.TAG_ONNX_REASON):
+        mlc.delete_model_version_tag("churn", "2", key)
+    for key, value in tags.items():
+        mlc.set_model_version_tag("churn", "2", key, value)
+    chosen = scoring_steps.choose_model(spec, version="2")
+    assert (chosen["engine"], chosen["engine_reason"]) == ("sklearn", reason)
+
+
+def test_finalize_with_the_sklearn_engine_is_exactly_whole_frame(env, mlc, spec, batch):
+    """The fallback engine: scikit-learn scores every row exactly as one whole-frame call does."""
+    set_aliases(mlc, "1", None)
+    model = {**scoring_steps.choose_model(spec), "engine": "sklearn", "engine_reason": "test"}
+    report = finalize(
+        env, spec, SCORE_RUN, batch, parts=score_batch(env, spec, SCORE_RUN, batch, model), model=model
+    )
+    assert (report["engine"], report["engine_reason"]) == ("sklearn", "test")
+    pred = pd.read_parquet(report["output_uri"])
+    meta = {
+        **scoring.output_meta(spec, "1", "champion", SCORE_RUN.run_id),
+        "scored_at": pred["scored_at"].iloc[0],
+    }
+    pred["scored_at"] = meta["scored_at"]
+    assert_whole_frame(pred, pd.read_parquet(batch), spec, registry.load_sklearn("models:/churn/1"), meta)

@@ -1,0 +1,242 @@
+"""The ONNX twin of a fitted pipeline: conversion with skl2onnx, a parity check against
+scikit-learn on the holdout, and an onnxruntime model with the two prediction methods
+scoring uses (``predict`` / ``predict_proba`` + ``classes_``).
+
+Inputs: one ONNX input per feature, named like the column: numeric columns as float32
+(missing = NaN), categorical columns as strings with a missing value given as
+``MISSING_CATEGORY``. skl2onnx converts the estimators and the one-hot encoder; the
+``SimpleImputer`` steps are converted here, because skl2onnx's own converter refuses a
+string imputer whose missing value is NaN and drops the ``add_indicator`` columns (the
+estimator then gets fewer columns than it was trained on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from mlcycle.errors import MlcycleError
+from mlcycle.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+MISSING_CATEGORY = ""  # a missing categorical value, as the ONNX graph receives it
+TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
+CLASSES_KEY = "mlcycle.classes"
+
+
+class NotConvertible(MlcycleError):
+    """The pipeline has a step or an option that cannot be expressed in ONNX here."""
+
+
+# --- conversion ------------------------------------------------------------------------------
+
+
+def _imputer_shape(operator: Any) -> None:
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    imputer = operator.raw_operator
+    rows = operator.inputs[0].get_first_dimension()
+    width = sum(i.get_second_dimension() or 1 for i in operator.inputs)
+    if isinstance(operator.inputs[0].type, StringTensorType):
+        operator.outputs[0].type = StringTensorType([rows, width])
+    else:
+        indicators = len(imputer.indicator_.features_) if imputer.add_indicator else 0
+        operator.outputs[0].type = FloatTensorType([rows, width + indicators])
+
+
+def _imputer_converter(scope: Any, operator: Any, container: Any) -> None:
+    """``Where(missing, statistics, X)`` per column, plus the missing-indicator columns
+    (those that had missing values at fit time, as scikit-learn keeps them) when asked."""
+    from skl2onnx.common.data_types import StringTensorType
+    from skl2onnx.operator_converters.common import concatenate_variables
+    from skl2onnx.proto import onnx_proto
+
+    imputer = operator.raw_operator
+    x = concatenate_variables(scope, operator.inputs, container)
+    out = operator.outputs[0].full_name
+    stats, mask = scope.get_unique_variable_name("statistics"), scope.get_unique_variable_name("missing")
+    n = len(imputer.statistics_)
+    if isinstance(operator.inputs[0].type, StringTensorType):
+        if imputer.add_indicator:
+            raise NotConvertible("a SimpleImputer with add_indicator on categorical columns")
+        values = [str(s).encode() for s in imputer.statistics_]
+        container.add_initializer(stats, onnx_proto.TensorProto.STRING, [1, n], values)
+        sentinel = scope.get_unique_variable_name("missing_category")
+        container.add_initializer(sentinel, onnx_proto.TensorProto.STRING, [], [MISSING_CATEGORY.encode()])
+        container.add_node("Equal", [x, sentinel], [mask])
+        container.add_node("Where", [mask, stats, x], [out])
+        return
+    container.add_initializer(
+        stats, onnx_proto.TensorProto.FLOAT, [1, n], [float(s) for s in imputer.statistics_]
+    )
+    container.add_node("IsNaN", [x], [mask])
+    if not imputer.add_indicator:
+        container.add_node("Where", [mask, stats, x], [out])
+        return
+    imputed, columns = scope.get_unique_variable_name("imputed"), scope.get_unique_variable_name("columns")
+    picked, indicator = scope.get_unique_variable_name("picked"), scope.get_unique_variable_name("indicator")
+    features = [int(i) for i in imputer.indicator_.features_]
+    container.add_node("Where", [mask, stats, x], [imputed])
+    container.add_initializer(columns, onnx_proto.TensorProto.INT64, [len(features)], features)
+    container.add_node("Gather", [mask, columns], [picked], axis=1)
+    container.add_node("Cast", [picked], [indicator], to=onnx_proto.TensorProto.FLOAT)
+    container.add_node("Concat", [imputed, indicator], [out], axis=1)
+
+
+def convert(pipeline: Pipeline, spec: ModelSpec) -> bytes:
+    """The serialised ONNX model of a fitted pipeline; ``NotConvertible`` says why not."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.impute import SimpleImputer
+
+    inputs = [(c, FloatTensorType([None, 1])) for c in spec.features.numeric]
+    inputs += [(c, StringTensorType([None, 1])) for c in spec.features.categorical]
+    classification = spec.task is Task.CLASSIFICATION
+    try:
+        with warnings.catch_warnings():
+            # skl2onnx 1.20 writes Python bools into tree attributes; protobuf 6 still takes them.
+            warnings.filterwarnings("ignore", ".*Expected an int, got a boolean", DeprecationWarning)
+            onx = convert_sklearn(
+                pipeline,
+                initial_types=inputs,
+                target_opset=TARGET_OPSET,
+                options={id(pipeline): {"zipmap": False}} if classification else None,
+                custom_conversion_functions={SimpleImputer: _imputer_converter},
+                custom_shape_calculators={SimpleImputer: _imputer_shape},
+            )
+    except NotConvertible:
+        raise
+    except Exception as exc:  # skl2onnx raises many types (RuntimeError, NotImplementedError, ...)
+        raise NotConvertible(f"skl2onnx: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+    if classification:
+        meta = onx.metadata_props.add()
+        meta.key, meta.value = CLASSES_KEY, json.dumps([_plain(c) for c in pipeline.classes_])
+    return onx.SerializeToString()
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+# --- runtime ---------------------------------------------------------------------------------
+
+
+class OnnxModel:
+    """An onnxruntime session behind ``predict`` / ``predict_proba`` / ``classes_``."""
+
+    def __init__(self, onnx_bytes: bytes, spec: ModelSpec, *, threads: int | None = 1) -> None:
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._numeric, self._categorical = spec.features.numeric, spec.features.categorical
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.classes_ = np.asarray(json.loads(meta[CLASSES_KEY])) if CLASSES_KEY in meta else None
+
+    def _feed(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        feed = {c: X[c].to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1) for c in self._numeric}
+        for c in self._categorical:
+            col = X[c]
+            values = col.astype(object).where(col.notna(), MISSING_CATEGORY).astype(str)
+            feed[c] = values.to_numpy(dtype=object).reshape(-1, 1)
+        return feed
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
+        if self.classes_ is None:
+            raise TypeError("predict_proba needs a classifier")
+        _, proba = self._session.run(None, self._feed(X))
+        return np.asarray(proba, dtype="float64")
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
+        if self.classes_ is not None:
+            return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        (out,) = self._session.run(None, self._feed(X))
+        return np.asarray(out, dtype="float64").ravel()
+
+
+# --- parity ----------------------------------------------------------------------------------
+
+
+def _score(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
+    import numpy as np
+
+    if task is Task.CLASSIFICATION:
+        return np.asarray(model.predict_proba(X), dtype="float64")
+    return np.asarray(model.predict(X), dtype="float64")
+
+
+def parity(pipeline: Pipeline, model: OnnxModel, X: pd.DataFrame, spec: ModelSpec) -> dict[str, Any]:
+    """Both engines on the same rows: the largest difference of a score (class probability or
+    prediction), absolute for |score| <= 1 and relative beyond, against the spec's tolerance."""
+    import numpy as np
+
+    tolerance = spec.scoring.onnx_tolerance
+    started = time.perf_counter()
+    ref = _score(pipeline, X, spec.task)
+    sklearn_s = time.perf_counter() - started
+    started = time.perf_counter()
+    got = _score(model, X, spec.task)
+    onnx_s = time.perf_counter() - started
+    diff = np.abs(got - ref)
+    worst = float((diff / np.maximum(np.abs(ref), 1.0)).max())
+    report = {
+        "rows": len(X),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "max_scaled_diff": worst,
+        "tolerance": tolerance,
+        "passed": worst <= tolerance,
+        "sklearn_seconds": round(sklearn_s, 4),
+        "onnx_seconds": round(onnx_s, 4),
+    }
+    if spec.task is Task.CLASSIFICATION:
+        report["label_agreement"] = float((ref.argmax(axis=1) == got.argmax(axis=1)).mean())
+    return report
+
+
+def export(pipeline: Pipeline, spec: ModelSpec, holdout: pd.DataFrame) -> tuple[bytes | None, dict[str, Any]]:
+    """Convert and check a fitted pipeline. ``status``: ``passed`` (the bytes are returned),
+    ``failed`` (converted, but outside the tolerance on the holdout), ``not_convertible``."""
+    started = time.perf_counter()
+    try:
+        onnx_bytes = convert(pipeline, spec)
+    except NotConvertible as exc:
+        log.info("no ONNX twin for %s: %s", spec.name, exc)
+        return None, {"status": "not_convertible", "reason": str(exc)}
+    if holdout.empty:
+        return None, {"status": "failed", "reason": "no holdout rows to check it on"}
+    report = parity(pipeline, OnnxModel(onnx_bytes, spec), holdout[spec.features.all], spec)
+    report["convert_seconds"] = round(time.perf_counter() - started, 3)
+    report["size_mb"] = round(len(onnx_bytes) / 1e6, 4)
+    if not report["passed"]:
+        reason = f"max difference {report['max_scaled_diff']:.3g} > tolerance {report['tolerance']:g}"
+        log.warning("ONNX twin of %s refused: %s", spec.name, reason)
+        return None, {"status": "failed", "reason": reason, **report}
+    log.info(
+        "ONNX twin of %s passed parity on %d holdout rows (max difference %.3g, tolerance %g; %.1fx faster)",
+        spec.name,
+        report["rows"],
+        report["max_scaled_diff"],
+        report["tolerance"],
+        report["sklearn_seconds"] / max(report["onnx_seconds"], 1e-9),
+    )
+    return onnx_bytes, {"status": "passed", **report}
