@@ -164,3 +164,19 @@ def test_no_holdout_rows_cannot_pass(fitted):
 def test_a_bad_scoring_section_names_the_key(scoring_section, message):
     with pytest.raises(SpecError, match=rf"^invalid model spec churn\.yaml:\n  {message}"):
         spec_with("churn", scoring=scoring_section)
+
+
+def test_categorical_values_reach_the_graph_as_strings_and_missing_as_the_sentinel(fitted):
+    """String columns pass as they are; other dtypes (integer codes) become their str(); missing
+    values of either become MISSING_CATEGORY."""
+    spec, pipeline, _ = fitted["churn"]
+    model = onnx_engine.OnnxModel(onnx_engine.convert(pipeline, spec), spec)
+    X = generate_batch("churn", DAY, 3)[spec.features.all].copy()
+    first, second = spec.features.categorical[:2]
+    X[first] = pd.Series(["a", None, "c"], dtype="str")
+    X[second] = pd.Series([7, None, 9], dtype="Int64")
+    feed = model._feed(X)
+    assert feed[first].ravel().tolist() == ["a", onnx_engine.MISSING_CATEGORY, "c"]
+    assert feed[second].ravel().tolist() == ["7", onnx_engine.MISSING_CATEGORY, "9"]
+    assert all(feed[c].shape == (3, 1) for c in spec.features.all)
+    assert model.predict_proba(X).shape == (3, 2)
