@@ -112,7 +112,7 @@ def _output_table(
         cols["prediction"] = pa.array(pred, type=pa.float64())
     n = len(pred)
     for name, value in meta.items():
-        cols[name] = pa.array([value] * n, type=pa.string())
+        cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
     return pa.table(cols)
 
 
