@@ -163,9 +163,7 @@ def child_setup(job: dict[str, Any]) -> dict[str, Any]:
     if onnx_bytes is not None:
         onnx_path = Path(job["dir"]) / f"{spec.name}.onnx"
         onnx_path.write_bytes(onnx_bytes)
-    tags = {registry.TAG_ONNX: onnx["status"], registry.TAG_ONNX_REASON: onnx.get("reason", "")}
-    tags[registry.TAG_ONNX_DIFF] = f"{onnx.get('max_scaled_diff', '')}"
-    engine, why = engine_for(spec, SimpleNamespace(version="(bench)", tags=tags))
+    engine, why = engine_for(spec, SimpleNamespace(version="(bench)", tags=registry.onnx_tags(onnx)))
     del df, result
 
     started = time.perf_counter()

@@ -187,6 +187,16 @@ def load_sklearn(model_uri: str) -> Any:
         raise RegistryError(f"cannot load {model_uri}: {exc}") from exc
 
 
+def onnx_tags(report: dict[str, Any]) -> dict[str, str]:
+    """The version tags that carry an ONNX export report (``mlcycle.onnx_engine.export``)."""
+    diff = report.get("max_scaled_diff")
+    return {
+        TAG_ONNX: report["status"],
+        TAG_ONNX_REASON: report.get("reason", "")[:500],
+        TAG_ONNX_DIFF: "" if diff is None else f"{diff:.3g}",
+    }
+
+
 def load_onnx(mlc: MlflowClient, model: str, version: str) -> bytes:
     """The ONNX twin logged with a version (``RegistryError`` if there is none)."""
     import tempfile
