@@ -181,10 +181,11 @@ def child_env(tmp: Path, case: Case) -> dict[str, str]:
     return env
 
 
-def measure(python: Path, tmp: Path, case: Case) -> dict:
-    code = CHILD.format(heavy=HEAVY)
+def run_child(python: Path, tmp: Path, case: Case, code: str, *args: str) -> tuple[dict | None, str]:
+    """A fresh interpreter running ``code`` in the case's environment: its result line, parsed
+    (None if it failed), and its exit status with stderr for the error message."""
     done = subprocess.run(
-        [str(python), "-c", code, str(case.dag_folder)],
+        [str(python), "-c", code, *args],
         capture_output=True,
         text=True,
         env=child_env(tmp, case),
@@ -193,8 +194,14 @@ def measure(python: Path, tmp: Path, case: Case) -> dict:
     )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
     if done.returncode != 0 or line is None:
-        sys.exit(f"error: parsing {case.dag_folder} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    result = json.loads(line.removeprefix("@@RESULT@@"))
+        return None, f"exit {done.returncode}:\n{done.stderr.strip()}"
+    return json.loads(line.removeprefix("@@RESULT@@")), ""
+
+
+def measure(python: Path, tmp: Path, case: Case) -> dict:
+    result, error = run_child(python, tmp, case, CHILD.format(heavy=HEAVY), str(case.dag_folder))
+    if result is None:
+        sys.exit(f"error: parsing {case.dag_folder} failed ({error[-3000:]})")
     if result["import_errors"]:
         sys.exit(
             f"error: import errors in case {case.name}:\n{json.dumps(result['import_errors'], indent=2)}"
@@ -207,19 +214,10 @@ def measure(python: Path, tmp: Path, case: Case) -> dict:
 
 
 def breakdown(python: Path, tmp: Path, case: Case) -> None:
-    done = subprocess.run(
-        [str(python), "-c", BREAKDOWN],
-        capture_output=True,
-        text=True,
-        env=child_env(tmp, case),
-        timeout=CHILD_TIMEOUT_S,
-        check=False,
-    )
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
-    if done.returncode != 0 or line is None:
-        print(f"(breakdown failed: {done.stderr.strip()[-800:]})")
+    b, error = run_child(python, tmp, case, BREAKDOWN)
+    if b is None:
+        print(f"(breakdown failed: {error[-800:]})")
         return
-    b = json.loads(line.removeprefix("@@RESULT@@"))
     built = ", ".join(f"{name}() {secs:.3f} s for {n} DAGs" for name, (secs, n) in b["builders"].items())
     print(
         f"Where the lazy parse of {b['specs']} specs goes (one fresh interpreter): YAML {b['yaml_s']:.3f} s "

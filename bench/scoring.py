@@ -129,7 +129,6 @@ def _time_preprocess(model: Any, timers: dict[str, float]) -> None:
 def child_setup(job: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model and write the input files of one model (not timed against anything)."""
     import datetime as dt
-    from types import SimpleNamespace
 
     import pandas as pd
     import pyarrow as pa
@@ -163,7 +162,7 @@ def child_setup(job: dict[str, Any]) -> dict[str, Any]:
     if onnx_bytes is not None:
         onnx_path = Path(job["dir"]) / f"{spec.name}.onnx"
         onnx_path.write_bytes(onnx_bytes)
-    engine, why = engine_for(spec, SimpleNamespace(version="(bench)", tags=registry.onnx_tags(onnx)))
+    engine, why = engine_for(spec, registry.onnx_tags(onnx), "(bench)")
     del df, result
 
     started = time.perf_counter()

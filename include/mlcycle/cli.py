@@ -185,7 +185,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _engine_line(spec: Any, mv: Any) -> str:
     from mlcycle.scoring_steps import engine_for
 
-    engine, why = engine_for(spec, mv)
+    engine, why = engine_for(spec, mv.tags, str(mv.version))
     return f"{engine} ({why})"
 
 

@@ -339,8 +339,7 @@ def _log_to_mlflow(spec: ModelSpec, run: RunInfo, result: dict[str, Any], mlc: A
         if isinstance(result["performance"].get(key), int | float):
             metrics[f"performance_{key}"] = float(result["performance"][key])
     metrics["retrain_requested"] = 1.0 if result["decision"]["retrain"] else 0.0
-    for key, value in metrics.items():
-        mlc.log_metric(run_id, key, value)
+    registry.log_metrics(mlc, run_id, metrics)
     mlc.log_dict(run_id, result, "monitoring/drift.json")
     mlc.log_text(run_id, render_report(result), "monitoring/drift.html")
     mlc.set_tag(run_id, "decision", result["decision"]["reason"][:5000])

@@ -122,12 +122,8 @@ def convert(pipeline: Pipeline, spec: ModelSpec) -> bytes:
         raise NotConvertible(f"skl2onnx: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
     if classification:
         meta = onx.metadata_props.add()
-        meta.key, meta.value = CLASSES_KEY, json.dumps([_plain(c) for c in pipeline.classes_])
+        meta.key, meta.value = CLASSES_KEY, json.dumps(pipeline.classes_.tolist())
     return onx.SerializeToString()
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 # --- runtime ---------------------------------------------------------------------------------

@@ -187,6 +187,16 @@ def load_sklearn(model_uri: str) -> Any:
         raise RegistryError(f"cannot load {model_uri}: {exc}") from exc
 
 
+def log_metrics(mlc: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    """All of a run's metrics in one write (a SQL store pays a round trip per ``log_metric``)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    mlc.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+
 def onnx_tags(report: dict[str, Any]) -> dict[str, str]:
     """The version tags that carry an ONNX export report (``mlcycle.onnx_engine.export``)."""
     diff = report.get("max_scaled_diff")

@@ -54,7 +54,7 @@ def choose_model(
         challenger = registry.version_by_alias(mlc, spec.name, registry.CHALLENGER)
         if challenger is not None and str(challenger.version) != str(mv.version):
             shadow = challenger
-    engine, why = engine_for(spec, mv)
+    engine, why = engine_for(spec, mv.tags, str(mv.version))
     log.info("%s v%s scores with %s: %s", spec.name, mv.version, engine, why)
     return {
         "version": str(mv.version),
@@ -62,24 +62,24 @@ def choose_model(
         "engine": engine,
         "engine_reason": why,
         "shadow_version": str(shadow.version) if shadow else None,
-        "shadow_engine": engine_for(spec, shadow)[0] if shadow else None,
+        "shadow_engine": engine_for(spec, shadow.tags, str(shadow.version))[0] if shadow else None,
     }
 
 
-def engine_for(spec: ModelSpec, mv: Any) -> tuple[str, str]:
-    """``onnx`` when the version's ONNX twin passed its parity check at training (and the
-    spec allows it), else ``sklearn``; with the reason."""
+def engine_for(spec: ModelSpec, tags: dict[str, str], version: str) -> tuple[str, str]:
+    """``onnx`` when the version's ONNX twin passed its parity check at training (its
+    ``tags``, see ``registry.onnx_tags``) and the spec allows it, else ``sklearn``; with the reason."""
     if spec.scoring.engine == "sklearn":
         return "sklearn", "the spec sets scoring.engine: sklearn"
-    status = mv.tags.get(registry.TAG_ONNX)
+    status = tags.get(registry.TAG_ONNX)
     if status == "passed":
         return (
             "onnx",
-            f"its ONNX twin passed parity at training (max difference {mv.tags.get(registry.TAG_ONNX_DIFF)})",
+            f"its ONNX twin passed parity at training (max difference {tags.get(registry.TAG_ONNX_DIFF)})",
         )
     if status is None:
-        return "sklearn", f"v{mv.version} has no ONNX twin (trained before ONNX export)"
-    return "sklearn", f"ONNX twin {status}: {mv.tags.get(registry.TAG_ONNX_REASON) or '-'}"
+        return "sklearn", f"v{version} has no ONNX twin (trained before ONNX export)"
+    return "sklearn", f"ONNX twin {status}: {tags.get(registry.TAG_ONNX_REASON) or '-'}"
 
 
 def load_model(spec: ModelSpec, version: str, engine: str, tracking_uri: str | None = None) -> Any:
@@ -211,8 +211,7 @@ def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], tracki
     for key, value in (report.get("shadow") or {}).items():
         if isinstance(value, int | float):
             metrics[f"shadow_{key}"] = value
-    for key, value in metrics.items():
-        mlc.log_metric(run_id, key, float(value))
+    registry.log_metrics(mlc, run_id, metrics)
     mlc.log_dict(run_id, report, "scoring/report.json")
     mlc.set_terminated(run_id)
     return run_id
