@@ -27,11 +27,12 @@ export AIRFLOW__CORE__MP_START_METHOD ?= forkserver
 export AIRFLOW__CORE__MP_FORKSERVER_PRELOAD ?= mlcycle_airflow.warm
 export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL ?= 1
 
-.PHONY: help install demo test lint format up serve bench clean
+.PHONY: help install demo test test-fast lint format up serve bench clean
 
 help:
 	@echo "make demo   set up .venv, generate sample data, run train_<model> for every model, print a summary"
-	@echo "make test   ruff + the whole pytest suite"
+	@echo "make test   lint (ruff, mypy) + the whole pytest suite"
+	@echo "make test-fast   lint + unit, DAG and operator tests (about a minute)"
 	@echo "make up     Airflow UI on :8080 and MLflow UI on :5000 (Ctrl-C stops both)"
 	@echo "make serve MODEL=churn [ALIAS=champion] [PORT=5001]   REST scoring of a model alias"
 	@echo "make bench  benchmarks (bench/), print tables"
@@ -54,6 +55,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy include/mlcycle plugins
 
 format: install
 	$(BIN)/ruff format .
@@ -61,6 +63,9 @@ format: install
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest tests/unit tests/dags tests/operators $(PYTEST_ARGS)
 
 up: install
 	bash scripts/up.sh

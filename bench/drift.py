@@ -15,7 +15,7 @@ on Evidently's equal-width bins, the KS statistic, the normed Wasserstein distan
 distance), so a disagreement between tools means a bug, not a threshold coin-flip; the
 agreement table prints the values to show the margins. Every file is Parquet with row groups
 of 200,000 rows, written piece by piece (the parent never holds more than one row group).
-``mlcycle.scoring.iter_chunks`` never crosses a row group, so chunks of up to 200,000 rows are
+``mlcycle.ml.scoring.iter_chunks`` never crosses a row group, so chunks of up to 200,000 rows are
 what they say.
 
 Tools, each in a fresh interpreter per run. Imports are not timed. Memory: "before" is the
@@ -241,7 +241,7 @@ def child_profile(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import pyarrow.parquet as pq
 
-    from mlcycle.drift import build_profile
+    from mlcycle.monitor.profile import build_profile
 
     import_s = time.perf_counter() - started
     before = _mark_before()
@@ -270,15 +270,17 @@ def child_profile(spec: dict[str, Any]) -> dict[str, Any]:
 def child_mlcycle(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     # What the check touches, imported up front so that the timed part is the check itself
-    # (accumulate_parquet imports pyarrow.parquet, mlcycle.lake and mlcycle.scoring lazily).
+    # (accumulate_parquet imports pyarrow.parquet, mlcycle.data.lake and mlcycle.ml.scoring lazily).
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
     import scipy.special  # noqa: F401
 
-    import mlcycle.lake
-    import mlcycle.scoring  # noqa: F401
-    from mlcycle.drift import Profile, accumulate_parquet, assess
+    import mlcycle.data.lake
+    import mlcycle.ml.scoring  # noqa: F401
+    from mlcycle.monitor.profile import Profile
+    from mlcycle.monitor.verdict import assess
+    from mlcycle.monitor.window import accumulate_parquet
 
     import_s = time.perf_counter() - started
     started = time.perf_counter()

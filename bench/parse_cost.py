@@ -89,7 +89,7 @@ from pathlib import Path
 import airflow.sdk  # noqa: F401
 import yaml
 
-from mlcycle import spec as sp
+from mlcycle.core import spec as sp
 from mlcycle_airflow import factory
 
 specs = sorted(Path(os.environ["MLCYCLE_SPECS_DIR"]).glob("*.yaml"))

@@ -1,9 +1,9 @@
 """Batch scoring throughput and memory: sklearn on the whole frame vs the project's chunked path vs ONNX.
 
 For each shipped model (``include/models/*.yaml``) a pipeline is trained once on
-``--train-rows`` generated rows (``mlcycle.training.train``) and saved with skops (with the
+``--train-rows`` generated rows (``mlcycle.ml.training.train``) and saved with skops (with the
 trusted types the project records) to a temporary directory. Input batches of 1,000,000
-and 10,000,000 rows are generated with ``mlcycle.generators.generate_batch`` in chunks of
+and 10,000,000 rows are generated with ``mlcycle.data.generators.generate_batch`` in chunks of
 ``--gen-chunk`` rows (one day and seed per chunk, so keys stay unique) and streamed through
 a ``ParquetWriter`` in row groups of 262,144 rows; the 1M file is the first 1M rows of the
 10M one. Generation never holds more than a chunk and a row group in memory.
@@ -17,15 +17,15 @@ RSS (``ru_maxrss``) are reported, so the difference is the measurement's own. Pa
     ``predict_proba`` (classifier) or ``predict`` (regressor) on the whole frame. Writes
     nothing. Timed: read + predict (both reported).
 ``chunked``
-    the project's path, ``mlcycle.scoring.score_file(..., chunk_rows=--chunk-rows)``: reads
+    the project's path, ``mlcycle.ml.scoring.score_file(..., chunk_rows=--chunk-rows)``: reads
     key + features chunk by chunk and writes the predictions Parquet (key, prediction,
     probabilities, 5 metadata columns). Timed: the whole call; the child also times
     ``predict_frame``, ``_output_table`` and the ``ParquetWriter`` calls (wrapped, a few
     calls per chunk), so the time excluding output building and writing is reported too.
 ``onnx``
     the same ``score_file`` call with the project's ONNX engine: the pipeline's ONNX twin made
-    at setup by ``mlcycle.onnx_engine.export`` (as training does: conversion + parity check on
-    the holdout) behind ``mlcycle.onnx_engine.OnnxModel`` (onnxruntime, one thread, as scoring
+    at setup by ``mlcycle.ml.onnx_twin.export`` (as training does: conversion + parity check on
+    the holdout) behind ``mlcycle.ml.onnx_twin.OnnxModel`` (onnxruntime, one thread, as scoring
     runs it). Timed and split like ``chunked``.
 
 Runs are interleaved round by round (1M first, then 10M). Median of ``--runs`` per cell at
@@ -38,7 +38,7 @@ OpenMP's two spinning threads made HistGradientBoosting's predict ~1.8x slower t
 thread, so compare both when the load is high.
 
 Targets: (1) chunked peak RSS (either engine) at 10M rows <= 1.5x that at 1M rows; (2) the
-engine the project chooses for the model (``mlcycle.scoring_steps.engine_for``: ``onnx`` when
+engine the project chooses for the model (``mlcycle.flows.score.engine_for``: ``onnx`` when
 the twin passed parity, else ``sklearn`` = the chunked path) is at least as fast, in rows/s,
 as sklearn on the whole frame.
 
@@ -99,12 +99,12 @@ def _load_model(job: dict[str, Any], engine: str = "sklearn") -> tuple[Any, Any]
     import pyarrow.parquet  # noqa: F401
     import skops.io as sio
 
-    import mlcycle.scoring  # noqa: F401
-    from mlcycle.spec import get_spec
+    import mlcycle.ml.scoring  # noqa: F401
+    from mlcycle.core.spec import get_spec
 
     spec = get_spec(job["model"], SPECS_DIR)
     if engine == "onnx":
-        from mlcycle.onnx_engine import OnnxModel
+        from mlcycle.ml.onnx_twin import OnnxModel
 
         return spec, OnnxModel(Path(job["onnx_path"]).read_bytes(), spec)
     return spec, sio.load(job["model_path"], trusted=job["trusted"])
@@ -135,11 +135,12 @@ def child_setup(job: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet as pq
     import skops.io as sio
 
-    from mlcycle import onnx_engine, registry
-    from mlcycle.generators import generate_batch
-    from mlcycle.scoring_steps import engine_for
-    from mlcycle.spec import get_spec
-    from mlcycle.training import train, trusted_types_for
+    from mlcycle.core.spec import get_spec
+    from mlcycle.data.generators import generate_batch
+    from mlcycle.flows.score import engine_for
+    from mlcycle.ml import onnx_twin as onnx_engine
+    from mlcycle.ml.training import train, trusted_types_for
+    from mlcycle.store import registry
 
     spec = get_spec(job["model"], SPECS_DIR)
     gen = spec.data.generator or spec.name
@@ -261,7 +262,7 @@ def child_whole(job: dict[str, Any]) -> dict[str, Any]:
 def child_chunked(job: dict[str, Any], engine: str = "sklearn") -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from mlcycle import scoring
+    from mlcycle.ml import scoring
 
     spec, model = _load_model(job, engine)
     timers = {"predict_s": 0.0, "preprocess_s": 0.0, "output_table_s": 0.0, "write_s": 0.0}
@@ -400,7 +401,7 @@ def check_python(python: Path) -> None:
     if not python.exists():
         sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
     probe = subprocess.run(
-        [str(python), "-c", "import mlcycle.scoring, sklearn, skops.io, pyarrow.parquet"],
+        [str(python), "-c", "import mlcycle.ml.scoring, sklearn, skops.io, pyarrow.parquet"],
         capture_output=True,
         text=True,
         check=False,
@@ -601,7 +602,7 @@ def print_onnx(setups: dict[str, dict[str, Any]]) -> None:
     import importlib.metadata as md
 
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("skl2onnx", "onnx", "onnxruntime"))
-    print(f"\nONNX twins (mlcycle.onnx_engine.export at setup; {versions}):")
+    print(f"\nONNX twins (mlcycle.ml.onnx_twin.export at setup; {versions}):")
     for model, setup in setups.items():
         r = setup["onnx"]
         if r["status"] != "passed":
@@ -748,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{ROW_GROUP_ROWS:,} rows; {machine()}; project at {revision()}"
     )
     print(
-        "whole = pd.read_parquet(features) + predict_proba/predict, no output; chunked = mlcycle.scoring."
+        "whole = pd.read_parquet(features) + predict_proba/predict, no output; chunked = mlcycle.ml.scoring."
         "score_file incl. writing the predictions Parquet; onnx = the same with the ONNX engine; peak RSS = max over runs; Δ = peak - RSS before; "
         "load1 = 1-min load average before the runs (min-max)"
     )

@@ -6,7 +6,7 @@ today (UTC). Each run is a fresh interpreter, so imports count once per process,
 do in production. Modes:
 
 ``plain``
-    the reference: ``mlcycle.steps`` resolve → validate → train → evaluate → gate →
+    the reference: ``mlcycle.flows.train`` resolve → validate → train → evaluate → gate →
     promote in one process. Its wall is the heavy imports plus the steps; the steps alone
     are reported as "excl. imports".
 ``dag.test``
@@ -98,7 +98,7 @@ DEFAULT_MODES = "plain,dag.test,dag.test+warmapi,executor,executor+forkserver,ex
 EXECUTOR_FLAGS = {"forkserver", "gcfreeze", "preimport", "hb1", "p1"}
 END_HANG_GRACE_S = 45  # after the DagRun finished, how long dag.test may take to shut the executor down
 
-# What the operators import lazily in ``execute`` (via mlcycle.steps), in import order.
+# What the operators import lazily in ``execute`` (via mlcycle.flows.train), in import order.
 HEAVY_MODULES = [
     "pandas",
     "pyarrow.parquet",
@@ -114,11 +114,11 @@ HEAVY_MODULES = [
     "mlflow.models",
     "skops.io",
     "sqlalchemy",
-    "mlcycle.steps",
-    "mlcycle.contracts",
-    "mlcycle.training",
-    "mlcycle.evaluation",
-    "mlcycle.gate",
+    "mlcycle.flows.train",
+    "mlcycle.data.contracts",
+    "mlcycle.ml.training",
+    "mlcycle.ml.evaluation",
+    "mlcycle.ml.gate",
 ]
 _SKLEARN = [
     "sklearn.ensemble",
@@ -129,18 +129,18 @@ _SKLEARN = [
 ]
 # Modules each task's ``execute`` pulls in (timed per task in a fresh interpreter).
 TASK_IMPORTS = {
-    "resolve_data": ["mlcycle.steps", "pyarrow.parquet"],
+    "resolve_data": ["mlcycle.flows.train", "pyarrow.parquet"],
     "validate_data": [
-        "mlcycle.steps",
-        "mlcycle.contracts",
+        "mlcycle.flows.train",
+        "mlcycle.data.contracts",
         "pandas",
         "pyarrow.parquet",
         "great_expectations",
     ],
     "train_model": [
-        "mlcycle.steps",
-        "mlcycle.training",
-        "mlcycle.evaluation",
+        "mlcycle.flows.train",
+        "mlcycle.ml.training",
+        "mlcycle.ml.evaluation",
         "pandas",
         "pyarrow.parquet",
         *_SKLEARN,
@@ -151,8 +151,8 @@ TASK_IMPORTS = {
         "skops.io",
     ],
     "evaluate_model": [
-        "mlcycle.steps",
-        "mlcycle.evaluation",
+        "mlcycle.flows.train",
+        "mlcycle.ml.evaluation",
         "pandas",
         "pyarrow.parquet",
         "sklearn.metrics",
@@ -160,8 +160,8 @@ TASK_IMPORTS = {
         "mlflow.sklearn",
         "skops.io",
     ],
-    "gate": ["mlcycle.steps", "mlcycle.gate", "mlflow"],
-    "promote": ["mlcycle.steps", "mlflow", "sqlalchemy"],
+    "gate": ["mlcycle.flows.train", "mlcycle.ml.gate", "mlflow"],
+    "promote": ["mlcycle.flows.train", "mlflow", "sqlalchemy"],
 }
 # Preloaded by the forkserver: the heavy modules, plus what a LocalExecutor worker needs.
 FORKSERVER_PRELOAD = [
@@ -255,8 +255,9 @@ def _import_all(modules: list[str]) -> float:
 def child_plain(model: str) -> dict[str, Any]:
     import_s = _import_all(HEAVY_MODULES)
 
-    from mlcycle import settings, steps
-    from mlcycle.spec import get_spec
+    from mlcycle.core import settings
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import train as steps
 
     spec = get_spec(model)
     run = steps.RunInfo(dag_id=spec.train_dag_id, run_id=f"bench__{time.time_ns()}", reason="bench")
@@ -497,7 +498,8 @@ def child_setup(model: str) -> dict[str, Any]:
         n for n, m in list(sys.modules.items()) if str(REPO / "plugins") in str(getattr(m, "__file__", ""))
     )
 
-    from mlcycle import registry, settings
+    from mlcycle.core import settings
+    from mlcycle.store import registry
 
     started = time.perf_counter()
     mlc = registry.client(settings.tracking_uri())
@@ -509,10 +511,10 @@ def child_setup(model: str) -> dict[str, Any]:
 
 
 def child_generate(model: str, days: int, rows: int) -> dict[str, Any]:
-    from mlcycle import lake as lk
-    from mlcycle import settings
-    from mlcycle.generators import generate_batch
-    from mlcycle.spec import get_spec
+    from mlcycle.core import settings
+    from mlcycle.core.spec import get_spec
+    from mlcycle.data import lake as lk
+    from mlcycle.data.generators import generate_batch
 
     spec = get_spec(model)
     if not spec.data.generator:
@@ -1027,7 +1029,7 @@ SUGGESTIONS = """\
 Ways to cut the executor overhead (Airflow 3.3.2, LocalExecutor, Linux):
  1. [core] mp_start_method = forkserver + [core] mp_forkserver_preload = pandas,pyarrow.parquet,
     sklearn.ensemble,sklearn.pipeline,sklearn.compose,sklearn.impute,sklearn.preprocessing,sklearn.metrics,
-    great_expectations,mlflow,mlflow.sklearn,skops.io,mlcycle.steps,... (new in 3.3; measured as
+    great_expectations,mlflow,mlflow.sklearn,skops.io,mlcycle.flows.train,... (new in 3.3; measured as
     +forkserver). The scheduler's forkserver imports them once; LocalExecutor workers fork from it and
     each task process is a bare os.fork() of its worker, so tasks inherit the modules copy-on-write.
     Costs one forkserver holding the libraries (shared pages) and ~5 s at scheduler start.

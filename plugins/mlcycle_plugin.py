@@ -10,7 +10,7 @@ from the data lake, so the links on task instances open something a person can r
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -21,10 +21,11 @@ from mlcycle_airflow.webapp import LazyApp
 class MlcyclePlugin(AirflowPlugin):
     name = "mlcycle"
     operator_extra_links = ALL_LINKS
-    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+    # Plain (not ClassVar) annotations: AirflowPlugin declares these as instance attributes.
+    fastapi_apps: list[dict[str, Any]] = [  # noqa: RUF012
         {"app": LazyApp(), "url_prefix": "/mlcycle", "name": "mlcycle"}
     ]
-    external_views: ClassVar[list[dict[str, Any]]] = [
+    external_views: list[dict[str, Any]] = [  # noqa: RUF012
         {
             "name": "Promotion ledger",
             "href": "/mlcycle/ledger",

@@ -97,8 +97,8 @@ def main() -> int:
         print(f"airflow db migrate failed; see {LOGS / 'db-migrate.log'}")
         return 1
 
-    from mlcycle import settings
-    from mlcycle.spec import load_specs
+    from mlcycle.core import settings
+    from mlcycle.core.spec import load_specs
 
     specs = load_specs(settings.specs_dir())
     print("-- sample data")

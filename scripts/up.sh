@@ -31,7 +31,7 @@ for _ in $(seq 1 120); do
 done
 # DAGs are created unpaused (AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False); unpause
 # any that an earlier setting left paused.
-for dag in $("$BIN/python" -c "from mlcycle.spec import load_specs; from mlcycle.settings import specs_dir; print(' '.join(s.train_dag_id for s in load_specs(specs_dir())))"); do
+for dag in $("$BIN/python" -c "from mlcycle.core.spec import load_specs; from mlcycle.core.settings import specs_dir; print(' '.join(s.train_dag_id for s in load_specs(specs_dir())))"); do
   "$BIN/airflow" dags unpause "$dag" > /dev/null 2>&1 || true
 done
 password_file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"

@@ -14,8 +14,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = Path(tempfile.mkdtemp(prefix="mlcycle-tests-"))
@@ -55,6 +59,13 @@ class Env:
     tracking_uri: str
     ledger_uri: str
 
+    @property
+    def mlc(self) -> MlflowClient:
+        """A client of this test's MLflow store (what the operators' hook hands the flows)."""
+        from mlcycle.store import registry
+
+        return registry.client(self.tracking_uri)
+
 
 @pytest.fixture
 def env(tmp_path, monkeypatch) -> Env:
@@ -74,8 +85,8 @@ def env(tmp_path, monkeypatch) -> Env:
 
 def write_batches(lake: str, model: str, end: dt.date, days: int, rows: int = 1500, **options) -> list[Path]:
     """Generate ``days`` daily batches ending at ``end`` into the lake's incoming area."""
-    from mlcycle import lake as lk
-    from mlcycle.generators import generate_batch
+    from mlcycle.data import lake as lk
+    from mlcycle.data.generators import generate_batch
 
     paths = []
     L = lk.Lake(lake, model)
@@ -116,14 +127,88 @@ def dags(airflow_db):
 def train_champion(env: Env, model: str, *, end: dt.date, days: int, rows: int = 1500):
     """Land ``days`` batches ending at ``end`` and make v1 the champion with the plain steps
     (no Airflow): the fast way to set up a registry for scoring, serving and monitoring tests."""
-    from mlcycle import steps
-    from mlcycle.spec import get_spec
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import train as steps
 
     spec = get_spec(model)
     write_batches(env.lake, model, end, days=days, rows=rows)
-    run = steps.RunInfo(f"train_{model}", "setup", reason="test setup")
+    run, mlc = RunInfo(f"train_{model}", "setup", reason="test setup"), env.mlc
     m = steps.resolve(spec, run, lake_root=env.lake, as_of=end)
-    t = steps.train(spec, run, manifest_uri=m["manifest_uri"], lake_root=env.lake)
-    e = steps.evaluate(spec, run, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
-    steps.promote(spec, run, verdict=steps.gate(spec, run, evaluation=e, lake_root=env.lake))
+    t = steps.train(spec, run, mlc, manifest_uri=m["manifest_uri"], lake_root=env.lake)
+    assert not t["skipped"]
+    e = steps.evaluate(spec, run, mlc, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake)
+    steps.promote(spec, run, mlc, verdict=steps.gate(spec, run, mlc, evaluation=e, lake_root=env.lake))
     return spec
+
+
+# --- one trained store per session, copied per test --------------------------------------------
+
+GOLDEN_MODEL = "churn"
+GOLDEN_DAYS = 7
+
+
+def golden_end() -> dt.date:
+    """The last day of the golden store's batches: yesterday, so a test's own batch is "today"."""
+    return today() - dt.timedelta(days=1)
+
+
+def _env_at(root: Path) -> Env:
+    return Env(
+        root=root,
+        lake=str(root / "lake"),
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        ledger_uri=f"sqlite:///{root / 'ledger.db'}",
+    )
+
+
+@pytest.fixture(scope="session")
+def golden_store(tmp_path_factory) -> Path:
+    """A lake, MLflow store and ledger where churn v1 was trained on a week of batches (ending
+    yesterday) and promoted champion, made once per session: every test that only needs "a
+    champion" copies it (``champion_env``) instead of training one."""
+    root = tmp_path_factory.mktemp("golden")
+    golden = _env_at(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLCYCLE_LAKE_ROOT", golden.lake)
+        mp.setenv("MLFLOW_TRACKING_URI", golden.tracking_uri)
+        mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(root / "mlartifacts"))
+        mp.setenv("MLCYCLE_LEDGER_URI", golden.ledger_uri)
+        train_champion(golden, GOLDEN_MODEL, end=golden_end(), days=GOLDEN_DAYS)
+    return root
+
+
+def relocate(src: Path, dst: Path) -> None:
+    """Copy a store made under ``src`` to ``dst`` and point every absolute path it holds (MLflow's
+    artifact locations and tags, the ledger's evidence URIs, the lake's manifests and reports) at
+    the copy, so the copy is independent of the original."""
+    import sqlite3
+
+    old, new = str(src), str(dst)
+    for name in ("lake", "mlartifacts"):
+        shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+    for db in ("mlflow.db", "ledger.db"):
+        shutil.copy2(src / db, dst / db)
+        with sqlite3.connect(dst / db) as conn:
+            tables = [r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")]
+            for table in tables:
+                columns = [
+                    r[1]
+                    for r in conn.execute(f'pragma table_info("{table}")')
+                    if "CHAR" in r[2].upper() or "TEXT" in r[2].upper()
+                ]
+                for column in columns:
+                    conn.execute(
+                        f'update "{table}" set "{column}" = replace("{column}", ?, ?) where instr("{column}", ?) > 0',
+                        (old, new, old),
+                    )
+    for path in (dst / "lake").rglob("*"):
+        if path.suffix in (".json", ".html") and old in (text := path.read_text()):
+            path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def champion_env(env: Env, golden_store: Path) -> Env:
+    """This test's isolated store, holding a copy of the golden store (churn v1 champion)."""
+    relocate(golden_store, env.root)
+    return env

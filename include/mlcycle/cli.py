@@ -17,14 +17,14 @@ import logging
 import sys
 from typing import Any
 
-from mlcycle import settings
-from mlcycle.errors import MlcycleError
+from mlcycle.core import settings
+from mlcycle.core.errors import MlcycleError
 
 log = logging.getLogger("mlcycle")
 
 
 def _specs(names: list[str] | None = None) -> list[Any]:
-    from mlcycle.spec import get_spec, load_specs
+    from mlcycle.core.spec import get_spec, load_specs
 
     return [get_spec(n) for n in names] if names else load_specs(settings.specs_dir())
 
@@ -39,8 +39,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from mlcycle import lake as lk
-    from mlcycle.generators import generate_batch
+    from mlcycle.data import lake as lk
+    from mlcycle.data.generators import generate_batch
 
     spec = _specs([args.model])[0]
     if not spec.data.generator:
@@ -77,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _champion_info(mlc: Any, model: str) -> dict[str, Any]:
-    from mlcycle import registry
+    from mlcycle.store import registry
 
     out: dict[str, Any] = {"model": model}
     for alias in (registry.CHAMPION, registry.CHALLENGER):
@@ -108,7 +108,7 @@ def _registered(mlc: Any, model: str) -> bool:
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
-    from mlcycle import registry
+    from mlcycle.store import registry
 
     mlc = registry.client()
     info = _champion_info(mlc, args.model)
@@ -128,7 +128,7 @@ def _format_champion(info: dict[str, Any]) -> str:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    from mlcycle import ledger
+    from mlcycle.store import ledger
 
     entries = ledger.history(args.model, limit=args.limit)
     if args.json:
@@ -149,9 +149,10 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """One paragraph per model: what the registry and ledger say now."""
-    from mlcycle import ledger, registry
+    from mlcycle.store import ledger, registry
 
     mlc = registry.client()
+    ui = registry.ui_base(mlc.tracking_uri)
     for spec in _specs(args.models or None):
         if not _registered(mlc, spec.name):
             print(f"{spec.name}: no version registered yet.")
@@ -159,7 +160,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         versions = sorted(mlc.search_model_versions(f"name = '{spec.name}'"), key=lambda v: int(v.version))
         latest = versions[-1]
         champ = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
-        run = mlc.get_run(latest.run_id)
+        run = mlc.get_run(registry.run_of(latest))
         primary = spec.gate.primary_metric
         metrics = {
             k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")
@@ -177,13 +178,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
             f"{len(versions)} version(s) registered. "
             f"Last ledger move: {f'v{moves[0].previous_version or chr(45)} -> v{moves[0].new_version} ({moves[0].action})' if moves else 'none'}.\n"
             f"  evidence: {latest.tags.get(registry.TAG_EVIDENCE, '-')}\n"
-            f"  MLflow:   {registry.version_url(spec.name, latest.version)}"
+            f"  MLflow:   {registry.version_url(ui, spec.name, str(latest.version))}"
         )
     return 0
 
 
 def _engine_line(spec: Any, mv: Any) -> str:
-    from mlcycle.scoring_steps import engine_for
+    from mlcycle.flows.score import engine_for
 
     engine, why = engine_for(spec, mv.tags, str(mv.version))
     return f"{engine} ({why})"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTriggerTimetable, Param
 
-from mlcycle.spec import ModelSpec, load_specs
+from mlcycle.core.results import result_keys
+from mlcycle.core.spec import ModelSpec, load_specs
 from mlcycle_airflow.operators import (
     ChooseModelOperator,
     DriftCheckOperator,
@@ -29,6 +30,9 @@ from mlcycle_airflow.operators import (
     TrainModelOperator,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 URI_PATTERN = r"^(/|[a-zA-Z][a-zA-Z0-9+.-]*://)\S+\.parquet$"
 
@@ -37,7 +41,7 @@ def specs_dir() -> Path:
     """``MLCYCLE_SPECS_DIR``, else ``include/models`` beside the dags folder's parent."""
     if env := os.environ.get("MLCYCLE_SPECS_DIR"):
         return Path(env)
-    from mlcycle.settings import specs_dir as default
+    from mlcycle.core.settings import specs_dir as default
 
     return default()
 
@@ -61,8 +65,9 @@ def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
 
 
-def _param(default: object, **schema: object) -> Param:
-    return Param(default, **{"$schema": JSON_SCHEMA_DRAFT}, **schema)
+def _param(default: object, **schema: Any) -> Param:
+    keywords: dict[str, Any] = {"$schema": JSON_SCHEMA_DRAFT, **schema}
+    return Param(default, **keywords)
 
 
 def _batch_uri_param(description: str) -> Param:
@@ -71,9 +76,18 @@ def _batch_uri_param(description: str) -> Param:
     )
 
 
-def _xcom(task_id: str, key: str | None = None) -> str:
+def _out(task: BaseOperator, key: str | None = None) -> str:
+    """A template pulling ``task``'s XCom (or one ``key`` of it). The key is checked against the
+    TypedDict the operator declares it returns, so a renamed result key fails at DAG build."""
+    if key is not None:
+        declared = result_keys(task.result_type)  # type: ignore[attr-defined]
+        if key not in declared:
+            raise KeyError(
+                f"{type(task).__name__} ({task.task_id}) returns {task.result_type.__name__} "  # type: ignore[attr-defined]
+                f"with keys {sorted(declared)}; it has no {key!r}"
+            )
     item = f"['{key}']" if key else ""
-    return "{{ ti.xcom_pull(task_ids='" + task_id + "')" + item + " }}"
+    return "{{ ti.xcom_pull(task_ids='" + task.task_id + "')" + item + " }}"
 
 
 def _train_doc(spec: ModelSpec) -> str:
@@ -106,7 +120,7 @@ Spec: `include/models/{spec.name}.yaml`. Owner: {spec.owner}. Schedule: `{spec.s
 
 
 def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
-    common = {"model": spec.name, "specs_dir": specs_path}
+    common: dict[str, Any] = {"model": spec.name, "specs_dir": specs_path}
     with DAG(
         dag_id=spec.train_dag_id,
         description=f"Validate, train, gate and promote {spec.name}",
@@ -142,23 +156,23 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
     ) as dag:
         resolve = ResolveDataOperator(task_id="resolve_data", batch_uri="{{ params.batch_uri }}", **common)
         validate = GXValidateOperator(
-            task_id="validate_data", manifest_uri=_xcom("resolve_data", "manifest_uri"), **common
+            task_id="validate_data", manifest_uri=_out(resolve, "manifest_uri"), **common
         )
         train = TrainModelOperator(
             task_id="train_model",
-            manifest_uri=_xcom("resolve_data", "manifest_uri"),
+            manifest_uri=_out(resolve, "manifest_uri"),
             overrides="{{ params.estimator_params }}",
             force="{{ params.force }}",
             **common,
         )
         evaluate = EvaluateModelOperator(
             task_id="evaluate_model",
-            version=_xcom("train_model", "version"),
-            holdout_uri=_xcom("train_model", "holdout_uri"),
+            version=_out(train, "version"),
+            holdout_uri=_out(train, "holdout_uri"),
             **common,
         )
-        gate = GateOperator(task_id="gate", evaluation=_xcom("evaluate_model"), retries=0, **common)
-        promote = PromoteModelOperator(task_id="promote", verdict=_xcom("gate"), **common)
+        gate = GateOperator(task_id="gate", evaluation=_out(evaluate), retries=0, **common)
+        promote = PromoteModelOperator(task_id="promote", verdict=_out(gate), **common)
         resolve >> validate >> train >> evaluate >> gate >> promote
     return dag
 
@@ -202,7 +216,7 @@ Runs when an event of the asset `mlcycle://{spec.name}/incoming` arrives, e.g.
 
 
 def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
-    common = {"model": spec.name, "specs_dir": specs_path}
+    common: dict[str, Any] = {"model": spec.name, "specs_dir": specs_path}
     with DAG(
         dag_id=f"score_{spec.name}",
         description=f"Score new {spec.name} batches with the champion (challenger in shadow)",
@@ -237,27 +251,27 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
             task_id="resolve_batch", batch_uri="{{ params.batch_uri }}", latest_only=True, **common
         )
         validate = GXValidateOperator(
-            task_id="validate_batch", manifest_uri=_xcom("resolve_batch", "manifest_uri"), **common
+            task_id="validate_batch", manifest_uri=_out(resolve, "manifest_uri"), **common
         )
         choose = ChooseModelOperator(
             task_id="choose_model", alias="{{ params.alias }}", version="{{ params.version }}", **common
         )
         plan = PlanPartitionsOperator(
             task_id="plan_partitions",
-            batch_uri=_xcom("resolve_batch", "batch_uri"),
+            batch_uri=_out(resolve, "batch_uri"),
             rows_per_partition="{{ params.rows_per_partition }}",
             **common,
         )
         score = ScorePartitionOperator.partial(
             task_id="score_partition",
-            batch_uri=_xcom("resolve_batch", "batch_uri"),
+            batch_uri=_out(resolve, "batch_uri"),
             model_choice=choose.output,
             chunk_rows="{{ params.chunk_rows }}",
             **common,
         ).expand(partition=plan.output)
         FinalizeScoringOperator(
             task_id="finalize",
-            batch_uri=_xcom("resolve_batch", "batch_uri"),
+            batch_uri=_out(resolve, "batch_uri"),
             parts=score.output,
             model_choice=choose.output,
             **common,
@@ -302,7 +316,7 @@ Runs on `{m.schedule}` and whenever a new batch lands (`{spec.name}_incoming`).
 
 
 def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
-    common = {"model": spec.name, "specs_dir": specs_path}
+    common: dict[str, Any] = {"model": spec.name, "specs_dir": specs_path}
     with DAG(
         dag_id=f"monitor_{spec.name}",
         description=f"Drift and performance of {spec.name}; asks for a retrain behind guardrails",
@@ -322,14 +336,14 @@ def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
     ) as dag:
         resolve = ResolveDataOperator(task_id="resolve_newest", latest_only=True, **common)
         validate = GXValidateOperator(
-            task_id="validate_newest", manifest_uri=_xcom("resolve_newest", "manifest_uri"), **common
+            task_id="validate_newest", manifest_uri=_out(resolve, "manifest_uri"), **common
         )
         # Runs even when the newest batch failed validation: the decision must say so.
         check = DriftCheckOperator(
             task_id="check_drift", trigger_rule="all_done", as_of="{{ params.as_of }}", **common
         )
         request = RequestRetrainOperator(
-            task_id="request_retrain", decision=_xcom("check_drift"), outlets=[retrain_asset(spec)]
+            task_id="request_retrain", decision=_out(check), outlets=[retrain_asset(spec)]
         )
         resolve >> validate >> check >> request
     return dag

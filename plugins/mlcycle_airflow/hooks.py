@@ -31,6 +31,7 @@ class MLflowHook(BaseHook):
         super().__init__()
         self.mlflow_conn_id = mlflow_conn_id
         self._resolved: tuple[str, str | None] | None = None
+        self._client: MlflowClient | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -47,7 +48,7 @@ class MLflowHook(BaseHook):
             return self._resolved
         from airflow.exceptions import AirflowNotFoundException
 
-        from mlcycle import settings
+        from mlcycle.core import settings
 
         try:
             conn = self.get_connection(self.mlflow_conn_id)
@@ -76,18 +77,19 @@ class MLflowHook(BaseHook):
 
     @property
     def ui_url(self) -> str:
-        from mlcycle import settings
+        """Where people open the MLflow UI (for extra links)."""
+        from mlcycle.store import registry
 
-        ui = self._resolve()[1]
-        if ui:
-            return ui.rstrip("/")
-        uri = self.tracking_uri
-        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else settings.mlflow_ui_url()
+        return registry.ui_base(self.tracking_uri, self._resolve()[1])
 
     def get_conn(self) -> MlflowClient:
-        from mlcycle import registry
+        """A ready ``MlflowClient`` for the connection, made once per hook. It sets no
+        process-wide tracking URI: callers pass it down."""
+        if self._client is None:
+            from mlcycle.store import registry
 
-        return registry.client(self.tracking_uri)
+            self._client = registry.client(self.tracking_uri)
+        return self._client
 
     def test_connection(self) -> tuple[bool, str]:
         try:

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.sdk import BaseOperator, Context
+    from airflow.sdk.types import TaskInstanceKey
 
 # Served by the plugin's FastAPI app (see plugin.py): files under the lake root.
 EVIDENCE_PREFIX = "/mlcycle/evidence"
 
 
-class _XComLink(BaseOperatorLink):
+class XComLink(BaseOperatorLink):
     key = ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
@@ -31,17 +31,17 @@ class _XComLink(BaseOperatorLink):
         context["ti"].xcom_push(key=cls.key, value=url)
 
 
-class MLflowRunLink(_XComLink):
+class MLflowRunLink(XComLink):
     name = "MLflow run"
     key = "mlflow_run_url"
 
 
-class MLflowModelVersionLink(_XComLink):
+class MLflowModelVersionLink(XComLink):
     name = "Model version"
     key = "mlflow_version_url"
 
 
-class EvidenceLink(_XComLink):
+class EvidenceLink(XComLink):
     name = "Evidence"
     key = "evidence_url"
 

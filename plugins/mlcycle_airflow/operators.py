@@ -1,33 +1,48 @@
-"""Operators of the lifecycle: thin adapters from Airflow to ``mlcycle.steps``.
+"""Operators of the lifecycle: thin adapters from Airflow to the use-cases in ``mlcycle.flows``.
 
-Each operator: a keyword-only ``__init__`` that only assigns; ``template_fields`` named
-like the arguments; the hook created lazily in ``execute``; the heavy imports there too;
-a small JSON-serialisable return value; extra links pushed before the slow work; a
-domain failure turned into ``AirflowFailException`` (retrying cannot fix bad data or a
-refused candidate), anything else left to Airflow's retries.
+Every model operator follows one template (``_ModelOperator.execute``):
+
+1. push its extra links, with URLs known before the work (the MLflow run is opened first),
+   so a task that fails still links to its run and its evidence;
+2. run the flow inside ``domain_errors()``: a domain failure (bad data, a refused candidate, a
+   bad spec) fails the task without retries, with its message; anything else (an outage) is
+   left to Airflow's retries;
+3. log a one-line human summary and return the flow's typed result (``result_type``, a
+   TypedDict of ``mlcycle.core.results``) as the XCom.
+
+``__init__`` only assigns; ``template_fields`` are named like the arguments; the MLflow hook
+is created on first use and cached; pandas, scikit-learn, MLflow and GX are imported inside
+``execute`` (through the flows), never at DAG parse time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlcycle.core import results
+from mlcycle.data.lake import RunFile
 from mlcycle_airflow.hooks import MLflowHook
-from mlcycle_airflow.links import EvidenceLink, MLflowModelVersionLink, MLflowRunLink, evidence_url
+from mlcycle_airflow.links import EvidenceLink, MLflowModelVersionLink, MLflowRunLink, XComLink, evidence_url
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from collections.abc import Iterator, Sequence
 
-    from mlcycle.spec import ModelSpec
-    from mlcycle.steps import RunInfo
+    from airflow.sdk import Context, XComArg
+    from mlflow import MlflowClient
+
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
+# Airflow's run types, as the trigger kinds recorded on runs, versions and the ledger.
 TRIGGER_KINDS = {
     "scheduled": "schedule",
     "manual": "manual",
@@ -36,12 +51,14 @@ TRIGGER_KINDS = {
     "operator_triggered": "operator",
 }
 
+Links = dict[type[XComLink], str]
+
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
     """Turn a domain error (bad data, refused candidate, bad spec) into a failure without
     retries, keeping its message; anything else is left to Airflow's retries."""
-    from mlcycle.errors import MlcycleError
+    from mlcycle.core.errors import MlcycleError
 
     try:
         yield
@@ -58,6 +75,29 @@ def _asset_event_extra(context: Context, key: str) -> str | None:
             if value:
                 return str(value)
     return None
+
+
+def run_info(context: Context) -> RunInfo:
+    """The identity of the running task's DAG run: ids, trigger kind, reason, actor."""
+    from mlcycle.core.run import RunInfo
+
+    dag_run = context["dag_run"]
+    params = context.get("params") or {}
+    # The task SDK gives an enum whose str() is "DagRunType.MANUAL": use its value.
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    trigger = TRIGGER_KINDS.get(run_type, run_type)
+    reason = str(params.get("reason") or "")
+    if not reason and trigger == "asset":
+        reason = _asset_event_extra(context, "reason") or "asset event"
+    elif not reason and trigger == "schedule":
+        reason = "nightly schedule"
+    return RunInfo(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        reason=reason,
+        trigger=trigger,
+        actor=getattr(dag_run, "triggering_user_name", None) or "airflow",
+    )
 
 
 class _ModelArguments:
@@ -82,52 +122,86 @@ class _ModelArguments:
 
 
 class _ModelOperator(_ModelArguments, BaseOperator):
-    """Shared plumbing: the spec, the run identity, the lake root and MLflow."""
+    """The template of every model operator (see the module docstring).
+
+    :param model: the model's name (its spec is ``<specs_dir>/<model>.yaml``).
+    :param specs_dir: folder of the model specs (default ``MLCYCLE_SPECS_DIR``).
+    :param lake_root: the data lake root, a folder or fsspec URI (default ``MLCYCLE_LAKE_ROOT``).
+    :param mlflow_conn_id: the Airflow connection of the MLflow tracking server.
+    """
 
     ui_color = "#e8f1fb"
+    result_type: ClassVar[type] = dict
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @property
+    def mlc(self) -> MlflowClient:
+        return self.hook.get_conn()
 
     def _spec(self) -> ModelSpec:
-        from mlcycle.spec import get_spec
+        from mlcycle.core.spec import get_spec
 
         return get_spec(self.model, self.specs_dir)
 
     def _lake(self) -> str:
-        from mlcycle import settings
+        from mlcycle.core import settings
 
         return self.lake_root or settings.lake_root()
 
-    def _hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+    def _evidence(self, spec: ModelSpec, run: RunInfo, what: RunFile) -> str:
+        from mlcycle.data import lake as lk
 
-    @staticmethod
-    def _run(context: Context) -> RunInfo:
-        from mlcycle.steps import RunInfo
+        lake_root = self._lake()
+        return evidence_url(lake_root, lk.uri_of(lk.Lake(lake_root, spec.name).run_file(run.key, what)))
 
-        dag_run = context["dag_run"]
-        params = context.get("params") or {}
-        # The task SDK gives an enum whose str() is "DagRunType.MANUAL": use its value.
-        run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
-        trigger = TRIGGER_KINDS.get(run_type, run_type)
-        reason = str(params.get("reason") or "")
-        if not reason and trigger == "asset":
-            reason = _asset_event_extra(context, "reason") or "asset event"
-        elif not reason and trigger == "schedule":
-            reason = "nightly schedule"
-        return RunInfo(
-            dag_id=dag_run.dag_id,
-            run_id=dag_run.run_id,
-            reason=reason,
-            trigger=trigger,
-            actor=getattr(dag_run, "triggering_user_name", None) or "airflow",
+    def _run_url(self, experiment_id: str, run_id: str) -> str:
+        from mlcycle.store import registry
+
+        return registry.run_url(self.hook.ui_url, experiment_id, run_id)
+
+    def _version_url(self, version: str | None) -> str:
+        from mlcycle.store import registry
+
+        ui = self.hook.ui_url
+        return (
+            registry.version_url(ui, self.model, version) if version else registry.model_url(ui, self.model)
         )
+
+    def execute(self, context: Context) -> Any:
+        spec, run = self._spec(), run_info(context)
+        with domain_errors():
+            for link, url in self.links_before(context, spec, run).items():
+                link.push(context, url)
+            out = self.run_flow(context, spec, run)
+        log.info("Summary: %s", self.summarize(out))
+        return out
+
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        """The extra links whose URLs are known before the work."""
+        return {}
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> Any:
+        raise NotImplementedError
+
+    def summarize(self, out: Any) -> str:
+        raise NotImplementedError
 
 
 class ResolveDataOperator(_ModelOperator):
     """Decide which data a run uses and write its manifest: ``batch_uri`` if given, else the
     ``batch_uri`` in the extra of the asset event that triggered the run, else the spec's
-    training window (or, with ``latest_only``, the newest batch)."""
+    training window (or, with ``latest_only``, the newest batch).
+
+    :param batch_uri: a Parquet file to use instead of the window (templated).
+    :param as_of: the window's last day (ISO date); default the run's date.
+    :param latest_only: use only the newest batch not in quarantine (scoring, monitoring).
+    """
 
     template_fields: Sequence[str] = ("model", "batch_uri", "as_of", "lake_root")
+    result_type = results.ResolveResult
 
     def __init__(
         self,
@@ -142,93 +216,90 @@ class ResolveDataOperator(_ModelOperator):
         self.as_of = as_of
         self.latest_only = latest_only
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        import datetime as dt
-
-        from mlcycle import steps
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ResolveResult:
+        from mlcycle.flows import train
 
         as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
         batch_uri = self.batch_uri or _asset_event_extra(context, "batch_uri")
-        with domain_errors():
-            out = steps.resolve(
-                self._spec(),
-                self._run(context),
-                lake_root=self._lake(),
-                as_of=as_of,
-                batch_uri=batch_uri or None,
-                latest_only=self.latest_only,
-            )
-        log.info(
-            "Summary: %s uses %d batch(es), %d rows (%s), digest %s. Manifest: %s",
-            self.model,
-            out["batches"],
-            out["rows"],
-            out["source"],
-            out["digest"][:12],
-            out["manifest_uri"],
+        return train.resolve(
+            spec,
+            run,
+            lake_root=self._lake(),
+            as_of=as_of,
+            batch_uri=batch_uri or None,
+            latest_only=self.latest_only,
         )
-        return out
+
+    def summarize(self, out: results.ResolveResult) -> str:
+        return (
+            f"{self.model} uses {out['batches']} batch(es), {out['rows']} rows ({out['source']}), "
+            f"digest {out['digest'][:12]}. Manifest: {out['manifest_uri']}"
+        )
 
 
 class GXValidateOperator(_ModelOperator):
     """Validate a run's batches with Great Expectations against the model's contract.
 
-    On failure the failing batches and the validation result are copied to the
-    quarantine area and the task fails (without retries) listing each failed
-    expectation with what was observed; nothing downstream runs.
+    On failure the failing batches and the validation result are copied to the quarantine
+    area and the task fails (without retries) listing each failed expectation with what was
+    observed; nothing downstream runs.
+
+    :param manifest_uri: the manifest written by ``ResolveDataOperator``.
+    :param contracts_dir: folder of the GX suites (default ``MLCYCLE_CONTRACTS_DIR``).
     """
 
     template_fields: Sequence[str] = ("model", "manifest_uri", "contracts_dir", "lake_root")
     operator_extra_links = (EvidenceLink(),)
     ui_color = "#fff4d6"
+    result_type = results.ValidateResult
 
     def __init__(self, *, manifest_uri: str, contracts_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
         self.contracts_dir = contracts_dir
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import lake as lk
-        from mlcycle import steps
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        return {EvidenceLink: self._evidence(spec, run, RunFile.VALIDATION)}
 
-        spec, run, lake_root = self._spec(), self._run(context), self._lake()
-        result_uri = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "validation.json")
-        EvidenceLink.push(context, evidence_url(lake_root, result_uri))
-        with domain_errors():
-            out = steps.validate(
-                spec,
-                run,
-                manifest_uri=str(self.manifest_uri),
-                lake_root=lake_root,
-                contracts_dir=self.contracts_dir,
-            )
-        log.info(
-            "Summary: %d batch(es), %d rows passed all %d expectations of contract %r. Result: %s",
-            out["batches"],
-            out["rows"],
-            out["expectations"],
-            out["contract"],
-            out["result_uri"],
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ValidateResult:
+        from mlcycle.flows import train
+
+        return train.validate(
+            spec,
+            run,
+            manifest_uri=str(self.manifest_uri),
+            lake_root=self._lake(),
+            contracts_dir=self.contracts_dir,
         )
-        return out
+
+    def summarize(self, out: results.ValidateResult) -> str:
+        return (
+            f"{out['batches']} batch(es), {out['rows']} rows passed all {out['expectations']} expectations "
+            f"of contract {out['contract']!r}. Result: {out['result_uri']}"
+        )
 
 
 class TrainModelOperator(_ModelOperator):
     """Train the spec's pipeline, log it to MLflow, register a version, alias it challenger.
 
-    Skips (no new version) when the champion was trained on identical data and spec,
-    unless ``force``; reuses the version an earlier try of the same run registered.
+    Skips (no new version) when the champion was trained on identical data and spec, unless
+    ``force``; reuses the version an earlier try of the same run registered.
+
+    :param manifest_uri: the manifest written by ``ResolveDataOperator``.
+    :param overrides: hyper-parameter overrides of the spec's estimator.
+    :param force: train even when the champion saw identical data with the same spec.
     """
 
     template_fields: Sequence[str] = ("model", "manifest_uri", "overrides", "force", "lake_root")
     operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink())
     ui_color = "#e6f4ea"
+    result_type = results.TrainResult
 
     def __init__(
         self,
         *,
         manifest_uri: str,
-        overrides: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | str | None = None,
         force: bool | str = False,
         **kwargs: Any,
     ) -> None:
@@ -237,142 +308,153 @@ class TrainModelOperator(_ModelOperator):
         self.overrides = overrides
         self.force = force
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import steps
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        from mlcycle.flows import train
 
-        hook = self._hook()
+        experiment_id, run_id = train.open_run(self.mlc, spec, run, str(self.manifest_uri))
+        return {
+            MLflowRunLink: self._run_url(experiment_id, run_id),
+            MLflowModelVersionLink: self._version_url(None),
+        }
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.TrainResult:
+        from mlcycle.flows import train
+
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
-        with domain_errors():
-            out = steps.train(
-                self._spec(),
-                self._run(context),
-                manifest_uri=str(self.manifest_uri),
-                lake_root=self._lake(),
-                tracking_uri=hook.tracking_uri,
-                overrides=self.overrides or None,
-                force=force,
-            )
-        if out["skipped"]:
-            context["ti"].xcom_push(key="skip_reason", value=out["reason"])
-            raise AirflowSkipException(out["reason"])
-        ui = hook.ui_url
-        MLflowRunLink.push(context, f"{ui}/#/experiments/{out['experiment_id']}/runs/{out['mlflow_run_id']}")
-        MLflowModelVersionLink.push(context, f"{ui}/#/models/{self.model}/versions/{out['version']}")
-        log.info(
-            "Summary: %s v%s %s (alias challenger). Holdout metrics: %s. MLflow run: %s",
-            self.model,
-            out["version"],
-            "registered" if out["created"] else "already registered by this run",
-            out.get("holdout_metrics", "see MLflow"),
-            out["mlflow_run_id"],
+        out = train.train(
+            spec,
+            run,
+            self.mlc,
+            manifest_uri=str(self.manifest_uri),
+            lake_root=self._lake(),
+            overrides=cast("dict[str, Any] | None", self.overrides) or None,
+            force=force,
         )
-        return out
+        if out["skipped"]:
+            reason = str(out.get("reason"))
+            context["ti"].xcom_push(key="skip_reason", value=reason)
+            raise AirflowSkipException(reason)
+        trained = cast("results.TrainResult", out)
+        MLflowModelVersionLink.push(context, self._version_url(trained["version"]))
+        return trained
+
+    def summarize(self, out: results.TrainResult) -> str:
+        return (
+            f"{self.model} v{out['version']} "
+            f"{'registered' if out['created'] else 'already registered by this run'} (alias challenger). "
+            f"Holdout metrics: {out['holdout_metrics'] or 'see MLflow'}. MLflow run: {out['mlflow_run_id']}"
+        )
 
 
 class EvaluateModelOperator(_ModelOperator):
-    """Score the candidate and the current champion on the same holdout rows."""
+    """Score the candidate and the current champion on the same holdout rows.
+
+    :param version: the candidate's registered version.
+    :param holdout_uri: the holdout written by training.
+    """
 
     template_fields: Sequence[str] = ("model", "version", "holdout_uri", "lake_root")
+    result_type = results.EvaluationResult
 
     def __init__(self, *, version: str, holdout_uri: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.version = version
         self.holdout_uri = holdout_uri
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import steps
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.EvaluationResult:
+        from mlcycle.flows import train
 
-        with domain_errors():
-            out = steps.evaluate(
-                self._spec(),
-                self._run(context),
-                version=str(self.version),
-                holdout_uri=str(self.holdout_uri),
-                lake_root=self._lake(),
-                tracking_uri=self._hook().tracking_uri,
-            )
-        champ = out["champion"]
-        log.info(
-            "Summary: candidate v%s evaluated on %d holdout rows%s.",
-            out["candidate"]["version"],
-            out["holdout_rows"],
-            f" beside champion v{champ['version']}" if champ else " (no champion yet: bootstrap)",
+        return train.evaluate(
+            spec,
+            run,
+            self.mlc,
+            version=str(self.version),
+            holdout_uri=str(self.holdout_uri),
+            lake_root=self._lake(),
         )
-        return out
+
+    def summarize(self, out: results.EvaluationResult) -> str:
+        champ = out["champion"]
+        beside = f" beside champion v{champ['version']}" if champ else " (no champion yet: bootstrap)"
+        return f"candidate v{out['candidate']['version']} evaluated on {out['holdout_rows']} holdout rows{beside}."
 
 
 class GateOperator(_ModelOperator):
-    """Apply the spec's gate policy to an evaluation; a failed gate fails the task, loudly."""
+    """Apply the spec's gate policy to an evaluation; a failed gate fails the task, loudly.
+
+    :param evaluation: the ``EvaluationResult`` of ``EvaluateModelOperator``.
+    """
 
     template_fields: Sequence[str] = ("model", "evaluation", "lake_root")
     operator_extra_links = (EvidenceLink(), MLflowModelVersionLink())
     ui_color = "#fde2e1"
+    result_type = results.GateResult
 
-    def __init__(self, *, evaluation: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, evaluation: results.EvaluationResult | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.evaluation = evaluation
+        self.evaluation = cast("results.EvaluationResult", evaluation)  # rendered before execute
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import lake as lk
-        from mlcycle import steps
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        return {
+            EvidenceLink: self._evidence(spec, run, RunFile.VERDICT),
+            MLflowModelVersionLink: self._version_url(self.evaluation["candidate"]["version"]),
+        }
 
-        spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
-        version = self.evaluation["candidate"]["version"]
-        report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "verdict.html")
-        EvidenceLink.push(context, evidence_url(lake_root, report))
-        MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{version}")
-        with domain_errors():
-            out = steps.gate(
-                spec, run, evaluation=self.evaluation, lake_root=lake_root, tracking_uri=hook.tracking_uri
-            )
-        log.info("Summary: %s. Verdict: %s", out["summary"], out["report_uri"])
-        return out
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.GateResult:
+        from mlcycle.flows import train
+
+        return train.gate(spec, run, self.mlc, evaluation=self.evaluation, lake_root=self._lake())
+
+    def summarize(self, out: results.GateResult) -> str:
+        return f"{out['summary']}. Verdict: {out['report_uri']}"
 
 
 class PromoteModelOperator(_ModelOperator):
-    """Move alias ``champion`` to a version that passed the gate and record it in the ledger."""
+    """Move alias ``champion`` to a version that passed the gate and record it in the ledger.
+
+    :param verdict: the ``GateResult`` of ``GateOperator``.
+    :param ledger_uri: SQLAlchemy URI of the ledger (default ``MLCYCLE_LEDGER_URI``).
+    """
 
     template_fields: Sequence[str] = ("model", "verdict", "ledger_uri")
     operator_extra_links = (MLflowModelVersionLink(),)
     ui_color = "#d8f5d0"
+    result_type = results.PromoteResult
 
-    def __init__(self, *, verdict: dict[str, Any], ledger_uri: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, verdict: results.GateResult | str, ledger_uri: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.verdict = verdict
+        self.verdict = cast("results.GateResult", verdict)  # rendered before execute
         self.ledger_uri = ledger_uri
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import steps
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        return {MLflowModelVersionLink: self._version_url(self.verdict["version"])}
 
-        hook = self._hook()
-        MLflowModelVersionLink.push(
-            context, f"{hook.ui_url}/#/models/{self.model}/versions/{self.verdict['version']}"
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.PromoteResult:
+        from mlcycle.flows import train
+
+        return train.promote(spec, run, self.mlc, verdict=self.verdict, ledger_uri=self.ledger_uri)
+
+    def summarize(self, out: results.PromoteResult) -> str:
+        return (
+            f"{self.model}@champion {'moved to' if out['promoted'] else 'already at'} v{out['version']} "
+            f"(was v{out['previous_version'] or '-'}); ledger "
+            f"{'appended' if out['ledger_recorded'] else 'already had this move'}."
         )
-        with domain_errors():
-            out = steps.promote(
-                self._spec(),
-                self._run(context),
-                verdict=self.verdict,
-                tracking_uri=hook.tracking_uri,
-                ledger_uri=self.ledger_uri,
-            )
-        log.info(
-            "Summary: %s@champion %s v%s (was v%s); ledger %s.",
-            self.model,
-            "moved to" if out["promoted"] else "already at",
-            out["version"],
-            out["previous_version"] or "-",
-            "appended" if out["ledger_recorded"] else "already had this move",
-        )
-        return out
 
 
 class ChooseModelOperator(_ModelOperator):
     """Pick the version to score with (``version`` wins over ``alias``) and the challenger
-    to run in shadow when the champion is served."""
+    to run in shadow when the champion is served.
+
+    :param alias: the alias to score with (``champion`` or ``challenger``).
+    :param version: a registered version to pin instead of the alias.
+    """
 
     template_fields: Sequence[str] = ("model", "alias", "version")
     operator_extra_links = (MLflowModelVersionLink(),)
+    result_type = results.ModelChoice
 
     def __init__(
         self, *, alias: str | None = "champion", version: str | int | None = None, **kwargs: Any
@@ -381,53 +463,58 @@ class ChooseModelOperator(_ModelOperator):
         self.alias = alias
         self.version = version
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import scoring_steps
+    def _pinned(self) -> str | None:
+        return str(self.version) if self.version not in (None, "") else None
 
-        hook = self._hook()
-        with domain_errors():
-            out = scoring_steps.choose_model(
-                self._spec(),
-                alias=self.alias or None,
-                version=str(self.version) if self.version not in (None, "") else None,
-                tracking_uri=hook.tracking_uri,
-            )
-        MLflowModelVersionLink.push(context, f"{hook.ui_url}/#/models/{self.model}/versions/{out['version']}")
-        log.info(
-            "Summary: scoring %s with v%s (%s)%s.",
-            self.model,
-            out["version"],
-            out["alias"] or "pinned version",
-            f", challenger v{out['shadow_version']} in shadow" if out["shadow_version"] else ", no shadow",
-        )
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        return {MLflowModelVersionLink: self._version_url(self._pinned())}
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ModelChoice:
+        from mlcycle.flows import score
+
+        out = score.choose_model(spec, self.mlc, alias=self.alias or None, version=self._pinned())
+        MLflowModelVersionLink.push(context, self._version_url(out["version"]))
         return out
+
+    def summarize(self, out: results.ModelChoice) -> str:
+        shadow = (
+            f", challenger v{out['shadow_version']} in shadow" if out["shadow_version"] else ", no shadow"
+        )
+        return f"scoring {self.model} with v{out['version']} ({out['alias'] or 'pinned version'}){shadow}."
 
 
 class PlanPartitionsOperator(_ModelOperator):
-    """Cut a batch into row ranges; each becomes one mapped scoring task."""
+    """Cut a batch into row ranges; each becomes one mapped scoring task.
+
+    :param batch_uri: the Parquet batch to score.
+    :param rows_per_partition: the most rows one scoring task takes.
+    """
 
     template_fields: Sequence[str] = ("model", "batch_uri", "rows_per_partition")
+    result_type = results.PartitionSpec  # a list of them
 
     def __init__(self, *, batch_uri: str, rows_per_partition: int | str = 250_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_uri = batch_uri
         self.rows_per_partition = rows_per_partition
 
-    def execute(self, context: Context) -> list[dict[str, int]]:
-        from mlcycle import scoring_steps
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> list[results.PartitionSpec]:
+        from mlcycle.flows import score
 
-        parts = scoring_steps.plan(str(self.batch_uri), int(self.rows_per_partition))
-        log.info(
-            "Summary: %s cut into %d partition(s) of at most %s rows.",
-            self.batch_uri,
-            len(parts),
-            self.rows_per_partition,
-        )
-        return parts
+        return score.plan(str(self.batch_uri), int(self.rows_per_partition))
+
+    def summarize(self, out: list[results.PartitionSpec]) -> str:
+        return f"{self.batch_uri} cut into {len(out)} partition(s) of at most {self.rows_per_partition} rows."
 
 
 class ScorePartitionOperator(_ModelOperator):
-    """Score one partition of a batch by chunks (and the shadow model on the same rows)."""
+    """Score one partition of a batch by chunks (and the shadow model on the same rows).
+
+    :param batch_uri: the Parquet batch to score.
+    :param partition: one ``PartitionSpec`` of ``PlanPartitionsOperator`` (mapped).
+    :param model_choice: the ``ModelChoice`` of ``ChooseModelOperator``.
+    :param chunk_rows: rows read, scored and written at a time.
+    """
 
     template_fields: Sequence[str] = (
         "model",
@@ -438,13 +525,14 @@ class ScorePartitionOperator(_ModelOperator):
         "lake_root",
     )
     ui_color = "#e6f4ea"
+    result_type = results.PartitionResult
 
     def __init__(
         self,
         *,
         batch_uri: str,
-        partition: dict[str, int],
-        model_choice: dict[str, Any],
+        partition: results.PartitionSpec | XComArg,
+        model_choice: results.ModelChoice | XComArg,
         chunk_rows: int | str = 50_000,
         # Named here, not only in _ModelArguments: partial() accepts only the arguments that
         # the __init__ of an operator class in the MRO declares.
@@ -458,130 +546,135 @@ class ScorePartitionOperator(_ModelOperator):
             model=model, specs_dir=specs_dir, lake_root=lake_root, mlflow_conn_id=mlflow_conn_id, **kwargs
         )
         self.batch_uri = batch_uri
-        self.partition = partition
-        self.model_choice = model_choice
+        self.partition = cast("results.PartitionSpec", partition)  # resolved before execute
+        self.model_choice = cast("results.ModelChoice", model_choice)
         self.chunk_rows = chunk_rows
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import scoring_steps
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.PartitionResult:
+        from mlcycle.flows import score
 
-        out = scoring_steps.score_partition(
-            self._spec(),
-            self._run(context),
+        return score.score_partition(
+            spec,
+            run,
+            self.mlc,
             batch_uri=str(self.batch_uri),
             partition=self.partition,
             model=self.model_choice,
             lake_root=self._lake(),
             chunk_rows=int(self.chunk_rows),
-            tracking_uri=self._hook().tracking_uri,
         )
-        log.info(
-            "Summary: partition %d: %d rows in %.2fs -> %s",
-            out["index"],
-            out["rows"],
-            out["seconds"],
-            out["part_uri"],
-        )
-        return out
+
+    def summarize(self, out: results.PartitionResult) -> str:
+        return f"partition {out['index']}: {out['rows']} rows in {out['seconds']:.2f}s -> {out['part_uri']}"
 
 
 class FinalizeScoringOperator(_ModelOperator):
-    """Merge the partitions into the batch's prediction file, summarise the shadow
-    comparison, log it to MLflow and write the scoring report."""
+    """Merge the partitions into the batch's prediction file, summarise the shadow comparison,
+    log it to MLflow and write the scoring report.
+
+    :param batch_uri: the Parquet batch that was scored.
+    :param parts: the ``PartitionResult`` of every mapped scoring task.
+    :param model_choice: the ``ModelChoice`` of ``ChooseModelOperator``.
+    """
 
     template_fields: Sequence[str] = ("model", "batch_uri", "parts", "model_choice", "lake_root")
     operator_extra_links = (EvidenceLink(), MLflowRunLink())
+    result_type = results.ScoringSummary
 
     def __init__(
-        self, *, batch_uri: str, parts: list[dict[str, Any]], model_choice: dict[str, Any], **kwargs: Any
+        self,
+        *,
+        batch_uri: str,
+        parts: list[results.PartitionResult] | XComArg,
+        model_choice: results.ModelChoice | XComArg,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.batch_uri = batch_uri
-        self.parts = parts
-        self.model_choice = model_choice
+        self.parts = cast("list[results.PartitionResult]", parts)  # resolved before execute
+        self.model_choice = cast("results.ModelChoice", model_choice)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import lake as lk
-        from mlcycle import scoring_steps
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        from mlcycle.flows import score
 
-        spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
-        report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "scoring" / "report.html")
-        EvidenceLink.push(context, evidence_url(lake_root, report))
-        out = scoring_steps.finalize(
+        experiment_id, run_id = score.open_run(self.mlc, spec, run)
+        return {
+            EvidenceLink: self._evidence(spec, run, RunFile.SCORING),
+            MLflowRunLink: self._run_url(experiment_id, run_id),
+        }
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ScoringSummary:
+        from mlcycle.flows import score
+
+        out = score.finalize(
             spec,
             run,
+            self.mlc,
             batch_uri=str(self.batch_uri),
             parts=list(self.parts),
             model=self.model_choice,
-            lake_root=lake_root,
-            tracking_uri=hook.tracking_uri,
+            lake_root=self._lake(),
         )
-        mlc = hook.get_conn()
-        experiment_id = mlc.get_run(out["mlflow_run_id"]).info.experiment_id
-        MLflowRunLink.push(
-            context, f"{hook.ui_url}/#/experiments/{experiment_id}/runs/{out['mlflow_run_id']}"
-        )
+        return {
+            "output_uri": out["output_uri"],
+            "rows": out["rows"],
+            "rows_per_second": out["rows_per_second"],
+            "version": out["version"],
+            "shadow_version": out["shadow_version"],
+            "engine": out["engine"],
+            "report_uri": out["report_uri"],
+            "shadow": out["shadow"],
+        }
+
+    def summarize(self, out: results.ScoringSummary) -> str:
         shadow = out.get("shadow") or {}
-        log.info(
-            "Summary: %d rows scored by %s v%s (%s engine, %s rows/s) -> %s.%s Report: %s",
-            out["rows"],
-            self.model,
-            out["version"],
-            out["engine"],
-            out["rows_per_second"],
-            out["output_uri"],
+        shadow_text = (
             f" Shadow v{out['shadow_version']}: agreement {shadow.get('agreement', 'n/a')}, "
             f"mean |diff| {shadow.get('mean_abs_diff', 'n/a')}."
             if out.get("shadow_version")
-            else "",
-            out["report_uri"],
+            else ""
         )
-        return {
-            k: out[k]
-            for k in ("output_uri", "rows", "version", "shadow_version", "engine", "report_uri", "shadow")
-        }
+        return (
+            f"{out['rows']} rows scored by {self.model} v{out['version']} ({out['engine']} engine, "
+            f"{out['rows_per_second']} rows/s) -> {out['output_uri']}.{shadow_text} Report: {out['report_uri']}"
+        )
 
 
 class DriftCheckOperator(_ModelOperator):
     """Compare recent batches with the champion's reference profile, decide (with the spec's
-    guardrails) whether to ask for a retrain, and record the decision and its reasons."""
+    guardrails) whether to ask for a retrain, and record the decision and its reasons.
+
+    :param ledger_uri: SQLAlchemy URI of the decision record (default ``MLCYCLE_LEDGER_URI``).
+    :param as_of: evaluate the guardrails as of this UTC time (ISO 8601); default the run's time.
+    """
 
     template_fields: Sequence[str] = ("model", "lake_root", "ledger_uri", "as_of")
     operator_extra_links = (EvidenceLink(), MLflowRunLink())
     ui_color = "#fff4d6"
+    result_type = results.RetrainDecision
 
     def __init__(self, *, ledger_uri: str | None = None, as_of: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ledger_uri = ledger_uri
         self.as_of = as_of
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from mlcycle import lake as lk
-        from mlcycle import monitoring
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        from mlcycle.flows import monitor
 
-        spec, run, lake_root, hook = self._spec(), self._run(context), self._lake(), self._hook()
-        report = lk.uri_of(lk.Lake(lake_root, spec.name).run_dir(run.key) / "drift.html")
-        EvidenceLink.push(context, evidence_url(lake_root, report))
-        import datetime as dt
+        experiment_id, run_id = monitor.open_run(self.mlc, spec, run)
+        return {
+            EvidenceLink: self._evidence(spec, run, RunFile.DRIFT),
+            MLflowRunLink: self._run_url(experiment_id, run_id),
+        }
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.RetrainDecision:
+        from mlcycle.flows import monitor
 
         now = dt.datetime.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after
         if now.tzinfo is None:
             now = now.replace(tzinfo=dt.UTC)
-        with domain_errors():
-            out = monitoring.check(
-                spec, run, lake_root=lake_root, now=now,
-                tracking_uri=hook.tracking_uri, ledger_uri=self.ledger_uri,
-            )  # fmt: skip
-        experiment_id = hook.get_conn().get_run(out["mlflow_run_id"]).info.experiment_id
-        MLflowRunLink.push(
-            context, f"{hook.ui_url}/#/experiments/{experiment_id}/runs/{out['mlflow_run_id']}"
-        )
+        out = monitor.check(spec, run, self.mlc, lake_root=self._lake(), now=now, ledger_uri=self.ledger_uri)
         decision = out["decision"]
-        log.info(
-            "Summary: %s. Report: %s",
-            decision["reason"],
-            out["report_uri"],
-        )
         return {
             "retrain": decision["retrain"],
             "reason": decision["reason"],
@@ -591,29 +684,36 @@ class DriftCheckOperator(_ModelOperator):
             "report_uri": out["report_uri"],
         }
 
+    def summarize(self, out: results.RetrainDecision) -> str:
+        return f"{out['reason']}. Report: {out['report_uri']}"
+
 
 class RequestRetrainOperator(BaseOperator):
     """Emit the retrain asset event (with the reason in its extra) when the check asked for
-    it; otherwise skip, so no event is emitted. Give the asset as ``outlets``."""
+    it; otherwise skip, so no event is emitted. Give the asset as ``outlets``.
+
+    :param decision: the ``RetrainDecision`` of ``DriftCheckOperator``.
+    """
 
     template_fields: Sequence[str] = ("decision",)
     ui_color = "#fde2e1"
+    result_type: ClassVar[type] = results.RetrainRequest
 
-    def __init__(self, *, decision: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, decision: results.RetrainDecision | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.decision = decision
+        self.decision = cast("results.RetrainDecision", decision)  # rendered before execute
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> results.RetrainRequest:
         if not self.decision.get("retrain"):
             raise AirflowSkipException(str(self.decision.get("reason")))
-        extra = {
+        extra: results.RetrainRequest = {
             "reason": self.decision["reason"],
             "monitor_dag_id": context["dag_run"].dag_id,
             "monitor_run_id": context["dag_run"].run_id,
             "report": self.decision.get("report_uri"),
         }
         for asset in self.outlets:
-            context["outlet_events"][asset].extra = extra
+            context["outlet_events"][asset].extra = cast("dict[str, Any]", extra)
         log.info(
             "Summary: retrain requested via %s: %s", [a.uri for a in self.outlets], self.decision["reason"]
         )

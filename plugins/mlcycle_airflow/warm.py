@@ -17,9 +17,9 @@ PRELOAD = (
     "great_expectations",
     "skl2onnx",
     "onnxruntime",
-    "mlcycle.contracts",
-    "mlcycle.steps",
-    "mlcycle.training",
+    "mlcycle.data.contracts",
+    "mlcycle.flows.train",
+    "mlcycle.ml.training",
 )
 for _name in PRELOAD:
     importlib.import_module(_name)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import PurePosixPath
 from typing import Any
@@ -28,50 +27,9 @@ def _require_user() -> Any:
 
 
 def _ledger_rows(model: str | None) -> list[dict[str, Any]]:
-    from mlcycle import ledger
+    from mlcycle.store import ledger
 
     return [e.to_dict() for e in ledger.history(model)]
-
-
-def render_ledger(rows: list[dict[str, Any]], model: str | None) -> str:
-    esc = html.escape
-    cols = [
-        "created_at",
-        "model",
-        "alias",
-        "previous_version",
-        "new_version",
-        "action",
-        "actor",
-        "reason",
-        "verdict",
-    ]
-    body = "\n".join(
-        "<tr>"
-        + "".join(f"<td>{esc(str(r.get(c) if r.get(c) is not None else '-'))}</td>" for c in cols)
-        + (
-            f"<td><a href='/mlcycle/evidence/{esc(_lake_relative(r['evidence_uri']))}'>verdict</a></td>"
-            if r.get("evidence_uri")
-            else "<td>-</td>"
-        )
-        + "</tr>"
-        for r in rows
-    )
-    title = f"Promotion ledger{': ' + esc(model) if model else ''}"
-    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in [*cols, "evidence"])
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:top}}th{{background:#f6f8fa}}</style>
-</head><body><h1>{title}</h1><p>Every move of a model alias (promotion, bootstrap, rollback), newest first.
-<a href="/mlcycle/ledger.json{"?model=" + esc(model) if model else ""}">JSON</a></p>
-<table><tr>{head}</tr>{body or '<tr><td colspan="10">no moves yet</td></tr>'}</table></body></html>"""
-
-
-def _lake_relative(uri: str) -> str:
-    from mlcycle import settings
-
-    root = settings.lake_root().rstrip("/")
-    return uri[len(root) :].lstrip("/") if uri.startswith(root) else uri
 
 
 class LazyApp:
@@ -95,7 +53,9 @@ def create_app() -> FastAPI:
 
     @app.get("/ledger", response_class=HTMLResponse, dependencies=[user])
     def ledger_page(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> str:
-        return render_ledger(_ledger_rows(model), model)
+        from mlcycle.reports import pages
+
+        return pages.ledger_page(_ledger_rows(model), model)
 
     @app.get("/ledger.json", dependencies=[user])
     def ledger_json(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> JSONResponse:
@@ -103,8 +63,8 @@ def create_app() -> FastAPI:
 
     @app.get("/evidence/{path:path}", dependencies=[user])
     def evidence(path: str) -> Response:
-        from mlcycle import lake as lk
-        from mlcycle import settings
+        from mlcycle.core import settings
+        from mlcycle.data import lake as lk
 
         rel = PurePosixPath(path)
         parts = rel.parts

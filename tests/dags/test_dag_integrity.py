@@ -26,7 +26,7 @@ def dagbag():
 
 
 def _specs():
-    from mlcycle.spec import load_specs
+    from mlcycle.core.spec import load_specs
 
     return load_specs(REPO / "include" / "models")
 
@@ -87,7 +87,7 @@ def test_monitor_dag_runs_hourly_and_on_new_batches(dagbag, spec_name):
 
 @pytest.mark.parametrize("spec_name", ["churn", "demand"])
 def test_schedule_is_the_specs(dagbag, spec_name):
-    from mlcycle.spec import get_spec
+    from mlcycle.core.spec import get_spec
 
     spec = get_spec(spec_name, REPO / "include" / "models")
     dag = dagbag.dags[f"train_{spec_name}"]

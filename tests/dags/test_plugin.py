@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlcycle import ledger
+from mlcycle.store import ledger
 
 
 @pytest.fixture

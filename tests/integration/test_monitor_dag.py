@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import today, train_champion, write_batches
+from tests.conftest import today, write_batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,10 +26,10 @@ def later(hours: float) -> str:
 
 
 @pytest.fixture
-def champion(env):
-    """A champion trained on last week's batches, with its reference profile."""
-    train_champion(env, MODEL, end=today() - dt.timedelta(days=1), days=7)
-    return env
+def champion(champion_env):
+    """A champion trained on last week's batches, with its reference profile (a copy of the
+    session's golden store)."""
+    return champion_env
 
 
 def land(env, **options) -> Path:
@@ -74,7 +74,7 @@ def test_stable_batch_requests_no_retrain(dags, champion):
     assert states(dr)["request_retrain"] == "skipped"
     assert retrain_events(dr) == []
 
-    from mlcycle import ledger
+    from mlcycle.store import ledger
 
     (decision,) = ledger.decisions(MODEL, uri=champion.ledger_uri)
     assert decision.requested is False and decision.run_id == dr.run_id
@@ -92,7 +92,7 @@ def test_drifted_batch_requests_a_retrain_with_its_reason(dags, champion):
     assert extra["reason"].startswith("retrain requested: ") and "drift" in extra["reason"]
     assert extra["monitor_run_id"] == dr.run_id
 
-    from mlcycle.lake import run_key
+    from mlcycle.core.run import run_key
 
     report = json.loads(
         (Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "drift.json").read_text()
@@ -101,7 +101,7 @@ def test_drifted_batch_requests_a_retrain_with_its_reason(dags, champion):
     assert {"contract", "monthly_charges"} & drifted, drifted
     assert "DRIFT" in (Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "drift.html").read_text()
 
-    from mlcycle import registry
+    from mlcycle.store import registry
 
     mlc = registry.client(champion.tracking_uri)
     exp = mlc.get_experiment_by_name(f"{MODEL}-monitoring")
@@ -122,7 +122,7 @@ def test_the_same_drift_inside_the_cooldown_requests_nothing(dags, champion):
 
 
 def test_weekly_cap_blocks_after_the_allowed_retrains(dags, champion):
-    from mlcycle.spec import get_spec
+    from mlcycle.core.spec import get_spec
 
     cap = get_spec(MODEL).monitor.max_retrains_per_week
     land(champion, drift=1.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -23,12 +22,10 @@ def states(dag_run) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def champion(dags, env):
-    """A lake with a week of batches and a trained champion v1."""
-    write_batches(env.lake, MODEL, today() - dt.timedelta(days=1), days=5)
-    dr = dags[f"train_{MODEL}"].test(run_conf={"reason": "score test setup"})
-    assert dr.state == "success"
-    return env
+def champion(champion_env):
+    """A lake with a week of batches and a trained champion v1 (a copy of the session's golden
+    store: scoring needs a champion, not another training run)."""
+    return champion_env
 
 
 def new_batch(env, rows: int = 3000, **options) -> Path:
@@ -59,18 +56,18 @@ def test_scores_the_newest_batch_with_the_champion(dags, champion):
     assert ((pred["proba_0"] + pred["proba_1"]).round(9) == 1).all()
 
     # Predictions equal the registered model's own predictions on the same rows.
-    from mlcycle import registry
-    from mlcycle.spec import get_spec
+    from mlcycle.core.spec import get_spec
+    from mlcycle.store import registry
 
     spec = get_spec(MODEL)
-    registry.client(champion.tracking_uri)
-    model = registry.load_sklearn(f"models:/{MODEL}@champion")
+    mlc = champion.mlc
+    model = registry.load_sklearn(mlc, MODEL, registry.version_by_alias(mlc, MODEL, "champion").version)
     X = src[spec.features.all]
     assert (model.predict(X) == pred["prediction"].to_numpy()).all()
     # Scored by the champion's ONNX twin: its probabilities within the spec's parity tolerance.
     assert abs(pred["proba_1"].to_numpy() - model.predict_proba(X)[:, 1]).max() <= spec.scoring.onnx_tolerance
 
-    from mlcycle.lake import run_key
+    from mlcycle.core.run import run_key
 
     report = json.loads(
         (Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "scoring" / "report.json").read_text()
@@ -97,8 +94,9 @@ def test_a_rerun_leaves_exactly_one_output(dags, champion):
 
 
 def test_a_corrupted_batch_is_quarantined_and_not_scored(dags, champion, tmp_path):
-    from mlcycle.generators import generate_batch
-    from mlcycle.lake import run_key, write_parquet
+    from mlcycle.core.run import run_key
+    from mlcycle.data.generators import generate_batch
+    from mlcycle.data.lake import write_parquet
 
     bad = tmp_path / "bad.parquet"
     write_parquet(generate_batch(MODEL, today(), 1500, corrupt=True), bad)
@@ -121,8 +119,8 @@ def test_the_challenger_scores_in_shadow(dags, champion, tmp_path):
     dr = dags[f"score_{MODEL}"].test(run_conf={"batch_uri": str(batch), "rows_per_partition": 1000})
     assert dr.state == "success", states(dr)
 
-    from mlcycle import registry
-    from mlcycle.lake import run_key
+    from mlcycle.core.run import run_key
+    from mlcycle.store import registry
 
     base = Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "scoring"
     report = json.loads((base / "report.json").read_text())

@@ -42,7 +42,7 @@ def states(dag_run) -> dict[str, str]:
 
 
 def mlflow_client(env):
-    from mlcycle import registry
+    from mlcycle.store import registry
 
     return registry.client(env.tracking_uri)
 
@@ -53,20 +53,20 @@ def versions(env) -> list[str]:
 
 
 def alias(env, name: str) -> str | None:
-    from mlcycle import registry
+    from mlcycle.store import registry
 
     mv = registry.version_by_alias(mlflow_client(env), MODEL, name)
     return str(mv.version) if mv else None
 
 
 def ledger_entries(env):
-    from mlcycle import ledger
+    from mlcycle.store import ledger
 
     return ledger.history(MODEL, uri=env.ledger_uri)
 
 
 def run_dir(env, dag_run) -> Path:
-    from mlcycle.lake import run_key
+    from mlcycle.core.run import run_key
 
     return Path(env.lake) / MODEL / "runs" / run_key(dag_run.run_id)
 
@@ -117,7 +117,7 @@ def test_first_run_creates_champion_v1(dag, env):
 
 
 def test_comparable_run_follows_the_gate_policy(dag, env):
-    from mlcycle.spec import get_spec
+    from mlcycle.core.spec import get_spec
 
     bootstrap_champion(dag, env)
     write_batches(env.lake, MODEL, today() - dt.timedelta(days=5), days=1, seed=1)  # one more day, new digest
@@ -147,8 +147,8 @@ def test_comparable_run_follows_the_gate_policy(dag, env):
 
 
 def test_corrupted_batch_is_quarantined_and_nothing_changes(dag, env, tmp_path):
-    from mlcycle.generators import generate_batch
-    from mlcycle.lake import write_parquet
+    from mlcycle.data.generators import generate_batch
+    from mlcycle.data.lake import write_parquet
 
     bootstrap_champion(dag, env)
     bad = tmp_path / "incoming-bad.parquet"
@@ -164,7 +164,7 @@ def test_corrupted_batch_is_quarantined_and_nothing_changes(dag, env, tmp_path):
     assert alias(env, "champion") == "1" and alias(env, "challenger") == "1"
     assert len(ledger_entries(env)) == 1
 
-    from mlcycle.lake import run_key
+    from mlcycle.core.run import run_key
 
     quarantine = Path(env.lake) / MODEL / "quarantine" / run_key(dr.run_id)
     assert (quarantine / bad.name).read_bytes() == bad.read_bytes()
@@ -177,8 +177,8 @@ def test_corrupted_batch_is_quarantined_and_nothing_changes(dag, env, tmp_path):
 
 
 def _shuffled_batch(tmp_path) -> dict:
-    from mlcycle.generators import generate_batch
-    from mlcycle.lake import write_parquet
+    from mlcycle.data.generators import generate_batch
+    from mlcycle.data.lake import write_parquet
 
     worse = tmp_path / "shuffled.parquet"
     write_parquet(generate_batch(MODEL, today(), 6000, shuffle_labels=True, seed=3), worse)

@@ -120,7 +120,7 @@ def wait_for_run(api: Api, dag_id: str, *, run_type: str | None = None, timeout:
 
 
 def test_drift_asks_for_a_retrain_and_the_scheduler_starts_it(airflow, env):
-    from mlcycle import registry
+    from mlcycle.store import registry
 
     today = dt.datetime.now(dt.UTC).date()
     train_champion(env, MODEL, end=today - dt.timedelta(days=1), days=5)

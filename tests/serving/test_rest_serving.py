@@ -53,7 +53,14 @@ def server(champion, env):
     proc = subprocess.Popen(
         [str(bindir / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"},
+        # The server resolves the alias in this test's store, named explicitly: nothing is read
+        # from whatever MLflow URIs the test process happens to hold.
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": env.tracking_uri,
+            "MLFLOW_REGISTRY_URI": env.tracking_uri,
+            "PATH": f"{bindir}:{os.environ.get('PATH', '')}",
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -77,20 +84,28 @@ def server(champion, env):
 
 
 def rows(spec, n: int = 40):
-    from mlcycle.generators import generate_batch
+    from mlcycle.data.generators import generate_batch
 
     df = generate_batch(MODEL, dt.date(2026, 1, 15), n, seed=9)[spec.features.all]
     return df.astype(dict.fromkeys(spec.features.numeric, "float64"))
 
 
-def test_valid_request_matches_pyfunc_predict(server, champion):
+def champion_pyfunc(env):
+    """The champion as a pyfunc, located through this test's store (``env.mlc``), not through
+    MLflow's process-global registry URI."""
     import mlflow.pyfunc
 
+    mlc = env.mlc
+    mv = mlc.get_model_version_by_alias(MODEL, "champion")
+    return mlflow.pyfunc.load_model(mlc.get_model_version_download_uri(MODEL, mv.version))
+
+
+def test_valid_request_matches_pyfunc_predict(server, champion, env):
     df = rows(champion)
     split = json.loads(df.to_json(orient="split", index=False))
     status, body = post(f"{server}/invocations", {"dataframe_split": split})
     assert status == 200, body
-    expected = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(df)
+    expected = champion_pyfunc(env).predict(df)
     assert [int(p) for p in body["predictions"]] == [int(p) for p in expected]
 
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from mlcycle import settings
-from mlcycle.contracts import Failure, ValidationReport, load_suite_dict, validate_batches
-from mlcycle.errors import SpecError
-from mlcycle.generators import GENERATORS, generate_batch
+from mlcycle.core import settings
+from mlcycle.core.errors import SpecError
+from mlcycle.data.contracts import Failure, ValidationReport, load_suite_dict, validate_batches
+from mlcycle.data.generators import GENERATORS, generate_batch
 
 DAY = dt.date(2026, 3, 2)
 ROWS = 400

@@ -22,18 +22,22 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import roc_auc_score
 
-from mlcycle import drift as d
-from mlcycle.errors import DriftError
-from mlcycle.generators import generate_batch
+from mlcycle.core.errors import DriftError
+from mlcycle.data.generators import generate_batch
+from mlcycle.monitor import estimates as me
+from mlcycle.monitor import profile as mp
+from mlcycle.monitor import statistics as ms
+from mlcycle.monitor import verdict as mv
+from mlcycle.monitor import window as mw
 
 CHURN_NUMERIC = ["tenure_months", "monthly_charges", "total_charges", "support_calls", "age"]
 CHURN_CATEGORICAL = ["contract", "internet_service", "payment_method", "region"]
 
 
 def accumulate(
-    profile: d.Profile, df: pd.DataFrame, chunk_rows: int | None = None, **kw: Any
-) -> d.CurrentStats:
-    acc = d.Accumulator(profile)
+    profile: mp.Profile, df: pd.DataFrame, chunk_rows: int | None = None, **kw: Any
+) -> mw.CurrentStats:
+    acc = mw.Accumulator(profile)
     step = chunk_rows or max(len(df), 1)
     for start in range(0, max(len(df), 1), step):
         acc.update(df.iloc[start : start + step], **kw)
@@ -46,12 +50,12 @@ def run(
     numeric: list[str] | None = None,
     categorical: list[str] | None = None,
     **assess_kw: Any,
-) -> d.DriftReport:
-    profile = d.build_profile(ref, numeric or [], categorical or [])
-    return d.assess(profile, accumulate(profile, cur), **assess_kw)
+) -> mv.DriftReport:
+    profile = mp.build_profile(ref, numeric or [], categorical or [])
+    return mv.assess(profile, accumulate(profile, cur), **assess_kw)
 
 
-def one(report: d.DriftReport, statistic: str, feature: str = "x") -> d.FeatureResult:
+def one(report: mv.DriftReport, statistic: str, feature: str = "x") -> mv.FeatureResult:
     return report.feature(feature).result(statistic)
 
 
@@ -95,7 +99,7 @@ CASES = [
 def test_import_does_not_load_heavy_libraries():
     """Airflow parses DAG files that import the library: numpy, pandas, scipy and pyarrow stay out."""
     code = (
-        "import sys, mlcycle.drift; "
+        "import sys, mlcycle.monitor.verdict; "
         "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'pyarrow', 'airflow') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -125,7 +129,7 @@ def test_ks_pvalue_matches_scipy_kstwo(n, m, tol):
     """The asymptotic p-value is scipy's kstwo at en = n*m/(n+m), within the documented tolerance."""
     en = n * m / (n + m)
     for dstat in np.linspace(0.2, 3.0, 15) / math.sqrt(en):  # p-values from ~1 down to ~1e-7
-        assert d.ks_pvalue(dstat, n, m) == pytest.approx(stats.kstwo.sf(dstat, round(en)), abs=tol)
+        assert ms.ks_pvalue(dstat, n, m) == pytest.approx(stats.kstwo.sf(dstat, round(en)), abs=tol)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -146,8 +150,8 @@ def test_psi_and_js_on_the_reference_bins(case):
     """Streamed bin counts equal counting the raw samples on the profile's right-closed edges;
     PSI is the textbook sum with empty bins lifted to 1e-4; JS equals scipy's (base 2)."""
     ref, cur = samples(case, np.random.default_rng(3))
-    profile = d.build_profile(pd.DataFrame({"x": ref}), ["x"], [])
-    report = d.assess(profile, accumulate(profile, pd.DataFrame({"x": cur}), chunk_rows=777))
+    profile = mp.build_profile(pd.DataFrame({"x": ref}), ["x"], [])
+    report = mv.assess(profile, accumulate(profile, pd.DataFrame({"x": cur}), chunk_rows=777))
     edges = profile.numeric["x"].edges
 
     def props(values: np.ndarray) -> np.ndarray:
@@ -179,7 +183,7 @@ def test_jensen_shannon_equals_scipy(seed):
     rng = np.random.default_rng(seed)
     p, q = rng.random(12), rng.random(12)
     p[seed] = 0.0  # a bucket empty on one side is well defined (no epsilon)
-    assert d.jensen_shannon(p, q) == pytest.approx(jensenshannon(p, q, base=2), rel=1e-12)
+    assert ms.jensen_shannon(p, q) == pytest.approx(jensenshannon(p, q, base=2), rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -230,9 +234,9 @@ def test_chunk_size_does_not_change_the_result(chunk_rows):
     """Count-based statistics are identical whatever the chunking; sums (mean, std, Wasserstein)
     may differ only by floating-point rounding of the additions."""
     ref, cur = mixed_frame(6000, 0), mixed_frame(5000 if chunk_rows > 1 else 700, 1, shift=0.2)
-    profile = d.build_profile(ref, ["x", "k"], ["c"])
-    whole = d.assess(profile, accumulate(profile, cur))
-    chunked = d.assess(profile, accumulate(profile, cur, chunk_rows=chunk_rows))
+    profile = mp.build_profile(ref, ["x", "k"], ["c"])
+    whole = mv.assess(profile, accumulate(profile, cur))
+    chunked = mv.assess(profile, accumulate(profile, cur, chunk_rows=chunk_rows))
     assert whole.dataset_drift == chunked.dataset_drift
     for fw, fc in zip(whole.features, chunked.features, strict=True):
         assert fw.drifted == fc.drifted
@@ -251,8 +255,8 @@ def test_chunk_size_does_not_change_the_result(chunk_rows):
 def test_memory_does_not_grow_with_rows():
     """The state is the reference grid's size, whatever was streamed through it."""
     ref = mixed_frame(3000, 0)
-    profile = d.build_profile(ref, ["x", "k"], ["c"], grid_size=201)
-    acc = d.Accumulator(profile)
+    profile = mp.build_profile(ref, ["x", "k"], ["c"], grid_size=201)
+    acc = mw.Accumulator(profile)
     for seed in range(5):
         acc.update(mixed_frame(20_000, seed))
     st = acc.result()
@@ -264,23 +268,23 @@ def test_memory_does_not_grow_with_rows():
 def test_accumulate_parquet_equals_in_memory(tmp_path):
     ref, cur = mixed_frame(4000, 0), mixed_frame(5000, 1)
     cur["score"] = np.random.default_rng(2).random(len(cur))
-    profile = d.build_profile(ref, ["x", "k"], ["c"], prediction=np.random.default_rng(3).random(1000))
+    profile = mp.build_profile(ref, ["x", "k"], ["c"], prediction=np.random.default_rng(3).random(1000))
     path = tmp_path / "batch.parquet"
     pq.write_table(pa.Table.from_pandas(cur), path, row_group_size=1500)
-    streamed = d.accumulate_parquet(str(path), profile, chunk_rows=700, prediction_column="score")
+    streamed = mw.accumulate_parquet(str(path), profile, chunk_rows=700, prediction_column="score")
     in_memory = accumulate(profile, cur, prediction=cur["score"].to_numpy())
     assert streamed.rows == in_memory.rows == 5000
     np.testing.assert_array_equal(streamed.numeric["x"].cum_counts, in_memory.numeric["x"].cum_counts)
     assert streamed.categorical["c"] == in_memory.categorical["c"]
     np.testing.assert_array_equal(streamed.prediction.cum_counts, in_memory.prediction.cum_counts)
     # the prediction as a __prediction__ column of the chunk is the same as passing it
-    as_column = accumulate(profile, cur.rename(columns={"score": d.PREDICTION}))
+    as_column = accumulate(profile, cur.rename(columns={"score": mp.PREDICTION}))
     np.testing.assert_array_equal(as_column.prediction.cum_counts, in_memory.prediction.cum_counts)
     # an open file works as well as a URI
     with path.open("rb") as fh:
-        assert d.accumulate_parquet(fh, profile).rows == 5000
+        assert mw.accumulate_parquet(fh, profile).rows == 5000
     with pytest.raises(DriftError, match=r"no column\(s\) \['nope'\] to monitor"):
-        d.accumulate_parquet(str(path), profile, prediction_column="nope")
+        mw.accumulate_parquet(str(path), profile, prediction_column="nope")
 
 
 # --- JSON round trips -----------------------------------------------------------------------------
@@ -288,20 +292,20 @@ def test_accumulate_parquet_equals_in_memory(tmp_path):
 
 def test_profile_and_report_round_trip_through_strict_json():
     ref, cur = mixed_frame(4000, 0), mixed_frame(3000, 1, shift=0.5)
-    profile = d.build_profile(
+    profile = mp.build_profile(
         ref, ["x", "k"], ["c"], prediction=np.linspace(0, 1, 500), importance={"x": 2.0, "k": 1.0, "c": 0.5}
     )
     # allow_nan=False: no NaN or Infinity, which strict JSON readers refuse
     text = json.dumps(profile.to_dict(), allow_nan=False)
-    restored = d.Profile.from_dict(json.loads(text))
+    restored = mp.Profile.from_dict(json.loads(text))
     assert restored == profile
     # what a caller stores next to the profile is left alone
-    assert d.Profile.from_dict({**json.loads(text), "reference_performance": {"roc_auc": 0.8}}) == profile
-    report = d.assess(restored, accumulate(restored, cur, prediction=np.linspace(0.2, 1, len(cur))))
+    assert mp.Profile.from_dict({**json.loads(text), "reference_performance": {"roc_auc": 0.8}}) == profile
+    report = mv.assess(restored, accumulate(restored, cur, prediction=np.linspace(0.2, 1, len(cur))))
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["summary"] == report.summary()
-    assert d.DriftReport.from_dict(data) == report
-    assert report == d.assess(profile, accumulate(profile, cur, prediction=np.linspace(0.2, 1, len(cur))))
+    assert mv.DriftReport.from_dict(data) == report
+    assert report == mv.assess(profile, accumulate(profile, cur, prediction=np.linspace(0.2, 1, len(cur))))
 
 
 @pytest.mark.parametrize(
@@ -313,10 +317,10 @@ def test_profile_and_report_round_trip_through_strict_json():
     ],
 )
 def test_bad_profile_json_is_refused(mutate, match):
-    data = d.build_profile(mixed_frame(500, 0), ["x"], ["c"]).to_dict()
+    data = mp.build_profile(mixed_frame(500, 0), ["x"], ["c"]).to_dict()
     mutate(data)
     with pytest.raises(DriftError, match=match):
-        d.Profile.from_dict(data)
+        mp.Profile.from_dict(data)
 
 
 # --- edge cases, each with its reason -------------------------------------------------------------
@@ -397,11 +401,11 @@ def test_all_null_current_column_reports_the_null_rate_jump():
 )
 def test_constant_reference_column(current, ks, psi_drifted, distance):
     ref = pd.DataFrame({"x": np.full(1000, 5.0)})
-    profile = d.build_profile(ref, ["x"], [])
+    profile = mp.build_profile(ref, ["x"], [])
     fp = profile.numeric["x"]
     assert fp.std == 0.0
     assert fp.bin_counts == [0, 1000, 0]  # below / at / above the constant
-    report = d.assess(profile, accumulate(profile, pd.DataFrame({"x": np.full(400, current)})))
+    report = mv.assess(profile, accumulate(profile, pd.DataFrame({"x": np.full(400, current)})))
     assert one(report, "ks").value == ks
     assert one(report, "psi").drifted is psi_drifted
     assert one(report, "psi").histogram.labels == ["< 5", "= 5", "> 5"]
@@ -418,17 +422,17 @@ def test_unseen_categories_are_counted_listed_and_bucketed():
     values = np.concatenate([rng.choice(["a", "b", "c"], 900), np.repeat(unseen, 4)])
     report = run(ref, pd.DataFrame({"c": values}), categorical=["c"])
     f = report.feature("c")
-    assert len(f.unseen) == d.MAX_UNSEEN_LISTED
+    assert len(f.unseen) == mp.MAX_UNSEEN_LISTED
     assert set(f.unseen) <= set(unseen)
     assert all(v == 4 for v in f.unseen.values())
     psi = f.result("psi")
     # reference categories (most frequent first), then unseen; no __other__: it is empty on both sides
     assert sorted(psi.histogram.labels[:3]) == ["a", "b", "c"]
-    assert psi.histogram.labels[3:] == [d.UNSEEN]
+    assert psi.histogram.labels[3:] == [mp.UNSEEN]
     assert psi.histogram.current[-1] == pytest.approx(100 / 1000)
     assert psi.histogram.reference[-1] == 0.0
     assert "100 rows in unseen categories" in psi.note
-    assert psi.note.endswith(f", ...), bucketed as {d.UNSEEN}")  # more than 20 names: the list is cut
+    assert psi.note.endswith(f", ...), bucketed as {mp.UNSEEN}")  # more than 20 names: the list is cut
     chi2 = f.result("chi2")
     assert chi2.detail["excluded_unseen_rows"] == 100
     counts = [int((values == c).sum()) for c in "abc"]
@@ -442,7 +446,7 @@ def test_categories_beyond_the_top_go_to_other_not_unseen():
     ref = pd.DataFrame(
         {"c": rng.permutation(list("a" * 40 + "b" * 30 + "c" * 12 + "d" * 8 + "e" * 5 + "f" * 5))}
     )
-    profile = d.build_profile(ref, [], ["c"], max_categories=3)
+    profile = mp.build_profile(ref, [], ["c"], max_categories=3)
     cp = profile.categorical["c"]
     assert cp.categories == {"a": 40, "b": 30, "c": 12}
     assert (cp.other, cp.other_categories) == (18, 3)
@@ -454,7 +458,7 @@ def test_categories_beyond_the_top_go_to_other_not_unseen():
 def test_numeric_profile_bins():
     rng = np.random.default_rng(11)
     ref = pd.DataFrame({"x": rng.normal(size=10_000), "k": rng.poisson(1.2, 10_000)})
-    profile = d.build_profile(ref, ["x", "k"], [])
+    profile = mp.build_profile(ref, ["x", "k"], [])
     x, k = profile.numeric["x"], profile.numeric["k"]
     assert len(x.edges) == 9
     assert x.bin_counts == [1000] * 10  # deciles of a continuous column
@@ -472,18 +476,18 @@ def test_numeric_profile_bins():
 
 
 @pytest.fixture(scope="module")
-def churn_profile() -> d.Profile:
+def churn_profile() -> mp.Profile:
     ref = generate_batch("churn", dt.date(2026, 3, 1), 20_000)
-    return d.build_profile(ref, CHURN_NUMERIC, CHURN_CATEGORICAL)
+    return mp.build_profile(ref, CHURN_NUMERIC, CHURN_CATEGORICAL)
 
 
-def churn_stats(profile: d.Profile, drift: float, **kw: Any) -> d.CurrentStats:
+def churn_stats(profile: mp.Profile, drift: float, **kw: Any) -> mw.CurrentStats:
     cur = generate_batch("churn", dt.date(2026, 3, 10), 5000, drift=drift)
     return accumulate(profile, cur, chunk_rows=1234, **kw)
 
 
 def test_stable_churn_batch_does_not_drift(churn_profile):
-    report = d.assess(churn_profile, churn_stats(churn_profile, 0.0))
+    report = mv.assess(churn_profile, churn_stats(churn_profile, 0.0))
     assert report.dataset_drift is False
     assert report.drifted == []
     assert report.not_computed == []
@@ -494,7 +498,7 @@ def test_drifted_churn_batch_names_the_shifted_features(churn_profile):
     """generators.churn_batch with drift=1 shifts the contract mix, halves tenure, adds 25 to
     monthly charges and raises support calls; total charges (monthly x tenure) moves with them.
     Internet service, payment method, region and age do not change."""
-    report = d.assess(churn_profile, churn_stats(churn_profile, 1.0))
+    report = mv.assess(churn_profile, churn_stats(churn_profile, 1.0))
     assert set(report.drifted) == {
         "contract",
         "tenure_months",
@@ -513,8 +517,8 @@ def test_importance_weights_the_share(churn_profile):
     drifted = {"contract", "tenure_months", "monthly_charges", "support_calls", "total_charges"}
     # age (stable) carries most of the importance: the weighted share falls under 0.3
     importance = dict.fromkeys(CHURN_NUMERIC + CHURN_CATEGORICAL, 1.0) | {"age": 10.0, "region": -0.5}
-    weighted = d.Profile.from_dict({**churn_profile.to_dict(), "importance": importance})
-    report = d.assess(weighted, stats_)
+    weighted = mp.Profile.from_dict({**churn_profile.to_dict(), "importance": importance})
+    report = mv.assess(weighted, stats_)
     # region's negative importance counts as 0
     expected = len(drifted) / (len(drifted) + 10.0 + 2 * 1.0 + 0.0)
     assert report.share == pytest.approx(expected)
@@ -523,20 +527,20 @@ def test_importance_weights_the_share(churn_profile):
     assert f"(weighted share {expected:.2f} ≤ 0.30)" in report.summary()
     # the same weights on a drifted feature push it up
     importance = importance | {"age": 1.0, "contract": 10.0}
-    report = d.assess(d.Profile.from_dict({**churn_profile.to_dict(), "importance": importance}), stats_)
+    report = mv.assess(mp.Profile.from_dict({**churn_profile.to_dict(), "importance": importance}), stats_)
     assert report.share == pytest.approx((4 + 10.0) / (4 + 10.0 + 3.0))
     # only zero weights among computed features: equal weights instead
-    zero = d.Profile.from_dict({**churn_profile.to_dict(), "importance": dict.fromkeys(importance, 0.0)})
-    report = d.assess(zero, stats_)
+    zero = mp.Profile.from_dict({**churn_profile.to_dict(), "importance": dict.fromkeys(importance, 0.0)})
+    report = mv.assess(zero, stats_)
     assert (report.weighted, report.share) == (False, pytest.approx(5 / 9))
 
 
 def test_prediction_drift_is_reported_apart_and_decides_alone():
     rng = np.random.default_rng(12)
     ref = pd.DataFrame({"x": rng.normal(size=4000)})
-    profile = d.build_profile(ref, ["x"], [], prediction=rng.beta(2, 5, 2000))
+    profile = mp.build_profile(ref, ["x"], [], prediction=rng.beta(2, 5, 2000))
     cur = pd.DataFrame({"x": rng.normal(size=3000)})
-    report = d.assess(profile, accumulate(profile, cur, prediction=rng.beta(5, 2, 3000)))
+    report = mv.assess(profile, accumulate(profile, cur, prediction=rng.beta(5, 2, 3000)))
     assert report.drifted == []  # the prediction is not one of the features...
     assert report.share == 0.0
     assert report.prediction.drifted is True
@@ -546,10 +550,10 @@ def test_prediction_drift_is_reported_apart_and_decides_alone():
         f"prediction drifted: PSI {psi:.2f}, KS {report.prediction.result('ks').value:.2f}"
     )
     # stable predictions
-    report = d.assess(profile, accumulate(profile, cur, prediction=rng.beta(2, 5, 3000)))
+    report = mv.assess(profile, accumulate(profile, cur, prediction=rng.beta(2, 5, 3000)))
     assert (report.prediction.drifted, report.dataset_drift) == (False, False)
     # no predictions passed: not computed, and said so
-    report = d.assess(profile, accumulate(profile, cur))
+    report = mv.assess(profile, accumulate(profile, cur))
     assert report.prediction.drifted is None
     assert "prediction not computed (no predictions were given to the accumulator)" in report.summary()
 
@@ -560,25 +564,25 @@ def test_overrides_change_statistic_and_threshold():
     cur = pd.DataFrame(
         {"x": rng.normal(0.12, 1, 20_000), "c": rng.choice(["a", "b"], 20_000, p=[0.53, 0.47])}
     )
-    profile = d.build_profile(ref, ["x"], ["c"])
+    profile = mp.build_profile(ref, ["x"], ["c"])
     current = accumulate(profile, cur)
-    default = d.assess(profile, current)
+    default = mv.assess(profile, current)
     ks = default.feature("x").result("ks")
     assert ks.value < 0.1  # a 0.12-std shift stays under the KS default ...
     assert default.feature("x").drifted is False
-    tight = d.assess(profile, current, overrides={"x": {"statistic": "ks", "threshold": ks.value / 2}})
+    tight = mv.assess(profile, current, overrides={"x": {"statistic": "ks", "threshold": ks.value / 2}})
     fx = tight.feature("x")
     assert fx.drifted is True  # ... and over a tighter one
     assert [r.statistic for r in fx.results if r.decisive] == ["null_rate", "ks"]
     assert fx.result("ks").threshold == ks.value / 2
     assert fx.result("psi").decisive is False
     # Wasserstein decides with its default threshold (0.1 std): the shift is ~0.12 std
-    w = d.assess(profile, current, overrides={"x": {"statistic": "wasserstein"}}).feature("x")
+    w = mv.assess(profile, current, overrides={"x": {"statistic": "wasserstein"}}).feature("x")
     assert [r.statistic for r in w.results if r.decisive] == ["null_rate", "wasserstein"]
     assert w.drifted is True
     # chi2 on a 3-point shift of 20,000 rows: significant, though no effect size flags it
     assert default.feature("c").drifted is False
-    chi = d.assess(profile, current, overrides={"c": {"statistic": "chi2", "threshold": 0.01}}).feature("c")
+    chi = mv.assess(profile, current, overrides={"c": {"statistic": "chi2", "threshold": 0.01}}).feature("c")
     assert chi.result("chi2").value < 0.01
     assert chi.drifted is True
 
@@ -597,9 +601,9 @@ def test_overrides_change_statistic_and_threshold():
 )
 def test_invalid_overrides_are_refused(overrides, match):
     ref = mixed_frame(500, 0)
-    profile = d.build_profile(ref, ["x"], ["c"])
+    profile = mp.build_profile(ref, ["x"], ["c"])
     with pytest.raises(DriftError, match=match):
-        d.assess(profile, accumulate(profile, ref), overrides=overrides)
+        mv.assess(profile, accumulate(profile, ref), overrides=overrides)
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -619,27 +623,27 @@ def test_invalid_overrides_are_refused(overrides, match):
 def test_build_profile_errors(kwargs, error, match):
     kwargs = {"numeric": ["x"], "categorical": ["c"]} | kwargs
     with pytest.raises(error, match=match):
-        d.build_profile(mixed_frame(200, 0), kwargs.pop("numeric"), kwargs.pop("categorical"), **kwargs)
+        mp.build_profile(mixed_frame(200, 0), kwargs.pop("numeric"), kwargs.pop("categorical"), **kwargs)
 
 
 def test_accumulator_and_assess_errors():
     ref = mixed_frame(500, 0)
-    profile = d.build_profile(ref, ["x"], ["c"])
-    acc = d.Accumulator(profile)
+    profile = mp.build_profile(ref, ["x"], ["c"])
+    acc = mw.Accumulator(profile)
     with pytest.raises(DriftError, match=r"chunk lacks profiled feature column\(s\) \['c'\]"):
         acc.update(ref[["x"]])
     with pytest.raises(DriftError, match=r"'x' is numeric in the drift profile but holds"):
         acc.update(pd.DataFrame({"x": ["a", "b"], "c": ["a", "b"]}))
     with pytest.raises(DriftError, match=r"profile has no prediction distribution"):
         acc.update(ref, prediction=np.zeros(len(ref)))
-    with_pred = d.build_profile(ref, ["x"], ["c"], prediction=np.zeros(10))
+    with_pred = mp.build_profile(ref, ["x"], ["c"], prediction=np.zeros(10))
     with pytest.raises(DriftError, match=r"prediction has 3 values for a chunk of 500 rows"):
-        d.Accumulator(with_pred).update(ref, prediction=np.zeros(3))
-    other = d.build_profile(ref, ["x", "k"], ["c"])
+        mw.Accumulator(with_pred).update(ref, prediction=np.zeros(3))
+    other = mp.build_profile(ref, ["x", "k"], ["c"])
     with pytest.raises(DriftError, match=r"accumulated against a different profile"):
-        d.assess(other, accumulate(profile, ref))
+        mv.assess(other, accumulate(profile, ref))
     with pytest.raises(ValueError, match=r"drift_share_threshold must be in \(0, 1\]"):
-        d.assess(profile, accumulate(profile, ref), drift_share_threshold=0)
+        mv.assess(profile, accumulate(profile, ref), drift_share_threshold=0)
 
 
 # --- label-free performance estimate --------------------------------------------------------------
@@ -659,28 +663,28 @@ def test_cbpe_matches_realized_metrics_when_calibrated(draw):
     rng = np.random.default_rng(14)
     p = draw(rng, 20_000)
     y = (rng.random(len(p)) < p).astype(int)
-    assert d.cbpe_accuracy(p) == pytest.approx(np.mean((p >= 0.5) == y), abs=0.02)
-    assert d.cbpe_roc_auc(p) == pytest.approx(roc_auc_score(y, p), abs=0.02)
+    assert me.cbpe_accuracy(p) == pytest.approx(np.mean((p >= 0.5) == y), abs=0.02)
+    assert me.cbpe_roc_auc(p) == pytest.approx(roc_auc_score(y, p), abs=0.02)
 
 
 def test_cbpe_edge_values():
-    assert d.cbpe_accuracy(np.full(100, 0.5)) == 0.5
-    assert d.cbpe_roc_auc(np.full(100, 0.5)) == pytest.approx(0.5)  # all ties: half credit
-    assert d.cbpe_accuracy(np.array([0.0, 1.0])) == 1.0
-    assert d.cbpe_roc_auc(np.array([0.0, 1.0, 1.0])) == 1.0  # certain and right
+    assert me.cbpe_accuracy(np.full(100, 0.5)) == 0.5
+    assert me.cbpe_roc_auc(np.full(100, 0.5)) == pytest.approx(0.5)  # all ties: half credit
+    assert me.cbpe_accuracy(np.array([0.0, 1.0])) == 1.0
+    assert me.cbpe_roc_auc(np.array([0.0, 1.0, 1.0])) == 1.0  # certain and right
     # two rows: (0.9 positive, 0.2 negative) is ranked right with weight 0.9 * 0.8, the reverse
     # pair wrong with weight 0.2 * 0.1; a row is never paired with itself
-    assert d.cbpe_roc_auc(np.array([0.2, 0.9])) == pytest.approx(0.72 / (0.72 + 0.02))
-    assert math.isnan(d.cbpe_roc_auc(np.zeros(10)))  # no positives can exist: undefined
+    assert me.cbpe_roc_auc(np.array([0.2, 0.9])) == pytest.approx(0.72 / (0.72 + 0.02))
+    assert math.isnan(me.cbpe_roc_auc(np.zeros(10)))  # no positives can exist: undefined
     with pytest.raises(DriftError, match=r"1 probabilities are outside \[0, 1\] or missing"):
-        d.cbpe_accuracy(np.array([0.2, np.nan]))
+        me.cbpe_accuracy(np.array([0.2, np.nan]))
     with pytest.raises(DriftError, match=r"non-empty 1-D array"):
-        d.cbpe_roc_auc(np.zeros((3, 2)))
+        me.cbpe_roc_auc(np.zeros((3, 2)))
 
 
 def test_report_is_small_enough_to_log(churn_profile):
     """The report carries proportions per bin, not rows: a few kB per feature."""
-    report = d.assess(churn_profile, churn_stats(churn_profile, 1.0))
+    report = mv.assess(churn_profile, churn_stats(churn_profile, 1.0))
     buf = io.StringIO()
     json.dump(report.to_dict(), buf)
     assert len(buf.getvalue()) < 5_000 * len(report.features)

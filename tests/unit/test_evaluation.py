@@ -10,8 +10,8 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from mlcycle.evaluation import all_metrics, latency_ms_per_1k, metric_value, paired_bootstrap, scores
-from mlcycle.spec import METRICS, Task
+from mlcycle.core.spec import METRICS, Task
+from mlcycle.ml.evaluation import all_metrics, latency_ms_per_1k, metric_value, paired_bootstrap, scores
 
 # A tiny classification example whose numbers can be checked by hand.
 Y_CLS = np.array([0, 0, 1, 1])

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from mlcycle.gate import Measurement, Outcome, Verdict, decide, render_html
-from mlcycle.spec import GateSpec
+from mlcycle.core.spec import GateSpec
+from mlcycle.ml.gate import Measurement, Outcome, Verdict, decide
+from mlcycle.reports.pages import gate_page
 
 
 def policy(**fields: Any) -> GateSpec:
@@ -303,10 +304,10 @@ def test_summary_of_a_pass_against_a_champion():
 
 
 @pytest.mark.parametrize("passed", [True, False])
-def test_render_html(passed):
+def test_gate_page(passed):
     """The HTML report lists every rule with its outcome and heads with PASSED/FAILED."""
     v = full_verdict(passed)
-    page = render_html(v)
+    page = gate_page(v.to_dict())
     assert page.startswith("<!doctype html>")
     head = "PASSED" if passed else "FAILED"
     assert f"<title>Gate churn v7: {head}</title>" in page
@@ -319,12 +320,12 @@ def test_render_html(passed):
     assert "/lake/churn/runs/r/verdict.json" in page
 
 
-def test_render_html_bootstrap_and_escaping():
+def test_gate_page_bootstrap_and_escaping():
     """Bootstrap verdicts say so and show SKIPPED rules; text from outside is HTML-escaped."""
     cand = Measurement("1", {"roc_auc": 0.8, "log_loss": 0.4}, latency_ms_per_1k_rows=1.0, model_size_mb=1.0)
     v = decide("churn", policy(**FULL_POLICY), cand, None)
     v.evidence = {"note": "<script>alert(1)</script>"}
-    page = render_html(v)
+    page = gate_page(v.to_dict())
     assert "no champion yet (bootstrap: absolute rules only)" in page
     assert page.count(">SKIPPED<") == 4
     assert "<script>" not in page

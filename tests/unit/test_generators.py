@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle import settings
-from mlcycle.generators import GENERATORS, generate_batch
-from mlcycle.spec import get_spec
+from mlcycle.core import settings
+from mlcycle.core.spec import get_spec
+from mlcycle.data.generators import GENERATORS, generate_batch
 
 DAY = dt.date(2026, 3, 2)
 MODELS = sorted(GENERATORS)

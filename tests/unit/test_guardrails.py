@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from mlcycle.guardrails import Facts, decide
-from mlcycle.spec import MonitorSpec
+from mlcycle.core.spec import MonitorSpec
+from mlcycle.monitor.guardrails import Facts, decide
 
 NOW = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
 POLICY = MonitorSpec(cooldown_hours=12, min_new_rows=1000, max_retrains_per_week=3)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlcycle import lake as lk
-from mlcycle.errors import DataNotFoundError
-from mlcycle.generators import generate_batch
+from mlcycle.core.errors import DataNotFoundError
+from mlcycle.core.run import run_key
+from mlcycle.data import lake as lk
+from mlcycle.data.generators import generate_batch
 from tests.conftest import write_batches
 
 END = dt.date(2026, 3, 10)
@@ -85,7 +86,7 @@ def test_quarantined_batch_is_skipped_with_warning(churn_lake, caplog):
         "validation_result.json",
     ]
     assert churn_lake.quarantined_names() == {"2026-03-07.parquet"}
-    with caplog.at_level(logging.WARNING, logger="mlcycle.lake"):
+    with caplog.at_level(logging.WARNING, logger="mlcycle.data.lake"):
         m = lk.resolve_training_data(churn_lake, window_days=3, as_of=dt.date(2026, 3, 8))
     assert day_names(m) == ["2026-03-06.parquet", "2026-03-08.parquet"]
     assert m.rows == 60
@@ -253,7 +254,7 @@ def test_manifest_round_trip():
 )
 def test_run_key_sanitises_run_ids(run_id, key):
     """Run ids become one folder name made of letters, digits, '.', '_' and '-'."""
-    assert lk.run_key(run_id) == key
+    assert run_key(run_id) == key
 
 
 @pytest.mark.parametrize(
@@ -270,7 +271,7 @@ def test_run_key_sanitises_run_ids(run_id, key):
 )
 def test_run_key_is_a_single_safe_folder(tmp_path, run_id):
     """Whatever the run id, the run folder is a direct child of runs/ (no traversal, no '.' or '..')."""
-    key = lk.run_key(run_id)
+    key = run_key(run_id)
     assert "/" not in key
     assert key not in (".", "..")
     lake = lk.Lake(str(tmp_path), "churn")

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mlcycle import ledger
+from mlcycle.store import ledger
 
 
 def entry(model: str = "churn", new: str = "1", previous: str | None = None, **fields) -> ledger.Entry:

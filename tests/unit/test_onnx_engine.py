@@ -15,11 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from threadpoolctl import threadpool_limits
 
-from mlcycle import onnx_engine, scoring
-from mlcycle import training as tr
-from mlcycle.errors import SpecError
-from mlcycle.generators import generate_batch
-from mlcycle.spec import ModelSpec, Task, get_spec, parse_spec
+from mlcycle.core.errors import SpecError
+from mlcycle.core.spec import ModelSpec, Task, get_spec, parse_spec
+from mlcycle.data.generators import generate_batch
+from mlcycle.ml import onnx_twin as onnx_engine
+from mlcycle.ml import scoring
+from mlcycle.ml import training as tr
 
 MODELS = ["churn", "demand"]
 DAY = dt.date(2026, 3, 10)

@@ -5,29 +5,35 @@ compare-and-set promotion."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from mlcycle import lake as lk
-from mlcycle import ledger, registry, settings, steps
-from mlcycle.errors import PromotionConflictError, RegistryError
-from mlcycle.spec import ModelSpec, parse_spec
+from mlcycle.core import settings
+from mlcycle.core.errors import PromotionConflictError, RegistryError
+from mlcycle.core.run import RunInfo
+from mlcycle.core.spec import ModelSpec, parse_spec, spec_digest
+from mlcycle.data import lake as lk
+from mlcycle.flows import train as steps
+from mlcycle.store import ledger, registry
 from tests.conftest import Env, write_batches
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 # MLflow's own deprecation and hint warnings (pandas 4, SQLAlchemy, schema inference) are not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:::mlflow.*")
 
 END = dt.date(2026, 3, 10)
-RUN = steps.RunInfo(dag_id="train_churn", run_id="manual__2026-03-10T00:00:00+00:00", trigger="test")
-NEXT_RUN = steps.RunInfo(
-    dag_id="train_churn", run_id="scheduled__2026-03-11T02:00:00+00:00", trigger="schedule"
-)
+RUN = RunInfo(dag_id="train_churn", run_id="manual__2026-03-10T00:00:00+00:00", trigger="test")
+NEXT_RUN = RunInfo(dag_id="train_churn", run_id="scheduled__2026-03-11T02:00:00+00:00", trigger="schedule")
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +58,7 @@ def migrated_db(tmp_path_factory) -> Path:
 def mlc(env, migrated_db):
     """A client on this test's own MLflow store (``env.tracking_uri``)."""
     shutil.copy(migrated_db, env.root / "mlflow.db")
-    client = registry.client()
+    client = env.mlc
     assert client.tracking_uri == env.tracking_uri
     return client
 
@@ -78,19 +84,22 @@ class Trained:
     """A lake with a resolved manifest, and what ``steps.train`` returned for RUN on it."""
 
     env: Env
+    mlc: MlflowClient
     spec: ModelSpec
     manifest_uri: str
     out: dict[str, Any]
 
-    def train(self, run: steps.RunInfo, **options: Any) -> dict[str, Any]:
-        return steps.train(self.spec, run, manifest_uri=self.manifest_uri, lake_root=self.env.lake, **options)
+    def train(self, run: RunInfo, **options: Any) -> dict[str, Any]:
+        return steps.train(
+            self.spec, run, self.mlc, manifest_uri=self.manifest_uri, lake_root=self.env.lake, **options
+        )
 
 
 @pytest.fixture
 def trained(env, mlc, spec, manifest_uri) -> Trained:
     """RUN trained and registered its candidate."""
-    out = steps.train(spec, RUN, manifest_uri=manifest_uri, lake_root=env.lake)
-    return Trained(env, spec, manifest_uri, out)
+    out = steps.train(spec, RUN, mlc, manifest_uri=manifest_uri, lake_root=env.lake)
+    return Trained(env, mlc, spec, manifest_uri, out)
 
 
 def dummy_versions(mlc, model: str, count: int) -> list[str]:
@@ -160,6 +169,71 @@ def test_set_alias_without_expected_always_moves(mlc):
     assert alias_of(mlc, "churn", registry.CHALLENGER) == v1
 
 
+# --- clients and MLflow's process-global URIs -----------------------------------------------------
+
+
+def global_uris() -> tuple[str, str]:
+    import mlflow
+
+    return mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+
+
+def test_client_sets_nothing_global(env, tmp_path):
+    """``registry.client(uri)`` talks to ``uri`` without moving MLflow's process-wide URIs."""
+    before = global_uris()
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    assert other not in before
+    client = registry.client(other)
+    assert client.tracking_uri == other
+    assert client._registry_uri == other
+    client.search_experiments()  # really opened (and created) that store
+    assert (tmp_path / "other" / "mlflow.db").exists()
+    assert global_uris() == before
+    assert os.environ["MLFLOW_TRACKING_URI"] == env.tracking_uri
+
+
+def test_fluent_binds_the_block_then_restores(tmp_path):
+    """``registry.fluent(mlc)`` points the fluent API at ``mlc``'s store inside the block only."""
+    before = global_uris()
+    other = registry.client(f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.tracking_uri not in before
+    with registry.fluent(other):
+        assert global_uris() == (other.tracking_uri, other.tracking_uri)
+    assert global_uris() == before
+
+
+def test_fluent_restores_after_an_exception(tmp_path):
+    """An error inside the block still restores the URIs, and the error propagates unchanged."""
+    before = global_uris()
+    other = registry.client(f"sqlite:///{tmp_path / 'other.db'}")
+    with pytest.raises(RuntimeError, match="boom inside the block"), registry.fluent(other):
+        assert global_uris() == (other.tracking_uri, other.tracking_uri)
+        raise RuntimeError("boom inside the block")
+    assert global_uris() == before
+
+
+def test_fluent_leaves_no_trace_in_the_process(monkeypatch, tmp_path):
+    """After the block MLflow resolves its URIs exactly as before it: from ``MLFLOW_TRACKING_URI``
+    when nothing set them, so a later change of that variable still counts, and no ``MLFLOW_*``
+    variable was added to or changed in the environment (subprocesses such as ``mlflow models
+    serve`` inherit it)."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    # start from "nothing set in the process", whatever earlier tests left behind
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow_env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    other = registry.client(f"sqlite:///{tmp_path / 'other.db'}")
+    with registry.fluent(other):
+        pass
+    assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == mlflow_env
+    later = f"sqlite:///{tmp_path / 'later.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", later)
+    assert global_uris() == (later, later)
+
+
 # --- train ----------------------------------------------------------------------------------------
 
 
@@ -176,7 +250,7 @@ def test_train_registers_v1_with_tags_and_challenger(mlc, trained):
     assert mv.tags[registry.TAG_DAG_ID] == "train_churn"
     assert mv.tags[registry.TAG_RUN_ID] == RUN.run_id
     assert mv.tags[registry.TAG_ROWS] == "600"
-    assert mv.tags[registry.TAG_SPEC] == steps.spec_digest(trained.spec)
+    assert mv.tags[registry.TAG_SPEC] == spec_digest(trained.spec)
     assert mv.run_id == out["mlflow_run_id"]
     assert alias_of(mlc, "churn", registry.CHALLENGER) == "1"
     assert alias_of(mlc, "churn", registry.CHAMPION) is None
@@ -197,6 +271,23 @@ def test_train_registers_v1_with_tags_and_challenger(mlc, trained):
     run = mlc.get_run(out["mlflow_run_id"])
     assert run.data.tags[registry.TAG_RUN_ID] == RUN.run_id
     assert run.data.params["data.rows"] == "600"
+    assert run.info.status == "FINISHED"
+    assert steps.TAG_SKIPPED not in run.data.tags
+    # ... and the data it learned from, by reference: the manifest (80 % of 600 rows) and the holdout
+    inputs = {
+        (d.dataset.name, {t.key: t.value for t in d.tags}["mlflow.data.context"]): d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {("churn-train", "training"), ("churn-holdout", "holdout")}
+    train_ds, holdout_ds = inputs["churn-train", "training"], inputs["churn-holdout", "holdout"]
+    assert json.loads(train_ds.profile)["num_rows"] == 480
+    assert json.loads(holdout_ds.profile)["num_rows"] == 120
+    assert trained.manifest_uri in train_ds.source
+    assert out["holdout_uri"] in holdout_ds.source
+    assert train_ds.digest == manifest.digest[:32]
+    assert holdout_ds.digest == lk.digest_files([holdout])[:32]
+    columns = {c["name"] for c in json.loads(train_ds.schema)["mlflow_colspec"]}
+    assert set(trained.spec.features.all) <= columns
 
 
 def test_train_rerun_of_same_run_reuses_the_version(mlc, trained):
@@ -228,6 +319,14 @@ def test_train_skips_when_champion_saw_the_same_data(mlc, trained):
     assert "force=true" in out["reason"]
     assert len(mlc.search_model_versions("name = 'churn'")) == 1
     assert alias_of(mlc, "churn", registry.CHALLENGER) == "1"
+    # the skip is on record: NEXT_RUN's MLflow run says why and is closed
+    experiment = mlc.get_experiment_by_name("churn").experiment_id
+    (run,) = mlc.search_runs(
+        [experiment], filter_string=f"tags.`{registry.TAG_RUN_ID}` = '{NEXT_RUN.run_id}'"
+    )
+    assert run.data.tags[steps.TAG_SKIPPED] == out["reason"]
+    assert run.info.status == "FINISHED"
+    assert run.info.end_time is not None
 
 
 @pytest.mark.parametrize(
@@ -253,6 +352,16 @@ def test_train_without_champion_trains_again_for_a_new_run(trained):
     assert out["version"] == "2"
 
 
+def test_load_sklearn_reads_through_the_client_it_is_given(mlc, trained, tmp_path):
+    """``registry.load_sklearn(mlc, model, version)`` loads the version from ``mlc``'s store, even
+    when MLflow's process-wide URIs point at another store (here an empty one)."""
+    elsewhere = registry.client(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    with registry.fluent(elsewhere):
+        model = registry.load_sklearn(mlc, "churn", trained.out["version"])
+    holdout = lk.read_parquet([Path(trained.out["holdout_uri"])])
+    assert len(model.predict(holdout[trained.spec.features.all])) == 120
+
+
 # --- promote --------------------------------------------------------------------------------------
 
 
@@ -272,7 +381,7 @@ def test_promote_refuses_a_verdict_that_did_not_pass(env, mlc, spec, verdict):
     """A failed (or empty) verdict is refused: no alias moves and the ledger records nothing."""
     dummy_versions(mlc, "churn", 2)
     with pytest.raises(RegistryError, match=r"refusing to promote churn: the verdict did not pass") as err:
-        steps.promote(spec, RUN, verdict={**verdict, "version": "2", "champion_version": None})
+        steps.promote(spec, RUN, mlc, verdict={**verdict, "version": "2", "champion_version": None})
     if verdict:
         assert "FAIL: v2 failed 1 rule(s)" in str(err.value)
     assert alias_of(mlc, "churn", registry.CHAMPION) is None
@@ -282,10 +391,10 @@ def test_promote_refuses_a_verdict_that_did_not_pass(env, mlc, spec, verdict):
 def test_promote_bootstrap_then_rerun(env, mlc, spec):
     """The first pass becomes champion and is recorded once; a rerun of the task changes nothing."""
     (v1,) = dummy_versions(mlc, "churn", 1)
-    out = steps.promote(spec, RUN, verdict=passed_verdict(v1, None))
+    out = steps.promote(spec, RUN, mlc, verdict=passed_verdict(v1, None))
     assert out == {"promoted": True, "version": v1, "previous_version": None, "ledger_recorded": True}
     assert alias_of(mlc, "churn", registry.CHAMPION) == v1
-    again = steps.promote(spec, RUN, verdict=passed_verdict(v1, None))
+    again = steps.promote(spec, RUN, mlc, verdict=passed_verdict(v1, None))
     assert again == {"promoted": False, "version": v1, "previous_version": None, "ledger_recorded": False}
     (row,) = ledger.history("churn")
     assert (row.action, row.previous_version, row.new_version) == ("bootstrap", None, v1)
@@ -297,13 +406,13 @@ def test_promote_bootstrap_then_rerun(env, mlc, spec):
 def test_promote_refuses_when_the_champion_moved(env, mlc, spec):
     """A verdict decided against an old champion cannot overwrite a newer one."""
     v1, v2, v3 = dummy_versions(mlc, "churn", 3)
-    steps.promote(spec, RUN, verdict=passed_verdict(v1, None))
-    steps.promote(spec, NEXT_RUN, verdict=passed_verdict(v2, v1))
-    late = steps.RunInfo(dag_id="train_churn", run_id="manual__late")
+    steps.promote(spec, RUN, mlc, verdict=passed_verdict(v1, None))
+    steps.promote(spec, NEXT_RUN, mlc, verdict=passed_verdict(v2, v1))
+    late = RunInfo(dag_id="train_churn", run_id="manual__late")
     with pytest.raises(
         PromotionConflictError, match="churn@champion is v2, but this promotion was decided against v1"
     ):
-        steps.promote(spec, late, verdict=passed_verdict(v3, v1))
+        steps.promote(spec, late, mlc, verdict=passed_verdict(v3, v1))
     assert alias_of(mlc, "churn", registry.CHAMPION) == v2
     assert [(r.previous_version, r.new_version, r.action) for r in ledger.history("churn")] == [
         (v1, v2, "promote"),

@@ -8,10 +8,9 @@ import datetime as dt
 import json
 import math
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,13 +20,21 @@ import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from mlcycle import lake as lk
-from mlcycle import registry, scoring, scoring_steps, settings, steps
-from mlcycle import training as tr
-from mlcycle.errors import RegistryError
-from mlcycle.generators import generate_batch
-from mlcycle.spec import ModelSpec, Task, get_spec, parse_spec
+from mlcycle.core import settings
+from mlcycle.core.errors import RegistryError
+from mlcycle.core.run import RunInfo
+from mlcycle.core.spec import ModelSpec, Task, get_spec, parse_spec
+from mlcycle.data import lake as lk
+from mlcycle.data.generators import generate_batch
+from mlcycle.flows import score as scoring_steps
+from mlcycle.flows import train as steps
+from mlcycle.ml import scoring
+from mlcycle.ml import training as tr
+from mlcycle.store import registry
 from tests.conftest import Env, write_batches
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # MLflow's own deprecation and hint warnings (pandas 4, SQLAlchemy, schema inference) are not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:::mlflow.*")
@@ -42,11 +49,11 @@ WEAKER: dict[str, dict[str, Any]] = {
     "demand": {"n_estimators": 5, "max_depth": 3},
 }
 TRAIN_RUNS = [
-    steps.RunInfo(dag_id="train_churn", run_id="manual__2026-03-09T00:00:00+00:00", trigger="test"),
-    steps.RunInfo(dag_id="train_churn", run_id="manual__2026-03-09T01:00:00+00:00", trigger="test"),
+    RunInfo(dag_id="train_churn", run_id="manual__2026-03-09T00:00:00+00:00", trigger="test"),
+    RunInfo(dag_id="train_churn", run_id="manual__2026-03-09T01:00:00+00:00", trigger="test"),
 ]
-SCORE_RUN = steps.RunInfo(dag_id="score_churn", run_id="manual__2026-03-10T06:00:00+00:00", trigger="test")
-NEXT_SCORE_RUN = steps.RunInfo(
+SCORE_RUN = RunInfo(dag_id="score_churn", run_id="manual__2026-03-10T06:00:00+00:00", trigger="test")
+NEXT_SCORE_RUN = RunInfo(
     dag_id="score_churn", run_id="scheduled__2026-03-10T07:00:00+00:00", trigger="schedule"
 )
 
@@ -611,14 +618,18 @@ def trained_store(tmp_path_factory) -> Path:
     once; each test works on its own copy (the model artifacts stay here, shared)."""
     root = tmp_path_factory.mktemp("registry")
     spec, lake = quick_churn_spec(), str(root / "lake")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlc = registry.client(tracking_uri)
     with pytest.MonkeyPatch.context() as mp, threadpool_limits(limits=1):
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        # Still needed: MLflow's SQLite registry resolves a `models:/m-<id>` version source
+        # with a bare MlflowClient(), i.e. the process-wide tracking URI.
+        mp.setenv("MLFLOW_TRACKING_URI", tracking_uri)
         mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(root / "mlartifacts"))
         write_batches(lake, "churn", TRAIN_END, days=3, rows=300)
         manifest = steps.resolve(spec, TRAIN_RUNS[0], lake_root=lake, as_of=TRAIN_END)["manifest_uri"]
-        v1 = steps.train(spec, TRAIN_RUNS[0], manifest_uri=manifest, lake_root=lake)
+        v1 = steps.train(spec, TRAIN_RUNS[0], mlc, manifest_uri=manifest, lake_root=lake)
         v2 = steps.train(
-            spec, TRAIN_RUNS[1], manifest_uri=manifest, lake_root=lake, overrides=WEAKER["churn"]
+            spec, TRAIN_RUNS[1], mlc, manifest_uri=manifest, lake_root=lake, overrides=WEAKER["churn"]
         )
     assert (v1["version"], v2["version"]) == ("1", "2")
     return root / "mlflow.db"
@@ -629,7 +640,7 @@ def mlc(env, trained_store):
     """A client on this test's own copy of the trained store (``env.tracking_uri``): churn v1 and
     v2, v2 aliased challenger, no champion."""
     shutil.copy(trained_store, env.root / "mlflow.db")
-    client = registry.client()
+    client = env.mlc
     assert client.tracking_uri == env.tracking_uri
     return client
 
@@ -659,7 +670,7 @@ def test_choose_model_champion_with_challenger_in_shadow(env, mlc, spec, aliases
     """The champion is served (also when no alias is given); a different challenger runs in shadow."""
     champion, challenger, shadow = aliases
     set_aliases(mlc, champion, challenger)
-    chosen = scoring_steps.choose_model(spec, alias=alias, tracking_uri=env.tracking_uri)
+    chosen = scoring_steps.choose_model(spec, mlc, alias=alias)
     assert without_reason(chosen) == {
         "version": champion,
         "alias": "champion",
@@ -676,7 +687,7 @@ def without_reason(chosen: dict[str, Any]) -> dict[str, Any]:
 
 def test_choose_model_serving_the_challenger_has_no_shadow(mlc, spec):
     set_aliases(mlc, "1", "2")
-    assert without_reason(scoring_steps.choose_model(spec, alias="challenger")) == {
+    assert without_reason(scoring_steps.choose_model(spec, mlc, alias="challenger")) == {
         "version": "2",
         "alias": "challenger",
         "engine": "onnx",
@@ -689,7 +700,7 @@ def test_choose_model_serving_the_challenger_has_no_shadow(mlc, spec):
 @pytest.mark.parametrize("alias", ["champion", "challenger", None])
 def test_choose_model_explicit_version_wins_without_shadow(mlc, spec, version, alias):
     set_aliases(mlc, "1", "2")
-    chosen = scoring_steps.choose_model(spec, alias=alias, version=version)
+    chosen = scoring_steps.choose_model(spec, mlc, alias=alias, version=version)
     assert without_reason(chosen) == {
         "version": version,
         "alias": None,
@@ -712,32 +723,33 @@ def test_choose_model_missing_alias_names_model_and_fix(mlc, model, alias):
         match=rf"^{model}@{alias} is not set: nothing to score with\. "
         rf"Train a model first \(trigger train_{model}\) or pass a version\.$",
     ):
-        scoring_steps.choose_model(spec, alias=alias)
+        scoring_steps.choose_model(spec, mlc, alias=alias)
 
 
 def test_choose_model_missing_version_names_model_and_fix(mlc, spec):
     set_aliases(mlc, "1", "2")
     with pytest.raises(RegistryError, match=r"^churn has no version 9; see `mlcycle champion churn`$"):
-        scoring_steps.choose_model(spec, version="9")
+        scoring_steps.choose_model(spec, mlc, version="9")
 
 
 def score_batch(
-    env: Env, spec: ModelSpec, run: steps.RunInfo, batch: Path, model: dict[str, Any]
+    env: Env, spec: ModelSpec, run: RunInfo, batch: Path, model: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Plan 1,000 rows into partitions of 300 and score each in chunks of 128, as the DAG's mapped tasks do."""
+    mlc = env.mlc
     return [
         scoring_steps.score_partition(
-            spec, run, batch_uri=str(batch), partition=p, model=model, lake_root=env.lake, chunk_rows=128
+            spec, run, mlc, batch_uri=str(batch), partition=p, model=model, lake_root=env.lake, chunk_rows=128
         )
         for p in scoring_steps.plan(str(batch), 300)
     ]
 
 
 def finalize(
-    env: Env, spec: ModelSpec, run: steps.RunInfo, batch: Path, *, parts: list[dict[str, Any]], model: dict
+    env: Env, spec: ModelSpec, run: RunInfo, batch: Path, *, parts: list[dict[str, Any]], model: dict
 ) -> dict[str, Any]:
     return scoring_steps.finalize(
-        spec, run, batch_uri=str(batch), parts=parts, model=model, lake_root=env.lake
+        spec, run, env.mlc, batch_uri=str(batch), parts=parts, model=model, lake_root=env.lake
     )
 
 
@@ -756,7 +768,7 @@ def test_finalize_writes_predictions_report_and_mlflow_run(env, mlc, spec, batch
     """Champion v1 served with challenger v2 in shadow, over 4 partitions: one prediction file equal to
     v1 on the whole batch, report.json/html in the run's scoring folder, one MLflow run with metrics."""
     set_aliases(mlc, "1", "2")
-    model = scoring_steps.choose_model(spec)
+    model = scoring_steps.choose_model(spec, mlc)
     parts = score_batch(env, spec, SCORE_RUN, batch, model)
     assert [p["index"] for p in parts] == [0, 1, 2, 3]
     assert [p["rows"] for p in parts] == [300, 300, 300, 100]
@@ -770,7 +782,7 @@ def test_finalize_writes_predictions_report_and_mlflow_run(env, mlc, spec, batch
     assert sorted(p.name for p in out.parent.iterdir()) == [batch.name]
     src = pd.read_parquet(batch)
     X = src[spec.features.all]
-    v1, v2 = registry.load_sklearn("models:/churn/1"), registry.load_sklearn("models:/churn/2")
+    v1, v2 = registry.load_sklearn(mlc, "churn", "1"), registry.load_sklearn(mlc, "churn", "2")
     meta = {
         "model_name": "churn",
         "model_version": "1",
@@ -832,7 +844,7 @@ def test_finalize_rerun_reuses_the_mlflow_run(env, mlc, spec, batch, rerun):
     """A retry of the same Airflow run (finalize alone, after it cleaned up its parts, or the whole
     scoring) logs to the same MLflow run and leaves one prediction file with each row once."""
     set_aliases(mlc, "1", "2")
-    model = scoring_steps.choose_model(spec)
+    model = scoring_steps.choose_model(spec, mlc)
     parts = score_batch(env, spec, SCORE_RUN, batch, model)
     first = finalize(env, spec, SCORE_RUN, batch, parts=parts, model=model)
     if rerun == "score-and-finalize-again":
@@ -853,7 +865,7 @@ def test_finalize_rerun_reuses_the_mlflow_run(env, mlc, spec, batch, rerun):
 
 def test_finalize_of_another_run_replaces_predictions_and_logs_a_new_run(env, mlc, spec, batch):
     set_aliases(mlc, "1", "2")
-    model = scoring_steps.choose_model(spec)
+    model = scoring_steps.choose_model(spec, mlc)
     first_parts = score_batch(env, spec, SCORE_RUN, batch, model)
     first = finalize(env, spec, SCORE_RUN, batch, parts=first_parts, model=model)
     second_parts = score_batch(env, spec, NEXT_SCORE_RUN, batch, model)
@@ -869,7 +881,7 @@ def test_finalize_of_another_run_replaces_predictions_and_logs_a_new_run(env, ml
 
 def test_finalize_with_a_pinned_version_has_no_shadow(env, mlc, spec, batch):
     set_aliases(mlc, "1", "2")
-    model = scoring_steps.choose_model(spec, version="2")
+    model = scoring_steps.choose_model(spec, mlc, version="2")
     parts = score_batch(env, spec, SCORE_RUN, batch, model)
     assert all(p["shadow_uri"] is None for p in parts)
 
@@ -892,7 +904,7 @@ def test_finalize_with_a_pinned_version_has_no_shadow(env, mlc, spec, batch):
 def test_finalize_refuses_a_row_count_mismatch(env, mlc, spec, batch):
     """If the merged file does not hold the rows the parts reported, nothing is reported or logged."""
     set_aliases(mlc, "1", None)
-    model = scoring_steps.choose_model(spec)
+    model = scoring_steps.choose_model(spec, mlc)
     parts = score_batch(env, spec, SCORE_RUN, batch, model)
     parts[1] = {**parts[1], "rows": parts[1]["rows"] - 1}
     with pytest.raises(
@@ -921,11 +933,11 @@ def test_training_logs_an_onnx_twin_that_passed_parity(mlc, spec, tmp_path):
     assert report["rows"] == int(mlc.get_run(mv.run_id).data.params["data.holdout_rows"])
     assert mlc.get_run(mv.run_id).data.metrics["onnx_max_diff"] == pytest.approx(report["max_scaled_diff"])
 
-    from mlcycle.onnx_engine import OnnxModel
+    from mlcycle.ml.onnx_twin import OnnxModel
 
     twin = OnnxModel(registry.load_onnx(mlc, "churn", "1"), spec)
     X = generate_batch("churn", DAY, 500)[spec.features.all]
-    sk = registry.load_sklearn("models:/churn/1")
+    sk = registry.load_sklearn(mlc, "churn", "1")
     assert list(twin.classes_) == list(sk.classes_)
     assert np.abs(twin.predict_proba(X) - sk.predict_proba(X)).max() <= spec.scoring.onnx_tolerance
 
@@ -934,7 +946,7 @@ def test_choose_model_uses_sklearn_when_the_spec_says_so(mlc):
     set_aliases(mlc, "1", "2")
     raw = quick_churn_spec().model_dump(by_alias=True)
     raw["scoring"] = {"engine": "sklearn"}
-    chosen = scoring_steps.choose_model(parse_spec(raw, Path("churn.yaml")))
+    chosen = scoring_steps.choose_model(parse_spec(raw, Path("churn.yaml")), mlc)
     assert (chosen["engine"], chosen["shadow_engine"]) == ("sklearn", "sklearn")
     assert chosen["engine_reason"] == "the spec sets scoring.engine: sklearn"
 
@@ -962,14 +974,14 @@ def test_choose_model_falls_back_to_sklearn_and_says_why(mlc, spec, tags, reason
         mlc.delete_model_version_tag("churn", "2", key)
     for key, value in tags.items():
         mlc.set_model_version_tag("churn", "2", key, value)
-    chosen = scoring_steps.choose_model(spec, version="2")
+    chosen = scoring_steps.choose_model(spec, mlc, version="2")
     assert (chosen["engine"], chosen["engine_reason"]) == ("sklearn", reason)
 
 
 def test_finalize_with_the_sklearn_engine_is_exactly_whole_frame(env, mlc, spec, batch):
     """The fallback engine: scikit-learn scores every row exactly as one whole-frame call does."""
     set_aliases(mlc, "1", None)
-    model = {**scoring_steps.choose_model(spec), "engine": "sklearn", "engine_reason": "test"}
+    model = {**scoring_steps.choose_model(spec, mlc), "engine": "sklearn", "engine_reason": "test"}
     report = finalize(
         env, spec, SCORE_RUN, batch, parts=score_batch(env, spec, SCORE_RUN, batch, model), model=model
     )
@@ -980,4 +992,4 @@ def test_finalize_with_the_sklearn_engine_is_exactly_whole_frame(env, mlc, spec,
         "scored_at": pred["scored_at"].iloc[0],
     }
     pred["scored_at"] = meta["scored_at"]
-    assert_whole_frame(pred, pd.read_parquet(batch), spec, registry.load_sklearn("models:/churn/1"), meta)
+    assert_whole_frame(pred, pd.read_parquet(batch), spec, registry.load_sklearn(mlc, "churn", "1"), meta)

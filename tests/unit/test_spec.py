@@ -4,15 +4,17 @@ that names the file and the key at fault."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
-from mlcycle import settings
-from mlcycle.errors import SpecError
-from mlcycle.spec import Direction, Task, get_spec, load_spec, load_specs, parse_spec
+from mlcycle.core import settings
+from mlcycle.core.errors import SpecError
+from mlcycle.core.spec import Direction, Task, get_spec, load_spec, load_specs, parse_spec
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SHIPPED = settings.specs_dir()
 
@@ -241,7 +243,7 @@ def test_five_fields_that_are_not_cron_are_refused(tmp_path, schedule):
 
 def test_metric_direction_is_known_per_metric():
     """The gate relies on these directions: AUC higher is better, losses lower."""
-    from mlcycle.spec import METRICS
+    from mlcycle.core.spec import METRICS
 
     assert METRICS["roc_auc"] == (Task.CLASSIFICATION, Direction.HIGHER)
     assert METRICS["log_loss"] == (Task.CLASSIFICATION, Direction.LOWER)

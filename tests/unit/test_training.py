@@ -12,11 +12,11 @@ import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from mlcycle import settings
-from mlcycle import training as tr
-from mlcycle.errors import SpecError
-from mlcycle.generators import generate_batch
-from mlcycle.spec import ModelSpec, parse_spec
+from mlcycle.core import settings
+from mlcycle.core.errors import SpecError
+from mlcycle.core.spec import ModelSpec, parse_spec
+from mlcycle.data.generators import generate_batch
+from mlcycle.ml import training as tr
 
 
 @pytest.fixture(autouse=True)
@@ -170,7 +170,7 @@ def test_split_needs_twenty_rows():
 
 def test_train_fits_a_useful_model():
     """A small window trains a model that beats chance on the holdout and records its params."""
-    from mlcycle.evaluation import metric_value, scores
+    from mlcycle.ml.evaluation import metric_value, scores
 
     spec = make_spec()
     result = tr.train(frames("churn", days=3, rows=300), spec, {"max_iter": 30})

@@ -8,11 +8,13 @@ retrains per rolling week, and never on data that failed validation.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlcycle.spec import MonitorSpec
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from mlcycle.core.spec import MonitorSpec
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The scoring steps as plain functions: choose the model → plan partitions → score each
 (with the challenger in shadow) → merge, summarise, report.
 
-Like ``mlcycle.steps``: explicit inputs, small JSON-serialisable outputs, safe to rerun.
+Like ``mlcycle.flows.train``: explicit inputs, small JSON-serialisable outputs, safe to rerun.
 Predictions land at ``<lake>/<model>/predictions/<batch file name>`` (one file per batch,
 replaced atomically by a rerun); per-run parts, the shadow comparison and the report
 live under ``<lake>/<model>/runs/<run>/scoring/``.
@@ -9,30 +9,30 @@ live under ``<lake>/<model>/runs/<run>/scoring/``.
 
 from __future__ import annotations
 
-import html
-import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlcycle import lake as lk
-from mlcycle import registry, scoring
-from mlcycle.errors import RegistryError
-from mlcycle.spec import ModelSpec, Task
-from mlcycle.steps import RunInfo
+from mlcycle.core.errors import RegistryError
+from mlcycle.core.spec import ModelSpec, Task
+from mlcycle.data import lake as lk
+from mlcycle.data.lake import RunFile
+from mlcycle.ml import scoring
+from mlcycle.store import registry
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from mlcycle.core.results import ModelChoice, PartitionResult, PartitionSpec, ScoringReport
+    from mlcycle.core.run import RunInfo
 
 log = logging.getLogger(__name__)
 
 
 def choose_model(
-    spec: ModelSpec,
-    *,
-    alias: str | None = "champion",
-    version: str | None = None,
-    tracking_uri: str | None = None,
-) -> dict[str, Any]:
+    spec: ModelSpec, mlc: MlflowClient, *, alias: str | None = "champion", version: str | None = None
+) -> ModelChoice:
     """The version to score with (an explicit version wins over the alias) and, when the
     champion is served and a different challenger exists, the challenger to run in shadow."""
-    mlc = registry.client(tracking_uri)
     if version:
         try:
             mv = mlc.get_model_version(spec.name, str(version))
@@ -43,12 +43,13 @@ def choose_model(
         alias = None
     else:
         alias = alias or registry.CHAMPION
-        mv = registry.version_by_alias(mlc, spec.name, alias)
-        if mv is None:
+        aliased = registry.version_by_alias(mlc, spec.name, alias)
+        if aliased is None:
             raise RegistryError(
                 f"{spec.name}@{alias} is not set: nothing to score with. Train a model first "
                 f"(trigger train_{spec.name}) or pass a version."
             )
+        mv = aliased
     shadow = None
     if alias == registry.CHAMPION:
         challenger = registry.version_by_alias(mlc, spec.name, registry.CHALLENGER)
@@ -82,40 +83,43 @@ def engine_for(spec: ModelSpec, tags: dict[str, str], version: str) -> tuple[str
     return "sklearn", f"ONNX twin {status}: {tags.get(registry.TAG_ONNX_REASON) or '-'}"
 
 
-def load_model(spec: ModelSpec, version: str, engine: str, tracking_uri: str | None = None) -> Any:
+def load_model(mlc: MlflowClient, spec: ModelSpec, version: str, engine: str) -> Any:
     """A model with ``predict`` (and ``predict_proba``/``classes_``) for the engine chosen."""
-    mlc = registry.client(tracking_uri)  # also the default of load_sklearn's fluent call
     if engine == "onnx":
-        from mlcycle.onnx_engine import OnnxModel
+        from mlcycle.ml.onnx_twin import OnnxModel
 
         return OnnxModel(registry.load_onnx(mlc, spec.name, version), spec)
-    return registry.load_sklearn(f"models:/{spec.name}/{version}")
+    return registry.load_sklearn(mlc, spec.name, version)
 
 
-def plan(batch_uri: str, rows_per_partition: int) -> list[dict[str, int]]:
-    return [p.to_dict() for p in scoring.plan_partitions(batch_uri, rows_per_partition)]
+def plan(batch_uri: str, rows_per_partition: int) -> list[PartitionSpec]:
+    return [
+        {"index": p.index, "start": p.start, "stop": p.stop}
+        for p in scoring.plan_partitions(batch_uri, rows_per_partition)
+    ]
 
 
 def _scoring_dir(spec: ModelSpec, lake_root: str, run: RunInfo) -> lk.LakePath:
-    return lk.Lake(lake_root, spec.name).run_dir(run.key) / "scoring"
+    return lk.Lake(lake_root, spec.name).run_file(run.key, RunFile.SCORING).parent
 
 
 def score_partition(
     spec: ModelSpec,
     run: RunInfo,
+    mlc: MlflowClient,
     *,
     batch_uri: str,
-    partition: dict[str, int],
-    model: dict[str, Any],
+    partition: PartitionSpec,
+    model: ModelChoice,
     lake_root: str,
     chunk_rows: int = scoring.DEFAULT_CHUNK_ROWS,
-    tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> PartitionResult:
     part = scoring.Partition(**partition)
-    served = load_model(spec, model["version"], model.get("engine", "sklearn"), tracking_uri)
+    served = load_model(mlc, spec, model["version"], model.get("engine") or "sklearn")
+    shadow_version = model.get("shadow_version")
     shadow = (
-        load_model(spec, model["shadow_version"], model.get("shadow_engine") or "sklearn", tracking_uri)
-        if model.get("shadow_version")
+        load_model(mlc, spec, shadow_version, model.get("shadow_engine") or "sklearn")
+        if shadow_version
         else None
     )
     base = _scoring_dir(spec, lake_root, run)
@@ -142,13 +146,13 @@ def score_partition(
 def finalize(
     spec: ModelSpec,
     run: RunInfo,
+    mlc: MlflowClient,
     *,
     batch_uri: str,
-    parts: list[dict[str, Any]],
-    model: dict[str, Any],
+    parts: list[PartitionResult],
+    model: ModelChoice,
     lake_root: str,
-    tracking_uri: str | None = None,
-) -> dict[str, Any]:
+) -> ScoringReport:
     """Merge the parts into the batch's prediction file, summarise the shadow comparison,
     log both to MLflow and write the scoring report."""
     parts = sorted(parts, key=lambda p: p["index"])
@@ -162,11 +166,11 @@ def finalize(
     expected = sum(p["rows"] for p in parts)
     if rows != expected:
         raise RegistryError(f"merged {rows} rows but the parts scored {expected}; rerun the scoring")
-    shadow = scoring.shadow_summary([p["shadow_uri"] for p in parts if p.get("shadow_uri")], spec.task)
+    shadow = scoring.shadow_summary([uri for p in parts if (uri := p.get("shadow_uri"))], spec.task)
     seconds = sum(p["seconds"] for p in parts)
-    base = _scoring_dir(spec, lake_root, run)
+    lake_run = lk.Lake(lake_root, spec.name)
     flips_sample = shadow.pop("flips_sample", None)
-    report = {
+    report: dict[str, Any] = {
         "model": spec.name,
         "version": model["version"],
         "alias": model.get("alias"),
@@ -183,30 +187,40 @@ def finalize(
         "shadow": shadow if model.get("shadow_version") else None,
         "run_id": run.run_id,
     }
-    lk.write_json(report, base / "report.json")
+    from mlcycle.reports import pages
+
+    lk.write_json(report, lake_run.run_file(run.key, RunFile.SCORING_JSON))
     if flips_sample:
-        lk.write_json(flips_sample, base / "shadow_flips.json")
-    lk.write_bytes_atomic(base / "report.html", render_report(report, flips_sample or []).encode())
-    report["report_uri"] = lk.uri_of(base / "report.html")
-    report["mlflow_run_id"] = _log_to_mlflow(spec, run, report, tracking_uri)
+        lk.write_json(flips_sample, lake_run.run_file(run.key, RunFile.SHADOW_FLIPS))
+    html_path = lake_run.run_file(run.key, RunFile.SCORING)
+    lk.write_bytes_atomic(html_path, pages.scoring_page(report, flips_sample or []).encode())
+    report["report_uri"] = lk.uri_of(html_path)
+    report["mlflow_run_id"] = _log_to_mlflow(spec, run, report, mlc)
     for p in parts:  # last, so a retry of this step can merge again
         part = lk.as_path(p["part_uri"])
         if part.exists():
             part.unlink()
-    return report
+    return report  # type: ignore[return-value]
 
 
-def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], tracking_uri: str | None) -> str:
-    """One MLflow run per Airflow scoring run (found again on a rerun) in ``<model>-scoring``."""
-    mlc = registry.client(tracking_uri)
+def open_run(mlc: MlflowClient, spec: ModelSpec, run: RunInfo) -> tuple[str, str]:
+    """The MLflow run in ``<model>-scoring`` that records this Airflow run: (experiment id, run
+    id), found again on a retry. Opened before the work, so its link works even on a failure."""
     run_id = registry.run_for_airflow_run(
         mlc,
         f"{spec.name}-scoring",
         dag_id=run.dag_id,
         run_id=run.run_id,
         run_name=f"score/{run.key}",
-        tags={"model.version": report["version"]},
+        tags={},
     )
+    return registry.experiment_of(mlc, run_id), run_id
+
+
+def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], mlc: MlflowClient) -> str:
+    """One MLflow run per Airflow scoring run (found again on a rerun) in ``<model>-scoring``."""
+    _, run_id = open_run(mlc, spec, run)
+    mlc.set_tag(run_id, "model.version", report["version"])
     metrics = {"rows": report["rows"], "rows_per_second": report["rows_per_second"] or 0.0}
     for key, value in (report.get("shadow") or {}).items():
         if isinstance(value, int | float):
@@ -215,46 +229,6 @@ def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], tracki
     mlc.log_dict(run_id, report, "scoring/report.json")
     mlc.set_terminated(run_id)
     return run_id
-
-
-def render_report(report: dict[str, Any], flips: list[dict[str, Any]]) -> str:
-    esc = html.escape
-    rows = "".join(
-        f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v) if isinstance(v, dict) else str(v))}</td></tr>"
-        for k, v in report.items()
-        if k != "shadow"
-    )
-    shadow = report.get("shadow")
-    shadow_html = "<p>No challenger ran in shadow.</p>"
-    if shadow:
-        shadow_html = (
-            "<table>"
-            + "".join(
-                f"<tr><th>{esc(k)}</th><td>{v:.4g}</td></tr>"
-                if isinstance(v, float)
-                else f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
-                for k, v in shadow.items()
-            )
-            + "</table>"
-        )
-        if flips:
-            cols = list(flips[0])
-            shadow_html += (
-                f"<h3>Rows that flip class (first {len(flips)})</h3><table><tr>"
-                + "".join(f"<th>{esc(c)}</th>" for c in cols)
-                + "</tr>"
-                + "".join(
-                    "<tr>" + "".join(f"<td>{esc(str(r[c]))}</td>" for c in cols) + "</tr>"
-                    for r in flips[:200]
-                )
-                + "</table>"
-            )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Scoring {esc(report["model"])} v{esc(report["version"])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}}th{{background:#f6f8fa}}</style></head>
-<body><h1>Scoring of <code>{esc(report["model"])}</code> with v{esc(report["version"])} ({esc(str(report.get("alias") or "pinned version"))})</h1>
-<table>{rows}</table><h2>Shadow: challenger v{esc(str(report.get("shadow_version") or "-"))} on the same rows</h2>{shadow_html}</body></html>
-"""
 
 
 def expected_columns(spec: ModelSpec, classes: list[Any]) -> list[str]:

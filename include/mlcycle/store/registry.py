@@ -8,15 +8,22 @@ the gate verdict and where its evidence lives.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import os
+import tempfile
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcycle import settings
-from mlcycle.errors import PromotionConflictError, RegistryError
+from mlcycle.core import settings
+from mlcycle.core.errors import PromotionConflictError, RegistryError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -45,6 +52,7 @@ TAG_ONNX_DIFF = "onnx.max_diff"
 
 ONNX_ARTIFACT = "onnx/model.onnx"  # in the run that logged the version
 ONNX_REPORT = "onnx/parity.json"
+PROFILE_ARTIFACT = "reference/profile.json"  # the drift reference, logged with every version
 
 # The packages a served model needs, pinned to what trained it. Passing them
 # explicitly saves MLflow ~3 s of requirement inference per logged model.
@@ -62,7 +70,8 @@ def model_requirements() -> list[str]:
 
 
 def client(tracking_uri: str | None = None) -> MlflowClient:
-    """A client bound to ``tracking_uri`` (also set as the process default for fluent calls)."""
+    """A client bound to ``tracking_uri`` (default ``MLFLOW_TRACKING_URI``). It sets nothing
+    process-wide: pass it down to whatever talks to MLflow."""
     import mlflow
 
     uri = tracking_uri or settings.tracking_uri()
@@ -70,9 +79,35 @@ def client(tracking_uri: str | None = None) -> MlflowClient:
         from pathlib import Path
 
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def fluent(mlc: MlflowClient) -> Iterator[None]:
+    """Bind MLflow's fluent API to ``mlc``'s store for the duration of a block, then restore it.
+
+    Model logging (``mlflow.<flavor>.log_model``) and registering a ``models:/m-…`` source exist
+    only against the fluent store; this is the one place that lends it one. MLflow keeps that
+    store in module globals *and* writes it into ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``
+    (and ``set_tracking_uri(None)`` deletes the variable), so all four are saved and put back
+    exactly: nothing relies on, or is left with, a store from an earlier call."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    state = (tracking_state._tracking_uri, registry_state._registry_uri)
+    mlflow.set_tracking_uri(mlc.tracking_uri)
+    mlflow.set_registry_uri(mlc.tracking_uri)
+    try:
+        yield
+    finally:
+        tracking_state._tracking_uri, registry_state._registry_uri = state
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def ensure_experiment(mlc: MlflowClient, name: str) -> str:
@@ -130,15 +165,6 @@ def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
 
-@dataclass(frozen=True)
-class LoggedVersion:
-    version: str
-    mlflow_run_id: str
-    experiment_id: str
-    model_uri: str
-    created: bool  # False when an earlier try of the same Airflow run had made it
-
-
 def register_version(
     mlc: MlflowClient,
     *,
@@ -151,7 +177,9 @@ def register_version(
     """Create the version with its identifying tags in one call, so a crash cannot
     leave a version that a rerun would fail to recognise."""
     ensure_registered_model(mlc, model, description)
-    mv = mlc.create_model_version(model, source=source, run_id=mlflow_run_id, tags=tags)
+    # MLflow resolves a ``models:/m-…`` source with a client of the process-wide store.
+    with fluent(mlc):
+        mv = mlc.create_model_version(model, source=source, run_id=mlflow_run_id, tags=tags)
     return str(mv.version)
 
 
@@ -177,14 +205,53 @@ def set_version_tags(mlc: MlflowClient, model: str, version: str, tags: dict[str
         mlc.set_model_version_tag(model, version, key, str(value)[:5000])
 
 
-def load_sklearn(model_uri: str) -> Any:
-    """Load with the skops trusted types recorded at save time (never arbitrary pickles)."""
+def load_sklearn(mlc: MlflowClient, model: str, version: str) -> Any:
+    """Load a version with the skops trusted types recorded at save time (never a pickle),
+    downloading it through ``mlc``'s store."""
+    import mlflow.artifacts
     import mlflow.sklearn
 
+    uri = f"models:/{model}/{version}"
     try:
-        return mlflow.sklearn.load_model(model_uri)
+        with tempfile.TemporaryDirectory(prefix="mlcycle-model-") as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=mlc.tracking_uri, registry_uri=mlc.tracking_uri
+            )
+            return mlflow.sklearn.load_model(local)
     except Exception as exc:
-        raise RegistryError(f"cannot load {model_uri}: {exc}") from exc
+        raise RegistryError(f"cannot load {uri}: {exc}") from exc
+
+
+def load_run_json(mlc: MlflowClient, run_id: str, artifact: str) -> Any:
+    """A JSON artifact of a run, read through ``mlc``'s store."""
+    with tempfile.TemporaryDirectory(prefix="mlcycle-artifact-") as tmp:
+        return json.loads(Path(mlc.download_artifacts(run_id, artifact, tmp)).read_text())
+
+
+def run_of(mv: ModelVersion) -> str:
+    """The MLflow run that logged a version (every version mlcycle registers has one)."""
+    if not mv.run_id:
+        raise RegistryError(f"{mv.name} v{mv.version} has no MLflow run: it was not registered by mlcycle")
+    return str(mv.run_id)
+
+
+def load_profile(mlc: MlflowClient, mv: ModelVersion) -> dict[str, Any]:
+    """The reference profile logged with a version at training time."""
+    try:
+        profile: dict[str, Any] = load_run_json(mlc, run_of(mv), PROFILE_ARTIFACT)
+    except Exception as exc:
+        raise RegistryError(
+            f"{mv.name} v{mv.version} has no reference profile ({PROFILE_ARTIFACT}); "
+            "it was trained before profiles existed: retrain it (trigger the train DAG with force=true)"
+        ) from exc
+    return profile
+
+
+def log_params(mlc: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    """All of a run's params in one write."""
+    from mlflow.entities import Param
+
+    mlc.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
 
 def log_metrics(mlc: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
@@ -198,7 +265,7 @@ def log_metrics(mlc: MlflowClient, run_id: str, metrics: dict[str, float]) -> No
 
 
 def onnx_tags(report: dict[str, Any]) -> dict[str, str]:
-    """The version tags that carry an ONNX export report (``mlcycle.onnx_engine.export``)."""
+    """The version tags that carry an ONNX export report (``mlcycle.ml.onnx_twin.export``)."""
     diff = report.get("max_scaled_diff")
     return {
         TAG_ONNX: report["status"],
@@ -209,13 +276,10 @@ def onnx_tags(report: dict[str, Any]) -> dict[str, str]:
 
 def load_onnx(mlc: MlflowClient, model: str, version: str) -> bytes:
     """The ONNX twin logged with a version (``RegistryError`` if there is none)."""
-    import tempfile
-    from pathlib import Path
-
     mv = mlc.get_model_version(model, version)
     try:
         with tempfile.TemporaryDirectory(prefix="mlcycle-onnx-") as tmp:
-            return Path(mlc.download_artifacts(mv.run_id, ONNX_ARTIFACT, tmp)).read_bytes()
+            return Path(mlc.download_artifacts(run_of(mv), ONNX_ARTIFACT, tmp)).read_bytes()
     except Exception as exc:
         raise RegistryError(f"cannot load the ONNX twin of {model} v{version}: {exc}") from exc
 
@@ -237,9 +301,61 @@ def run_for_airflow_run(
     return created.info.run_id
 
 
-def run_url(experiment_id: str, run_id: str) -> str:
-    return f"{settings.mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+def experiment_of(mlc: MlflowClient, run_id: str) -> str:
+    return str(mlc.get_run(run_id).info.experiment_id)
 
 
-def version_url(model: str, version: str) -> str:
-    return f"{settings.mlflow_ui_url()}/#/models/{model}/versions/{version}"
+# --- where people open what MLflow holds (the one home of MLflow UI URLs) ----------------------
+
+
+def ui_base(tracking_uri: str, ui_url: str | None = None) -> str:
+    """The MLflow UI for a store: ``ui_url`` if given, the server itself for an http(s)
+    tracking URI, else ``MLCYCLE_MLFLOW_UI_URL``."""
+    if ui_url:
+        return ui_url.rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return settings.mlflow_ui_url()
+
+
+def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def version_url(ui: str, model: str, version: str) -> str:
+    return f"{ui}/#/models/{model}/versions/{version}"
+
+
+def model_url(ui: str, model: str) -> str:
+    return f"{ui}/#/models/{model}"
+
+
+def log_dataset(
+    mlc: MlflowClient,
+    run_id: str,
+    *,
+    name: str,
+    digest: str,
+    source_uri: str,
+    sample: pd.DataFrame,
+    rows: int,
+    context: str,
+) -> None:
+    """Record a dataset a run used by reference: its source URI, our content digest, the schema
+    (from a sample) and its size. ``mlflow.data.from_pandas`` would hash and profile the whole
+    frame again, which costs more than the fit at a million rows (bench/train_step.py)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.models import infer_signature
+
+    source = resolve_dataset_source(source_uri)
+    schema = infer_signature(sample).inputs
+    entity = Dataset(
+        name=name,
+        digest=digest[:32],
+        source_type=source._get_source_type(),
+        source=source.to_json(),
+        schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+        profile=json.dumps({"num_rows": rows, "num_elements": rows * len(sample.columns)}),
+    )
+    mlc.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])])

@@ -5,7 +5,6 @@
     <root>/<model>/incoming/<YYYY-MM-DD>.parquet    daily batches as they land
     <root>/<model>/quarantine/<run>/                 batches that broke the contract + result
     <root>/<model>/runs/<run>/                       per-run manifest, holdout, reports
-    <root>/<model>/reference/                        training reference profiles
     <root>/<model>/predictions/                      scored batches
 
 Functions take path objects with the pathlib interface (``pathlib.Path``,
@@ -20,13 +19,17 @@ import hashlib
 import json
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from mlcycle.errors import DataNotFoundError
+from mlcycle.core.errors import DataNotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -35,15 +38,26 @@ BATCH_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[-_].*)?\.parquet$")
 
 
 class LakePath(Protocol):
-    """The part of the pathlib interface the lake needs."""
+    """The part of the pathlib interface the lake uses; ``pathlib.Path``, ``upath.UPath`` and
+    Airflow's ``ObjectStoragePath`` all have it. Arguments are loose because their signatures
+    differ in details (modes, extra keywords) the lake never relies on."""
 
-    name: str
-
-    def __truediv__(self, other: str) -> LakePath: ...
-    def open(self, mode: str = ...) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> Any: ...
+    def __truediv__(self, other: str, /) -> Any: ...
     def exists(self) -> bool: ...
-    def iterdir(self) -> Any: ...
-    def mkdir(self, parents: bool = ..., exist_ok: bool = ...) -> None: ...
+    def is_file(self) -> bool: ...
+    def iterdir(self) -> Iterator[Any]: ...
+    @property
+    def open(self) -> Callable[..., Any]: ...
+    @property
+    def mkdir(self) -> Callable[..., None]: ...
+    @property
+    def unlink(self) -> Callable[..., None]: ...
+    @property
+    def rename(self) -> Callable[..., Any]: ...
 
 
 def as_path(uri: str | LakePath) -> LakePath:
@@ -63,10 +77,21 @@ def uri_of(path: LakePath) -> str:
     return str(path)
 
 
-def run_key(run_id: str) -> str:
-    """A folder-safe form of an Airflow run id (``manual__2026-01-01T00:00:00+00:00``)."""
-    key = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_").lstrip(".")
-    return key or "run"
+class RunFile(StrEnum):
+    """What a run leaves in ``runs/<run>/``: the one list both the flows that write these files
+    and the operators that link to them use."""
+
+    MANIFEST = "manifest.json"
+    VALIDATION = "validation.json"
+    HOLDOUT = "holdout.parquet"
+    EVALUATION = "evaluation.json"
+    VERDICT_JSON = "verdict.json"
+    VERDICT = "verdict.html"
+    DRIFT_JSON = "drift.json"
+    DRIFT = "drift.html"
+    SCORING_JSON = "scoring/report.json"
+    SCORING = "scoring/report.html"
+    SHADOW_FLIPS = "scoring/shadow_flips.json"
 
 
 class Lake:
@@ -91,9 +116,8 @@ class Lake:
     def run_dir(self, key: str) -> LakePath:
         return self._dir("runs", key)
 
-    @property
-    def reference(self) -> LakePath:
-        return self._dir("reference")
+    def run_file(self, key: str, what: RunFile) -> LakePath:
+        return self._dir("runs", key, *what.value.split("/"))
 
     @property
     def predictions(self) -> LakePath:
@@ -176,13 +200,45 @@ def count_rows(paths: list[LakePath]) -> int:
     return total
 
 
-def write_bytes_atomic(path: LakePath, data: bytes) -> None:
-    """Write then rename, so readers never see half a file and reruns overwrite cleanly."""
+class AtomicFile:
+    """An open temporary file that becomes ``path`` when its block ends without error."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Drop the file at the end of the block instead of publishing it."""
+        self.abandoned = True
+
+
+@contextmanager
+def atomic_write(path: LakePath) -> Iterator[AtomicFile]:
+    """Write to ``.<name>.tmp`` beside ``path`` and rename it into place at the end, so readers
+    never see half a file and reruns replace their own output; on any error (or ``abandon()``)
+    the temporary file is removed and ``path`` is left as it was. The one home of this
+    mechanic: every file the lake publishes goes through it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"
-    with tmp.open("wb") as fh:
-        fh.write(data)
-    tmp.rename(path) if isinstance(path, Path) else tmp.rename(str(path))
+    fh = tmp.open("wb")
+    target = AtomicFile(fh)
+    try:
+        yield target
+    except BaseException:
+        fh.close()
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    fh.close()
+    if target.abandoned:
+        tmp.unlink()
+    else:
+        tmp.rename(path) if isinstance(path, Path) else tmp.rename(str(path))
+
+
+def write_bytes_atomic(path: LakePath, data: bytes) -> None:
+    with atomic_write(path) as out:
+        out.fh.write(data)
 
 
 def write_parquet(df: pd.DataFrame, path: LakePath) -> None:
@@ -230,7 +286,8 @@ def resolve_training_data(
             raise DataNotFoundError(f"batch_uri {batch_uri} does not exist; pass the URI of a Parquet file")
         if not path.name.endswith(".parquet"):
             raise DataNotFoundError(f"batch_uri {batch_uri} is not a .parquet file; pass a Parquet file")
-        paths, source, start, end = [path], "batch_uri", None, None
+        paths, source = [path], "batch_uri"
+        window: tuple[str | None, str | None] = (None, None)
     else:
         start = as_of - dt.timedelta(days=window_days - 1)
         quarantined = lake.quarantined_names()
@@ -247,15 +304,15 @@ def resolve_training_data(
                 f"no batches for model {lake.model!r} between {start} and {as_of} in {lake.incoming}; "
                 f"generate some with `mlcycle generate {lake.model}` or trigger with a batch_uri"
             )
-        source, start, end = "window", start.isoformat(), as_of.isoformat()
+        source, window = "window", (start.isoformat(), as_of.isoformat())
     return Manifest(
         model=lake.model,
         batches=[uri_of(p) for p in paths],
         rows=count_rows(paths),
         digest=digest_files(paths),
         source=source,
-        window_start=start,
-        window_end=end,
+        window_start=window[0],
+        window_end=window[1],
     )
 
 

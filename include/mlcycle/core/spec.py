@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlcycle.errors import SpecError
+from mlcycle.core.errors import SpecError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@once", "@continuous"}
@@ -343,7 +343,7 @@ def _load_specs(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> tup
 
 def get_spec(name: str, directory: str | Path | None = None) -> ModelSpec:
     if directory is None:
-        from mlcycle.settings import specs_dir
+        from mlcycle.core.settings import specs_dir
 
         directory = specs_dir()
     path = Path(directory) / f"{name}.yaml"
@@ -351,3 +351,12 @@ def get_spec(name: str, directory: str | Path | None = None) -> ModelSpec:
         known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
         raise SpecError(f"no model spec {path}; known models: {known}")
     return load_spec(path)
+
+
+def spec_digest(spec: ModelSpec) -> str:
+    """What of the spec changes a model: features, estimator, target and split."""
+    import hashlib
+    import json
+
+    relevant = spec.model_dump(mode="json", include={"features", "estimator", "data"}, by_alias=True)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

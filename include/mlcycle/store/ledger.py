@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from mlcycle import settings
+from mlcycle.core import settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, Table

@@ -1,19 +1,19 @@
 """The promotion gate: a pure function from measurements and policy to a verdict.
 
 The verdict is an artifact: every rule with its numbers and pass/fail, serialisable
-to JSON and rendered to HTML. The first model of a name has no champion to compare
-with and bootstraps under the absolute rules only (thresholds and budgets).
+to JSON (``mlcycle.reports.pages.gate_page`` renders it to HTML). The first model of a
+name has no champion to compare with and bootstraps under the absolute rules only
+(thresholds and budgets).
 """
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mlcycle.spec import METRICS, Direction, GateSpec
+from mlcycle.core.spec import METRICS, Direction, GateSpec
 
 
 class Outcome(StrEnum):
@@ -200,6 +200,7 @@ def _comparison_rules(
 
 def _shadow_rules(policy: GateSpec, shadow: dict[str, Any] | None) -> list[Rule]:
     rules = []
+    seen = shadow or {}
     checks = (
         ("agreement", policy.shadow.min_agreement, True, "share of rows with the same class"),
         ("mean_abs_diff", policy.shadow.max_mean_abs_diff, False, "mean |score difference|"),
@@ -207,7 +208,7 @@ def _shadow_rules(policy: GateSpec, shadow: dict[str, Any] | None) -> list[Rule]
     for key, limit, at_least, what in checks:
         if limit is None:
             continue
-        value = (shadow or {}).get(key)
+        value = seen.get(key)
         if value is None or math.isnan(value):
             rules.append(_missing(key, "shadow", "newest batch (no batch to compare on)"))
             continue
@@ -219,7 +220,7 @@ def _shadow_rules(policy: GateSpec, shadow: dict[str, Any] | None) -> list[Rule]
                 Outcome.PASS if ok else Outcome.FAIL,
                 value,
                 limit,
-                f"{what} vs champion on {shadow.get('rows')} rows of {shadow.get('batch')}: {_fmt(value)}, "
+                f"{what} vs champion on {seen.get('rows')} rows of {seen.get('batch')}: {_fmt(value)}, "
                 f"required {'≥' if at_least else '≤'} {_fmt(limit)}",
             )
         )
@@ -272,38 +273,3 @@ def decide(
         confidence=confidence,
         shadow=shadow,
     )
-
-
-def render_html(verdict: Verdict) -> str:
-    esc = html.escape
-    colour = {Outcome.PASS: "#1a7f37", Outcome.FAIL: "#cf222e", Outcome.SKIPPED: "#6e7781"}
-    rows = "\n".join(
-        f"<tr><td>{esc(r.name)}</td><td style='color:{colour[r.outcome]};font-weight:bold'>{r.outcome.upper()}</td>"
-        f"<td>{_fmt(r.observed)}</td><td>{_fmt(r.limit)}</td><td>{esc(r.detail)}</td></tr>"
-        for r in verdict.rules
-    )
-    names = sorted(set(verdict.candidate_metrics) | set(verdict.champion_metrics or {}))
-    metric_rows = "\n".join(
-        f"<tr><td>{esc(n)}</td><td>{_fmt(verdict.candidate_metrics.get(n))}</td>"
-        f"<td>{_fmt((verdict.champion_metrics or {}).get(n))}</td></tr>"
-        for n in names
-    )
-    evidence = "".join(f"<li>{esc(k)}: <code>{esc(v)}</code></li>" for k, v in verdict.evidence.items())
-    head = "PASSED" if verdict.passed else "FAILED"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Gate {esc(verdict.model)} v{esc(str(verdict.candidate_version))}: {head}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}}th{{background:#f6f8fa}}</style></head>
-<body><h1>Promotion gate for <code>{esc(verdict.model)}</code>: <span style="color:{colour[Outcome.PASS if verdict.passed else Outcome.FAIL]}">{head}</span></h1>
-<p>Candidate version <b>{esc(str(verdict.candidate_version))}</b>,
-{"no champion yet (bootstrap: absolute rules only)" if verdict.bootstrap else f"champion version <b>{esc(str(verdict.champion_version))}</b> re-scored on the same holdout"}.</p>
-<p>{esc(verdict.summary())}</p>
-<h2>Rules</h2><table><tr><th>rule</th><th>outcome</th><th>observed</th><th>limit</th><th>detail</th></tr>
-{rows}</table>
-<h2>Metrics on the holdout</h2><table><tr><th>metric</th><th>candidate</th><th>champion</th></tr>
-{metric_rows}</table>
-{"<h2>Paired bootstrap</h2><pre>" + esc(str(verdict.confidence)) + "</pre>" if verdict.confidence else ""}
-{"<h2>Shadow comparison on the newest batch</h2><pre>" + esc(str(verdict.shadow)) + "</pre>" if verdict.shadow else ""}
-{"<h2>Evidence</h2><ul>" + evidence + "</ul>" if evidence else ""}
-</body></html>
-"""

@@ -9,12 +9,13 @@ training set).
 
 from __future__ import annotations
 
-import datetime as dt
 import zlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Callable
+
     import numpy as np
     import pandas as pd
 

@@ -9,17 +9,19 @@ workers can score in parallel; ``merge_parts`` stitches their outputs together.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlcycle import lake as lk
-from mlcycle.spec import ModelSpec, Task
+from mlcycle.core.spec import ModelSpec, Task
+from mlcycle.data import lake as lk
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -104,7 +106,7 @@ def _output_table(
     import pyarrow as pa
 
     cols: dict[str, Any] = {spec.data.key_column: keys}
-    if spec.task is Task.CLASSIFICATION:
+    if spec.task is Task.CLASSIFICATION and proba is not None:
         cols["prediction"] = pa.array(pred)
         for i, c in enumerate(classes):
             cols[f"proba_{c}"] = pa.array(proba[:, i], type=pa.float64())
@@ -175,85 +177,66 @@ def score_file(
     features, key = spec.features.all, spec.data.key_column
     started = time.perf_counter()
     rows = chunks = 0
-    out_path = lk.as_path(output_uri)
-    tmp = out_path.parent / f".{out_path.name}.tmp"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = shadow_writer = None
-    shadow_tmp = None
     start, stop = (partition.start, partition.stop) if partition else (0, None)
-    try:
-        with (
-            lk.as_path(input_uri).open("rb") as src,
-            tmp.open("wb") as dst,
-            threadpool_limits(limits=threads),
-        ):
-            shadow_fh = None
-            if shadow_model is not None and shadow_uri:
-                shadow_path = lk.as_path(shadow_uri)
-                shadow_path.parent.mkdir(parents=True, exist_ok=True)
-                shadow_tmp = shadow_path.parent / f".{shadow_path.name}.tmp"
-                shadow_fh = shadow_tmp.open("wb")
-            try:
-                for table in iter_chunks(src, [key, *features], chunk_rows, start, stop):
-                    X = table.select(features).to_pandas()
-                    pred, proba, classes = predict_frame(model, X, spec.task)
-                    out = _output_table(
-                        spec,
-                        keys=table.column(key).combine_chunks(),
-                        pred=pred,
-                        proba=proba,
-                        classes=classes,
-                        meta=meta,
-                    )
-                    if writer is None:
-                        writer = pq.ParquetWriter(dst, out.schema)
-                    writer.write_table(out)
-                    if shadow_fh is not None:
-                        s_pred, s_proba, _ = predict_frame(shadow_model, X, spec.task)
-                        cmp = pa.table(
-                            {
-                                key: table.column(key).combine_chunks(),
-                                "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
-                                "shadow_score": pa.array(
-                                    _primary_score(spec.task, s_pred, s_proba), type=pa.float64()
-                                ),
-                                "prediction": pa.array([str(p) for p in pred]),
-                                "shadow_prediction": pa.array([str(p) for p in s_pred]),
-                            }
-                        )
-                        if shadow_writer is None:
-                            shadow_writer = pq.ParquetWriter(shadow_fh, cmp.schema)
-                        shadow_writer.write_table(cmp)
-                    rows += out.num_rows
-                    chunks += 1
-                if writer is None:  # an empty range still gets a well-formed output, same columns
-                    classes = list(getattr(model, "classes_", [])) if spec.task is Task.CLASSIFICATION else []
-                    empty = _output_table(
-                        spec,
-                        keys=pa.array([], type=pa.string()),
-                        pred=_empty(classes),
-                        proba=_empty([0.0]).reshape(0, len(classes)) if classes else None,
-                        classes=classes,
-                        meta=meta,
-                    )
-                    writer = pq.ParquetWriter(dst, empty.schema)
-            finally:
-                if writer is not None:
-                    writer.close()
-                if shadow_writer is not None:
-                    shadow_writer.close()
-                if shadow_fh is not None:
-                    shadow_fh.close()
-    except BaseException:
-        # Never leave a truncated (but valid-looking, the writer wrote its footer) file behind.
-        _discard(tmp, shadow_tmp)
-        raise
-    _rename(tmp, out_path)
-    if shadow_tmp is not None:
-        if shadow_writer is None:
-            shadow_tmp.unlink()
-        else:
-            _rename(shadow_tmp, lk.as_path(shadow_uri))
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(lk.as_path(input_uri).open("rb"))
+        out = stack.enter_context(lk.atomic_write(lk.as_path(output_uri)))
+        shadow_out = (
+            stack.enter_context(lk.atomic_write(lk.as_path(shadow_uri)))
+            if shadow_model is not None and shadow_uri is not None
+            else None
+        )
+        stack.enter_context(threadpool_limits(limits=threads))
+        # Writers close before the files publish (callbacks run last-in, first-out), so a
+        # file that appears is complete; on an error nothing appears.
+        stack.callback(lambda: shadow_writer.close() if shadow_writer is not None else None)
+        stack.callback(lambda: writer.close() if writer is not None else None)
+        for table in iter_chunks(src, [key, *features], chunk_rows, start, stop):
+            X = table.select(features).to_pandas()
+            pred, proba, classes = predict_frame(model, X, spec.task)
+            scored = _output_table(
+                spec,
+                keys=table.column(key).combine_chunks(),
+                pred=pred,
+                proba=proba,
+                classes=classes,
+                meta=meta,
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(out.fh, scored.schema)
+            writer.write_table(scored)
+            if shadow_out is not None:
+                s_pred, s_proba, _ = predict_frame(shadow_model, X, spec.task)
+                cmp = pa.table(
+                    {
+                        key: table.column(key).combine_chunks(),
+                        "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
+                        "shadow_score": pa.array(
+                            _primary_score(spec.task, s_pred, s_proba), type=pa.float64()
+                        ),
+                        "prediction": pa.array([str(p) for p in pred]),
+                        "shadow_prediction": pa.array([str(p) for p in s_pred]),
+                    }
+                )
+                if shadow_writer is None:
+                    shadow_writer = pq.ParquetWriter(shadow_out.fh, cmp.schema)
+                shadow_writer.write_table(cmp)
+            rows += scored.num_rows
+            chunks += 1
+        if writer is None:  # an empty range still gets a well-formed output, same columns
+            classes = list(getattr(model, "classes_", [])) if spec.task is Task.CLASSIFICATION else []
+            empty = _output_table(
+                spec,
+                keys=pa.array([], type=pa.string()),
+                pred=_empty(classes),
+                proba=_empty([0.0]).reshape(0, len(classes)) if classes else None,
+                classes=classes,
+                meta=meta,
+            )
+            writer = pq.ParquetWriter(out.fh, empty.schema)
+        if shadow_out is not None and shadow_writer is None:
+            shadow_out.abandon()
     seconds = time.perf_counter() - started
     log.info(
         "scored %d rows in %d chunk(s) in %.2fs (%.0f rows/s) -> %s",
@@ -278,48 +261,28 @@ def _empty(classes: list[Any]) -> np.ndarray:
     return np.asarray([], dtype=np.asarray(classes).dtype if classes else "float64")
 
 
-def _discard(*paths: lk.LakePath | None) -> None:
-    for path in paths:
-        if path is not None and path.exists():
-            path.unlink()
-
-
-def _rename(src: lk.LakePath, dst: lk.LakePath) -> None:
-    from pathlib import Path
-
-    src.rename(dst) if isinstance(src, Path) else src.rename(str(dst))
-
-
 def merge_parts(part_uris: list[str], output_uri: str) -> int:
     """Concatenate part files in order into ``output_uri`` (atomically); returns rows."""
     import pyarrow.parquet as pq
 
-    out_path = lk.as_path(output_uri)
-    tmp = out_path.parent / f".{out_path.name}.tmp"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     writer = None
-    try:
-        with tmp.open("wb") as dst:
-            try:
-                for uri in part_uris:
-                    with lk.as_path(uri).open("rb") as src:
-                        pf = pq.ParquetFile(src)
-                        for rg in range(pf.metadata.num_row_groups):
-                            table = pf.read_row_group(rg)
-                            if writer is None:
-                                writer = pq.ParquetWriter(dst, table.schema)
-                            writer.write_table(table)
-                            rows += table.num_rows
+    with lk.atomic_write(lk.as_path(output_uri)) as out:
+        try:
+            for uri in part_uris:
+                with lk.as_path(uri).open("rb") as src:
+                    pf = pq.ParquetFile(src)
+                    for rg in range(pf.metadata.num_row_groups):
+                        table = pf.read_row_group(rg)
                         if writer is None:
-                            writer = pq.ParquetWriter(dst, pf.schema_arrow)
-            finally:
-                if writer is not None:
-                    writer.close()
-    except BaseException:
-        _discard(tmp)
-        raise
-    _rename(tmp, out_path)
+                            writer = pq.ParquetWriter(out.fh, table.schema)
+                        writer.write_table(table)
+                        rows += table.num_rows
+                    if writer is None:
+                        writer = pq.ParquetWriter(out.fh, pf.schema_arrow)
+        finally:
+            if writer is not None:
+                writer.close()
     return rows
 
 

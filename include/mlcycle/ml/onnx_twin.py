@@ -18,8 +18,8 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.errors import MlcycleError
-from mlcycle.spec import ModelSpec, Task
+from mlcycle.core.errors import MlcycleError
+from mlcycle.core.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
     import numpy as np

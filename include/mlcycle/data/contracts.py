@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.errors import SpecError
+from mlcycle.core.errors import SpecError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.errors import SpecError
-from mlcycle.spec import ModelSpec, Task
+from mlcycle.core.errors import SpecError
+from mlcycle.core.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +36,7 @@ def trusted_types_for(pipeline: Pipeline, spec: ModelSpec) -> list[str]:
     if unknown:
         raise SpecError(
             f"model {spec.name}: {spec.estimator.class_} saves types {unknown} that skops does not trust; "
-            "review them and add them to mlcycle.training.SKOPS_TRUSTED_TYPES, or choose another estimator"
+            "review them and add them to mlcycle.ml.training.SKOPS_TRUSTED_TYPES, or choose another estimator"
         )
     return needed
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.spec import METRICS, Direction, Task
+from mlcycle.core.spec import METRICS, Direction, Task
 
 if TYPE_CHECKING:
     import numpy as np

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlcycle.errors import MlcycleError
+from mlcycle.core.errors import MlcycleError
 
 
 def project_home() -> Path:

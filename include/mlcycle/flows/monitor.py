@@ -9,96 +9,29 @@ Recent batches are streamed by chunks: memory grows with the chunk size, not the
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mlcycle import lake as lk
-from mlcycle import ledger, registry
-from mlcycle.drift import PREDICTION
-from mlcycle.errors import DataNotFoundError, RegistryError
-from mlcycle.spec import ModelSpec, Task
+from mlcycle.core.errors import DataNotFoundError, RegistryError
+from mlcycle.core.spec import ModelSpec, Task
+from mlcycle.data import lake as lk
+from mlcycle.data.lake import RunFile
+from mlcycle.monitor.profile import PREDICTION
+from mlcycle.store import ledger, registry
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from mlflow import MlflowClient
 
-    from mlcycle.steps import RunInfo
+    from mlcycle.core.results import DriftCheckResult
+    from mlcycle.core.run import RunInfo
 
 log = logging.getLogger(__name__)
 
-PROFILE_ARTIFACT = "reference/profile.json"
 CHUNK_ROWS = 100_000
 
 
-# --- at training time -----------------------------------------------------------------------------
-
-
-def reference_profile(
-    spec: ModelSpec, pipeline: Any, train: pd.DataFrame, holdout: pd.DataFrame
-) -> dict[str, Any]:
-    """Profile of the training data, the holdout's prediction distribution, the model's
-    feature importance and its reference performance (measured and, for classifiers, the
-    confidence-based estimate) — everything a later check compares against."""
-    import numpy as np
-
-    from mlcycle import drift
-    from mlcycle import evaluation as ev
-
-    X_hold = holdout[spec.features.all]
-    scores = ev.scores(pipeline, X_hold, spec.task)
-    profile = drift.build_profile(
-        train,
-        spec.features.numeric,
-        spec.features.categorical,
-        prediction=scores,
-        importance=feature_importance(spec, pipeline, holdout),
-    ).to_dict()
-    y = holdout[spec.data.target].to_numpy()
-    reference = {"metrics": ev.all_metrics(spec.task, y, scores)}
-    if spec.task is Task.CLASSIFICATION:
-        reference["cbpe_accuracy"] = drift.cbpe_accuracy(np.asarray(scores))
-        reference["cbpe_roc_auc"] = drift.cbpe_roc_auc(np.asarray(scores))
-    profile["reference_performance"] = reference
-    return profile
-
-
-def feature_importance(
-    spec: ModelSpec, pipeline: Any, holdout: pd.DataFrame, max_rows: int = 2000
-) -> dict[str, float]:
-    """Permutation importance on (a sample of) the holdout, clipped at 0 and normalised."""
-    from sklearn.inspection import permutation_importance
-
-    sample = (
-        holdout.sample(min(len(holdout), max_rows), random_state=0) if len(holdout) > max_rows else holdout
-    )
-    scoring = "roc_auc" if spec.task is Task.CLASSIFICATION else "neg_root_mean_squared_error"
-    result = permutation_importance(
-        pipeline,
-        sample[spec.features.all],
-        sample[spec.data.target],
-        scoring=scoring,
-        n_repeats=3,
-        random_state=0,
-    )
-    raw = {f: max(float(v), 0.0) for f, v in zip(spec.features.all, result.importances_mean, strict=True)}
-    total = sum(raw.values())
-    return {f: (v / total if total else 1.0 / len(raw)) for f, v in raw.items()}
-
-
 # --- at monitoring time ---------------------------------------------------------------------------
-
-
-def load_profile(mlc: Any, model_version: Any) -> dict[str, Any]:
-    import mlflow.artifacts
-
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/{PROFILE_ARTIFACT}")
-    except Exception as exc:
-        raise RegistryError(
-            f"{model_version.name} v{model_version.version} has no reference profile ({PROFILE_ARTIFACT}); "
-            "it was trained before profiles existed: retrain it (trigger the train DAG with force=true)"
-        ) from exc
 
 
 def window_batches(lake: lk.Lake, days: int) -> tuple[list[lk.LakePath], lk.LakePath | None, bool]:
@@ -123,18 +56,17 @@ def _stream(
     """Feed the window chunk by chunk into the drift accumulator, with the champion's
     predictions as one more column; collect labels and scores for performance."""
     import numpy as np
+    import pyarrow.parquet as pq
 
-    from mlcycle import drift
-    from mlcycle import evaluation as ev
-    from mlcycle.scoring import iter_chunks
+    from mlcycle.ml import evaluation as ev
+    from mlcycle.ml.scoring import iter_chunks
+    from mlcycle.monitor.window import Accumulator
 
-    acc = drift.Accumulator(profile)
+    acc = Accumulator(profile)
     ys, ss, all_scores = [], [], []
     rows = 0
     for path in paths:
         with path.open("rb") as fh:
-            import pyarrow.parquet as pq
-
             names = set(pq.ParquetFile(fh).schema_arrow.names)
             fh.seek(0)
             cols = [*spec.features.all, *([spec.data.target] if spec.data.target in names else [])]
@@ -157,9 +89,9 @@ def _stream(
 
 def performance(spec: ModelSpec, profile: dict[str, Any], streamed: dict[str, Any]) -> dict[str, Any]:
     """Measured performance where labels exist; for classifiers, the confidence-based estimate."""
-    from mlcycle import drift
-    from mlcycle import evaluation as ev
-    from mlcycle.spec import METRICS, Direction
+    from mlcycle.core.spec import METRICS, Direction
+    from mlcycle.ml import evaluation as ev
+    from mlcycle.monitor import estimates
 
     primary = spec.gate.primary_metric
     ref = profile.get("reference_performance", {})
@@ -174,7 +106,7 @@ def performance(spec: ModelSpec, profile: dict[str, Any], streamed: dict[str, An
             out["drop"] = sign * (out["reference"] - current)
             out["degraded"] = out["drop"] > limit
     if spec.task is Task.CLASSIFICATION and len(streamed["scores"]):
-        est = drift.cbpe_roc_auc(streamed["scores"])
+        est = estimates.cbpe_roc_auc(streamed["scores"])
         out["cbpe_roc_auc"] = est
         ref_est = ref.get("cbpe_roc_auc")
         if ref_est is not None and limit is not None:
@@ -195,7 +127,7 @@ def gather_facts(
     newest_failed: bool,
     ledger_uri: str | None,
 ) -> Any:
-    from mlcycle.guardrails import Facts
+    from mlcycle.monitor.guardrails import Facts
 
     versions = mlc.search_model_versions(f"name = '{spec.name}'")
     latest = max(versions, key=lambda v: int(v.creation_timestamp), default=None)
@@ -227,31 +159,33 @@ def gather_facts(
 def check(
     spec: ModelSpec,
     run: RunInfo,
+    mlc: MlflowClient,
     *,
     lake_root: str,
     now: dt.datetime | None = None,
-    tracking_uri: str | None = None,
     ledger_uri: str | None = None,
-) -> dict[str, Any]:
+) -> DriftCheckResult:
     """One monitoring check: drift, performance, guardrails, decision, history."""
-    from mlcycle import drift, guardrails
+    from mlcycle.monitor import guardrails
+    from mlcycle.monitor.profile import Profile
+    from mlcycle.monitor.verdict import assess
+    from mlcycle.reports import pages
 
     now = now or dt.datetime.now(dt.UTC)
-    mlc = registry.client(tracking_uri)
     champion = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
     if champion is None:
         raise RegistryError(f"{spec.name}@champion is not set: nothing to monitor yet; train a model first")
-    profile_dict = load_profile(mlc, champion)
-    profile = drift.Profile.from_dict(profile_dict)
+    profile_dict = registry.load_profile(mlc, champion)
+    profile = Profile.from_dict(profile_dict)
     lake = lk.Lake(lake_root, spec.name)
     window, newest, newest_failed = window_batches(lake, spec.monitor.window_days)
     if not lake.batches():
         raise DataNotFoundError(f"no batch of {spec.name} in {lake.incoming}: nothing to monitor")
     if window:
-        model = registry.load_sklearn(f"models:/{spec.name}/{champion.version}")
+        model = registry.load_sklearn(mlc, spec.name, str(champion.version))
         current, streamed = _stream(spec, model, window, profile)
         overrides = {f: o.model_dump() for f, o in spec.monitor.overrides.items()}
-        report = drift.assess(
+        report = assess(
             profile,
             current,
             overrides=overrides,
@@ -288,8 +222,7 @@ def check(
         ),
         ledger_uri,
     )
-    base = lake.run_dir(run.key)
-    result = {
+    result: dict[str, Any] = {
         "model": spec.name,
         "champion_version": str(champion.version),
         "window": [p.name for p in window],
@@ -299,11 +232,13 @@ def check(
         "decision": {**decision.to_dict(), "retrain": recorded.requested, "reason": recorded.reason},
         "checked_at": now.isoformat(timespec="seconds"),
     }
-    lk.write_json(result, base / "drift.json")
-    lk.write_bytes_atomic(base / "drift.html", render_report(result).encode())
-    result["report_uri"] = lk.uri_of(base / "drift.html")
-    result["mlflow_run_id"] = _log_to_mlflow(spec, run, result, mlc)
-    return result
+    page = pages.drift_page(result)
+    html_path = lake.run_file(run.key, RunFile.DRIFT)
+    lk.write_json(result, lake.run_file(run.key, RunFile.DRIFT_JSON))
+    lk.write_bytes_atomic(html_path, page.encode())
+    result["report_uri"] = lk.uri_of(html_path)
+    result["mlflow_run_id"] = _log_to_mlflow(spec, run, result, page, mlc)
+    return result  # type: ignore[return-value]
 
 
 def _perf_text(perf: dict[str, Any]) -> str:
@@ -317,19 +252,29 @@ def _perf_text(perf: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _log_to_mlflow(spec: ModelSpec, run: RunInfo, result: dict[str, Any], mlc: Any) -> str:
-    """One MLflow run per check in ``<model>-monitoring``, so the UI charts each feature over time."""
+def open_run(mlc: MlflowClient, spec: ModelSpec, run: RunInfo) -> tuple[str, str]:
+    """The MLflow run in ``<model>-monitoring`` that records this Airflow run: (experiment id, run
+    id), found again on a retry. Opened before the work, so its link works even on a failure."""
     run_id = registry.run_for_airflow_run(
         mlc,
         f"{spec.name}-monitoring",
         dag_id=run.dag_id,
         run_id=run.run_id,
         run_name=f"monitor/{run.key}",
-        tags={"model.version": result["champion_version"]},
+        tags={},
     )
+    return registry.experiment_of(mlc, run_id), run_id
+
+
+def _log_to_mlflow(
+    spec: ModelSpec, run: RunInfo, result: dict[str, Any], page: str, mlc: MlflowClient
+) -> str:
+    """One MLflow run per check in ``<model>-monitoring``, so the UI charts each feature over time."""
+    _, run_id = open_run(mlc, spec, run)
+    mlc.set_tag(run_id, "model.version", result["champion_version"])
     metrics: dict[str, float] = {"rows": float(result["rows"])}
     drift_report = result["drift"]
-    for feat in _all_features(drift_report):
+    for feat in all_features(drift_report):
         for res in feat.get("results", []):
             if isinstance(res.get("value"), int | float):
                 metrics[f"{res['statistic']}_{feat['feature'].strip('_')}"] = float(res["value"])
@@ -341,78 +286,13 @@ def _log_to_mlflow(spec: ModelSpec, run: RunInfo, result: dict[str, Any], mlc: A
     metrics["retrain_requested"] = 1.0 if result["decision"]["retrain"] else 0.0
     registry.log_metrics(mlc, run_id, metrics)
     mlc.log_dict(run_id, result, "monitoring/drift.json")
-    mlc.log_text(run_id, render_report(result), "monitoring/drift.html")
+    mlc.log_text(run_id, page, "monitoring/drift.html")
     mlc.set_tag(run_id, "decision", result["decision"]["reason"][:5000])
     mlc.set_terminated(run_id)
     return run_id
 
 
-def _bars(ref: list[float], cur: list[float], labels: list[str]) -> str:
-    """A tiny inline SVG: reference (grey) and current (blue) proportions per bin."""
-    width, height = 12 * max(len(ref), 1) * 2 + 4, 40
-    top = max([*ref, *cur, 1e-9])
-    bars = []
-    for i, (r, c) in enumerate(zip(ref, cur, strict=False)):
-        x = 2 + i * 24
-        for dx, v, colour in ((0, r, "#8c959f"), (11, c, "#0969da")):
-            h = v / top * (height - 2)
-            label = html.escape(labels[i] if i < len(labels) else "")
-            bars.append(
-                f"<rect x='{x + dx}' y='{height - h:.1f}' width='10' height='{h:.1f}' fill='{colour}'>"
-                f"<title>{label}: {v:.3f}</title></rect>"
-            )
-    return f"<svg width='{width}' height='{height}'>{''.join(bars)}</svg>"
-
-
-def _all_features(drift_report: dict[str, Any]) -> list[dict[str, Any]]:
+def all_features(drift_report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-feature results of a drift report, the prediction last."""
     prediction = [drift_report["prediction"]] if drift_report.get("prediction") else []
     return [*drift_report.get("features", []), *prediction]
-
-
-def render_report(result: dict[str, Any]) -> str:
-    esc = html.escape
-    d = result["drift"]
-    rows = []
-    for f in _all_features(d):
-        # The distribution shown is the one PSI compares (bins or categories).
-        hist = next(
-            (
-                r["histogram"]
-                for r in f.get("results", [])
-                if r.get("statistic") == "psi" and r.get("histogram")
-            ),
-            {},
-        )
-        svg = _bars(
-            hist.get("reference", []), hist.get("current", []), [str(x) for x in hist.get("labels", [])]
-        )
-        verdict = "n/a" if f.get("drifted") is None else ("DRIFT" if f["drifted"] else "ok")
-        colour = {"DRIFT": "#cf222e", "ok": "#1a7f37"}.get(verdict, "#6e7781")
-        stats = ", ".join(
-            f"{r['statistic']} {r['value']:.4g}"
-            + (f" (limit {r['threshold']:g})" if r.get("threshold") is not None else "")
-            for r in f.get("results", [])
-            if isinstance(r.get("value"), int | float)
-        )
-        rows.append(
-            f"<tr><td>{esc(str(f.get('feature')))}</td><td>{esc(str(f.get('kind')))}</td>"
-            f"<td style='color:{colour};font-weight:bold'>{verdict}</td><td>{esc(stats)}</td><td>{svg}</td>"
-            f"<td>{esc(str(f.get('reason') or f.get('detail') or ''))}</td></tr>"
-        )
-    decision = result["decision"]
-    checks = "".join(
-        f"<li>{'✔' if c['passed'] else '✘'} {esc(c['name'])}: {esc(c['detail'])}</li>"
-        for c in decision.get("checks", [])
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift {esc(result["model"])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:middle}}th{{background:#f6f8fa}}</style></head>
-<body><h1>Drift check of <code>{esc(result["model"])}</code> (champion v{esc(result["champion_version"])})</h1>
-<p>{esc(str(result["rows"]))} rows from {esc(", ".join(result["window"]))}, checked {esc(result["checked_at"])}.</p>
-<h2>Decision: {"retrain requested" if decision["retrain"] else "no retrain"}</h2><p>{esc(decision["reason"])}</p><ul>{checks}</ul>
-<h2>Performance</h2><pre>{esc(json.dumps(result["performance"], indent=1, default=str))}</pre>
-<h2>Per feature</h2><p>Bars: reference (grey) vs current (blue) proportions per bin or category.</p>
-<p>{esc(str(d.get("summary", "")))}</p>
-<table><tr><th>feature</th><th>kind</th><th>verdict</th><th>statistics</th><th>distribution</th><th>detail</th></tr>
-{"".join(rows)}</table></body></html>
-"""

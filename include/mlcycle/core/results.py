@@ -1,0 +1,209 @@
+"""The typed contract between tasks: what each step returns and each operator pushes to XCom.
+
+Small JSON-serialisable dicts (URIs, ids, versions, metric dicts), never frames or models.
+The DAG factory derives its XCom references from these types (``result_keys``), so a renamed
+key fails the DAG-integrity tests, not a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+def result_keys(result: type) -> frozenset[str]:
+    """The keys a TypedDict result declares."""
+    keys: frozenset[str] = result.__required_keys__ | result.__optional_keys__  # type: ignore[attr-defined]
+    return keys
+
+
+# --- train_<model> ------------------------------------------------------------------------------
+
+
+class ResolveResult(TypedDict):
+    """Which data a run uses (``resolve_data``/``resolve_batch``)."""
+
+    manifest_uri: str
+    batch_uri: str  # the newest batch of the manifest
+    batches: int
+    rows: int
+    digest: str
+    source: str  # "window" or "batch_uri"
+
+
+class ValidateResult(TypedDict):
+    """A batch set that passed its contract (a failure raises instead)."""
+
+    success: bool
+    contract: str
+    batches: int
+    rows: int
+    expectations: int
+    result_uri: str
+
+
+class TrainSkipped(TypedDict):
+    """Training was not needed: the champion saw identical data with the same spec."""
+
+    skipped: bool  # always True
+    reason: str
+    champion_version: str
+
+
+class TrainResult(TypedDict):
+    """A registered candidate, aliased ``challenger``."""
+
+    skipped: bool  # always False
+    created: bool  # False when an earlier try of the same Airflow run had registered it
+    version: str
+    mlflow_run_id: str
+    experiment_id: str
+    model_uri: str
+    holdout_uri: str
+    holdout_metrics: dict[str, float]
+    train_seconds: float | None
+
+
+class MeasurementResult(TypedDict):
+    """One model measured on the holdout (``mlcycle.ml.gate.Measurement`` as a dict)."""
+
+    version: str
+    metrics: dict[str, float]
+    latency_ms_per_1k_rows: float | None
+    model_size_mb: float | None
+
+
+class EvaluationResult(TypedDict):
+    """Candidate and champion on the same holdout rows, with the paired bootstrap and the
+    shadow comparison on the newest batch when a champion exists."""
+
+    candidate: MeasurementResult
+    champion: MeasurementResult | None
+    confidence: dict[str, float] | None
+    shadow: dict[str, Any] | None
+    holdout_rows: int
+
+
+class GateResult(TypedDict):
+    """A verdict that passed (a failed gate raises instead)."""
+
+    passed: bool
+    version: str
+    champion_version: str | None
+    bootstrap: bool
+    summary: str
+    verdict_uri: str
+    report_uri: str
+
+
+class PromoteResult(TypedDict):
+    """An alias move, recorded in the ledger."""
+
+    promoted: bool  # False when the alias already pointed there (a retry)
+    version: str
+    previous_version: str | None
+    ledger_recorded: bool
+
+
+# --- score_<model> ------------------------------------------------------------------------------
+
+
+class ModelChoice(TypedDict):
+    """The version that scores a batch, its engine, and the challenger in shadow."""
+
+    version: str
+    alias: str | None
+    engine: str  # "onnx" or "sklearn"
+    engine_reason: str
+    shadow_version: str | None
+    shadow_engine: str | None
+
+
+class PartitionSpec(TypedDict):
+    """Rows ``start``..``stop`` (exclusive) of a batch: one mapped scoring task."""
+
+    index: int
+    start: int
+    stop: int
+
+
+class PartitionResult(TypedDict):
+    """One scored partition (a part file, merged by ``finalize``)."""
+
+    index: int
+    part_uri: str
+    shadow_uri: str | None
+    rows: int
+    seconds: float
+
+
+class ScoringReport(TypedDict):
+    """A scored batch: where the predictions are, with which model and engine, the shadow summary."""
+
+    model: str
+    version: str
+    alias: str | None
+    shadow_version: str | None
+    engine: str
+    engine_reason: str
+    shadow_engine: str | None
+    batch_uri: str
+    output_uri: str
+    rows: int
+    partitions: int
+    scoring_seconds: float
+    rows_per_second: float | None
+    shadow: dict[str, Any] | None
+    run_id: str
+    report_uri: str
+    mlflow_run_id: str
+
+
+class ScoringSummary(TypedDict):
+    """What ``finalize`` pushes to XCom (the report's headline)."""
+
+    output_uri: str
+    rows: int
+    rows_per_second: float | None
+    version: str
+    shadow_version: str | None
+    engine: str
+    report_uri: str
+    shadow: dict[str, Any] | None
+
+
+# --- monitor_<model> ----------------------------------------------------------------------------
+
+
+class DriftCheckResult(TypedDict):
+    """One monitoring check: drift, performance, the guarded decision, where the report is."""
+
+    model: str
+    champion_version: str
+    window: list[str]
+    rows: int
+    drift: dict[str, Any]
+    performance: dict[str, Any]
+    decision: dict[str, Any]
+    checked_at: str
+    report_uri: str
+    mlflow_run_id: str
+
+
+class RetrainDecision(TypedDict):
+    """What ``check_drift`` pushes to XCom: whether to ask for a retrain, and why (not)."""
+
+    retrain: bool
+    reason: str
+    blocked_by: list[str]
+    champion_version: str
+    rows: int
+    report_uri: str
+
+
+class RetrainRequest(TypedDict):
+    """The extra of the retrain asset event."""
+
+    reason: str
+    monitor_dag_id: str
+    monitor_run_id: str
+    report: str | None

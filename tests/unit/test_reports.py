@@ -1,0 +1,418 @@
+"""The HTML toolkit: every page renders from a realistic result dict, extends the one base
+layout with the one stylesheet inlined once, escapes what it shows and formats numbers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle.core.spec import GateSpec, MonitorSpec
+from mlcycle.ml.gate import Measurement, Outcome, decide
+from mlcycle.monitor import guardrails
+from mlcycle.monitor.profile import PREDICTION, build_profile
+from mlcycle.monitor.verdict import assess
+from mlcycle.monitor.window import Accumulator
+from mlcycle.reports import pages
+
+STYLESHEET = (pages.TEMPLATES / "style.css").read_text().strip()
+HOSTILE = "<script>alert('x')</script>"
+
+GATE_POLICY = {
+    "primary_metric": "roc_auc",
+    "thresholds": {"roc_auc": {"min": 0.7}, "log_loss": {"max": 0.6}},
+    "max_regression": {"roc_auc": 0.01, "log_loss": 0.02},
+    "min_improvement": {"roc_auc": 0.0},
+    "min_confidence": 0.3,
+    "budgets": {"latency_ms_per_1k_rows": 200, "model_size_mb": 25},
+    "shadow": {"min_agreement": 0.9},
+}
+
+
+# --- inputs, built by the real code ---------------------------------------------------------------
+
+
+def gate_verdict(passed: bool, *, bootstrap: bool = False) -> dict[str, Any]:
+    cand = Measurement(
+        "7",
+        {"roc_auc": np.float64(0.8123456) if passed else np.float64(0.6012345), "log_loss": 0.41},
+        latency_ms_per_1k_rows=12.5,
+        model_size_mb=3.25,
+    )
+    champ = None if bootstrap else Measurement("6", {"roc_auc": 0.80, "log_loss": 0.42})
+    conf = {"prob_not_worse": np.float64(0.9 if passed else 0.01), "gain_p05": -0.01, "resamples": 200}
+    shadow = {"agreement": 0.9512, "mean_abs_diff": 0.0123, "rows": 500, "batch": "2026-01-02.parquet"}
+    v = decide(
+        "churn",
+        GateSpec.model_validate(GATE_POLICY),
+        cand,
+        champ,
+        confidence=None if bootstrap else conf,
+        shadow=None if bootstrap else shadow,
+    )
+    v.evidence = {"verdict_json": "/lake/churn/runs/r/verdict.json", "note": HOSTILE}
+    return v.to_dict()
+
+
+def drift_result(*, shift: float) -> dict[str, Any]:
+    """A monitoring result shaped as ``flows.monitor.check`` builds it."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    ref = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "plan": rng.choice(["basic", "pro", "<b>max</b>"], n, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    ref_scores = rng.beta(2, 5, n)
+    profile = build_profile(ref, ["age"], ["plan"], prediction=ref_scores)
+    cur = pd.DataFrame(
+        {
+            "age": rng.normal(40 + shift, 10, n),
+            "plan": rng.choice(["basic", "pro", "<b>max</b>"], n, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    cur[PREDICTION] = rng.beta(2, 5, n)
+    acc = Accumulator(profile)
+    for start in range(0, n, 500):
+        acc.update(cur.iloc[start : start + 500])
+    report = assess(profile, acc.result(), drift_share_threshold=0.3, min_rows=100)
+    now = dt.datetime(2026, 1, 3, 12, tzinfo=dt.UTC)
+    facts = guardrails.Facts(
+        now=now,
+        drift_detected=report.dataset_drift,
+        drift_summary=report.summary(),
+        last_training=now - dt.timedelta(hours=2),
+        new_rows=n,
+        retrains_last_week=0,
+        newest_batch_failed_validation=False,
+        newest_batch="2026-01-03.parquet",
+    )
+    decision = guardrails.decide(facts, MonitorSpec())
+    return {
+        "model": "churn",
+        "champion_version": "3",
+        "window": ["2026-01-03.parquet"],
+        "rows": n,
+        "drift": report.to_dict(),
+        "performance": {
+            "primary_metric": "roc_auc",
+            "reference": np.float64(0.8312345),
+            "current": 0.7912345,
+            "labelled_rows": 1500,
+            "drop": 0.04,
+            "degraded": False,
+        },
+        "decision": {**decision.to_dict(), "reason": decision.reason + " " + HOSTILE},
+        "checked_at": now.isoformat(timespec="seconds"),
+    }
+
+
+def scoring_inputs() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    report = {
+        "model": "churn",
+        "version": "3",
+        "alias": "champion",
+        "shadow_version": "4",
+        "engine": "onnx",
+        "engine_reason": f"parity ok {HOSTILE}",
+        "shadow_engine": "sklearn",
+        "batch_uri": "/lake/churn/incoming/2026-01-03.parquet",
+        "output_uri": "/lake/churn/predictions/2026-01-03.parquet",
+        "rows": 12345,
+        "partitions": 2,
+        "scoring_seconds": np.float64(1.23456),
+        "rows_per_second": 9999.9,
+        "shadow": {"agreement": np.float64(0.987654), "mean_abs_diff": 0.00123456, "rows": 12345},
+        "run_id": "manual__2026-01-03",
+    }
+    flips = [
+        {"customer_id": f"c{i}", "score": 0.49 + i / 100, "shadow_score": np.float64(0.51)} for i in range(3)
+    ]
+    return report, flips
+
+
+def ledger_entries(lake: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": 2,
+            "model": "churn",
+            "alias": "champion",
+            "previous_version": "1",
+            "new_version": "2",
+            "action": "promote",
+            "actor": "airflow",
+            "reason": f"gate passed {HOSTILE}",
+            "evidence_uri": f"{lake}/churn/runs/r2/verdict.html",
+            "verdict": "PASS",
+            "dag_id": "train_churn",
+            "run_id": "r2",
+            "created_at": "2026-01-02T10:00:00+00:00",
+        },
+        {
+            "id": 1,
+            "model": "churn",
+            "alias": "champion",
+            "previous_version": None,
+            "new_version": "1",
+            "action": "bootstrap",
+            "actor": "airflow",
+            "reason": "first version",
+            "evidence_uri": None,
+            "verdict": None,
+            "dag_id": "train_churn",
+            "run_id": "r1",
+            "created_at": "2026-01-01T10:00:00+00:00",
+        },
+    ]
+
+
+@pytest.fixture
+def lake_root(tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("MLCYCLE_LAKE_ROOT", str(tmp_path / "lake"))
+    return str((tmp_path / "lake").resolve())
+
+
+def every_page(lake: str) -> dict[str, str]:
+    report, flips = scoring_inputs()
+    return {
+        "gate": pages.gate_page(gate_verdict(passed=False)),
+        "drift": pages.drift_page(drift_result(shift=8.0)),
+        "scoring": pages.scoring_page(report, flips),
+        "ledger": pages.ledger_page(ledger_entries(lake), "churn"),
+    }
+
+
+def row_of(page: str, first_cell: str) -> str:
+    """The ``<tr>`` whose first cell is ``first_cell``."""
+    match = re.search(rf"<tr[^>]*>\s*<td>{re.escape(first_cell)}</td>.*?</tr>", page, flags=re.S)
+    assert match, f"no row starting with {first_cell!r}"
+    return match.group(0)
+
+
+# --- what every page shares -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gate", "drift", "scoring", "ledger"])
+def test_every_page_extends_the_base_with_the_stylesheet_once(name, lake_root):
+    page = every_page(lake_root)[name]
+    assert page.startswith("<!doctype html>")
+    assert '<meta charset="utf-8">' in page
+    assert page.count('<body class="mlcycle-report') == 1
+    assert page.count("<style>") == 1
+    assert page.count(STYLESHEET) == 1
+    assert page.rstrip().endswith("</html>")
+
+
+@pytest.mark.parametrize("name", ["gate", "drift", "scoring", "ledger"])
+def test_every_page_is_self_contained(name, lake_root):
+    page = every_page(lake_root)[name]
+    assert "<link" not in page
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(src|href)=["']?https?://""", page)
+    assert "@import" not in page
+
+
+@pytest.mark.parametrize("name", ["gate", "drift", "scoring", "ledger"])
+def test_every_page_escapes_and_formats(name, lake_root):
+    """Outside text is escaped; no Python repr (numpy scalars, dicts) reaches the page."""
+    page = every_page(lake_root)[name]
+    assert HOSTILE not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert "np.float64(" not in page
+    assert "{'" not in page
+    assert "{&#39;" not in page
+
+
+def test_templates_ship_with_the_package():
+    import tomllib
+
+    from mlcycle.reports.pages import TEMPLATES
+
+    names = {p.name for p in TEMPLATES.iterdir()}
+    assert {"base.html.j2", "style.css", "macros.html.j2"} <= names
+    assert {"gate.html.j2", "drift.html.j2", "scoring.html.j2", "ledger.html.j2"} <= names
+    pyproject = tomllib.loads((TEMPLATES.parents[3] / "pyproject.toml").read_text())
+    assert "reports/templates/*" in pyproject["tool"]["setuptools"]["package-data"]["mlcycle"]
+
+
+def test_the_environment_is_cached_and_strict():
+    import jinja2
+
+    env = pages.environment()
+    assert env is pages.environment()
+    assert env.autoescape is True
+    assert env.undefined is jinja2.StrictUndefined
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "n/a"),
+        (float("nan"), "n/a"),
+        (np.float64(0.123456789), "0.1235"),
+        (np.int64(12), "12"),
+        (12345, "12345"),
+        (123456.78, "123457"),
+        (0.000123456, "0.0001235"),
+        (True, "yes"),
+        (float("inf"), "∞"),
+        ("v3", "v3"),
+    ],
+)
+def test_numbers_are_formatted_readably(value, text):
+    assert pages.fmt_number(value) == text
+
+
+# --- gate -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_gate_page_lists_every_rule_with_its_outcome(passed):
+    verdict = gate_verdict(passed)
+    page = pages.gate_page(verdict)
+    head = "PASSED" if passed else "FAILED"
+    assert f"<title>Gate churn v7: {head}</title>" in page
+    assert ("FAILED" if passed else "PASSED") not in page
+    assert "champion version <b>6</b>" in page
+    for r in verdict["rules"]:
+        row = row_of(page, r["name"])
+        assert f'class="badge {r["outcome"]}"' in row
+        assert f'class="rule {r["outcome"]}"' in row
+    failing = [r["name"] for r in verdict["rules"] if r["outcome"] is Outcome.FAIL]
+    assert bool(failing) is not passed
+    assert page.count('<span class="badge fail">FAIL</span>') == len(failing)
+    assert page.count('<span class="badge pass">PASS</span>') == sum(
+        r["outcome"] is Outcome.PASS for r in verdict["rules"]
+    )
+    # key numbers, formatted: candidate and champion metrics, bootstrap and shadow tables
+    assert ("0.8123" if passed else "0.6012") in page
+    assert "<td>log_loss</td>" in page and "0.42" in page
+    assert "<th>prob_not_worse</th>" in page
+    assert "<th>agreement</th>" in page and "0.9512" in page
+    assert "/lake/churn/runs/r/verdict.json" in page
+
+
+def test_gate_page_of_a_failing_threshold_marks_it():
+    verdict = gate_verdict(passed=False)
+    row = row_of(page := pages.gate_page(verdict), "threshold:roc_auc")
+    assert "badge fail" in row and "misses the absolute threshold" in row and "0.6012" in row
+    assert "badge pass" in row_of(page, "threshold:log_loss")
+
+
+def test_gate_page_of_a_bootstrap_and_from_stored_json():
+    """A bootstrap says so and shows SKIPPED rules; a verdict read back from JSON (outcomes as
+    plain strings) renders the same page."""
+    verdict = gate_verdict(passed=True, bootstrap=True)
+    page = pages.gate_page(verdict)
+    assert "no champion yet (bootstrap: absolute rules only)" in page
+    skipped = [r for r in verdict["rules"] if r["outcome"] is Outcome.SKIPPED]
+    assert page.count('<span class="badge skipped">SKIPPED</span>') == len(skipped) == 5
+    assert "Paired bootstrap" not in page and "Shadow comparison" not in page
+    stored = json.loads(json.dumps(verdict, default=float))
+    assert pages.gate_page(stored) == page
+
+
+# --- drift ----------------------------------------------------------------------------------------
+
+
+def test_drift_page_shows_features_histograms_and_decision():
+    result = drift_result(shift=8.0)
+    page = pages.drift_page(result)
+    assert "<title>Drift churn</title>" in page
+    assert "(champion v3)" in page and "2000 rows from 2026-01-03.parquet" in page
+    age = result["drift"]["features"][0]
+    assert age["feature"] == "age" and age["drifted"] is True
+    row = row_of(page, "age")
+    assert '<span class="badge fail">DRIFT</span>' in row
+    psi = next(r for r in age["results"] if r["statistic"] == "psi")
+    assert f"psi {pages.fmt_number(psi['value'])}" in row and "(limit 0.2)" in row
+    svg = re.search(r"<svg class=\"hist\".*?</svg>", row, flags=re.S)
+    assert svg, "the numeric feature has no histogram"
+    bins = len(psi["histogram"]["labels"])
+    assert svg.group(0).count('<rect class="reference"') == bins
+    assert svg.group(0).count('<rect class="current"') == bins
+    # categories are escaped, in the histogram titles too
+    plan_row = row_of(page, "plan")
+    assert "&lt;b&gt;max&lt;/b&gt;" in plan_row and "<b>max</b>" not in plan_row
+    assert PREDICTION in page  # the prediction is listed last
+    assert page.index(">plan<") < page.index(f">{PREDICTION}<")
+    # the decision with every guardrail check, failing ones marked
+    checks = result["decision"]["checks"]
+    assert any(not c["passed"] for c in checks)  # trained 2 h ago: the cooldown blocks
+    for c in checks:
+        mark = "pass" if c["passed"] else "fail"
+        assert f'<li class="check {mark}">' in page
+        assert f"{c['name']}: " in page
+    assert "no retrain" in page
+    # performance as a key/value table, numbers formatted
+    assert '<th>reference</th><td class="num">0.8312</td>' in page
+    assert "<th>degraded</th><td>no</td>" in page
+
+
+def test_drift_page_of_a_stable_window_and_of_no_window():
+    stable = pages.drift_page(drift_result(shift=0.0))
+    assert '<span class="badge pass">ok</span>' in row_of(stable, "age")
+    empty = {
+        "model": "churn",
+        "champion_version": "3",
+        "window": [],
+        "rows": 0,
+        "drift": {"summary": "no validated batch in the last 1 day(s): drift not measured", "features": []},
+        "performance": {},
+        "decision": {"retrain": False, "reason": "no drift", "checks": []},
+        "checked_at": "2026-01-03T12:00:00+00:00",
+    }
+    page = pages.drift_page(empty)
+    assert "no feature was assessed" in page and "not measured" in page
+    assert "drift not measured" in page and "<svg" not in page
+
+
+# --- scoring --------------------------------------------------------------------------------------
+
+
+def test_scoring_page_shows_the_run_the_shadow_and_the_flips():
+    report, flips = scoring_inputs()
+    page = pages.scoring_page(report, flips)
+    assert "<title>Scoring churn v3</title>" in page
+    assert "with v3 (champion)" in page and "challenger v4" in page
+    assert '<th>rows</th><td class="num">12345</td>' in page
+    assert "1.235" in page and "0.9877" in page
+    assert "Rows that flip class (first 3)" in page
+    assert len(re.findall(r"<td>c\d+</td>", page)) == 3 and "0.51" in page
+
+
+def test_scoring_page_without_shadow_and_caps_the_flips():
+    report, _ = scoring_inputs()
+    page = pages.scoring_page({**report, "shadow": None, "shadow_version": None}, [])
+    assert "No challenger ran in shadow." in page and "challenger v-" in page
+    many = [{"customer_id": f"c{i}"} for i in range(pages.MAX_FLIPS_SHOWN + 50)]
+    capped = pages.scoring_page(report, many)
+    assert len(re.findall(r"<td>c\d+</td>", capped)) == pages.MAX_FLIPS_SHOWN
+
+
+# --- ledger ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["churn", None])
+def test_ledger_page_lists_moves_with_evidence_links(model, lake_root):
+    page = pages.ledger_page(ledger_entries(lake_root), model)
+    title = "Promotion ledger: churn" if model else "Promotion ledger"
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+    assert page.index("gate passed") < page.index("first version")
+    assert 'href="/mlcycle/evidence/churn/runs/r2/verdict.html"' in page
+    assert page.count(">verdict</a>") == 1  # the bootstrap has no evidence
+    assert f'href="/mlcycle/ledger.json{"?model=churn" if model else ""}"' in page
+    assert "<th>previous version</th>" in page
+    assert page.count("<td>-</td>") >= 3  # missing values are dashes, never "None"
+    assert "None" not in page
+
+
+def test_ledger_page_without_moves():
+    page = pages.ledger_page([], None)
+    assert "no moves yet" in page and 'colspan="10"' in page
