@@ -19,6 +19,8 @@ from mlcycle_airflow.webapp import LazyApp
 
 
 class MlcyclePlugin(AirflowPlugin):
+    """Registers the extra links, the ``/mlcycle`` app and its Browse menu entry with Airflow."""
+
     name = "mlcycle"
     operator_extra_links = ALL_LINKS
     # Plain (not ClassVar) annotations: AirflowPlugin declares these as instance attributes.

@@ -21,6 +21,7 @@ LOGS = REPO / ".local" / "logs"
 
 
 def run(cmd: list[str], log: Path | None = None) -> int:
+    """Exit code of ``cmd``, never raising on failure; output goes to ``log`` (stdout and stderr) if given."""
     if log is None:
         return subprocess.run(cmd, check=False).returncode
     with log.open("w") as fh:
@@ -87,6 +88,10 @@ def run_dag(dag_id: str) -> int:
 
 
 def main() -> int:
+    """Migrate the DB, generate data, run each model's DAGs, print the summary; 1 if a DAG run failed.
+
+    Reads ``AIRFLOW_HOME``, ``MLFLOW_TRACKING_URI``, ``MLCYCLE_LAKE_ROOT`` and ``MLCYCLE_LEDGER_URI``, which
+    the Makefile sets (``KeyError`` without them)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     print("== mlcycle demo ==")
     print(

@@ -30,6 +30,7 @@ def _specs(names: list[str] | None = None) -> list[Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """``mlcycle models``: one line per spec. Every spec is validated, so one invalid spec fails the command."""
     for spec in _specs():
         print(
             f"{spec.name:12} {spec.task:15} {spec.estimator.class_:50} schedule '{spec.schedule}' "
@@ -39,6 +40,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """``mlcycle generate``: daily batches in the lake (kept unless ``--overwrite``), or one as ``--out``."""
     from mlcycle.data import lake as lk
     from mlcycle.data.generators import generate_batch
 
@@ -108,6 +110,7 @@ def _registered(mlc: Any, model: str) -> bool:
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
+    """``mlcycle champion``: the champion and challenger (text or ``--json``); exit 1 without a champion."""
     from mlcycle.store import registry
 
     mlc = registry.client()
@@ -128,6 +131,7 @@ def _format_champion(info: dict[str, Any]) -> str:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
+    """``mlcycle ledger``: the alias moves of one model or all, newest first, at most ``--limit``."""
     from mlcycle.store import ledger
 
     entries = ledger.history(args.model, limit=args.limit)
@@ -191,6 +195,7 @@ def _engine_line(spec: Any, mv: Any) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mlcycle`` argument parser; each subcommand sets ``fn``, the ``cmd_*`` function that runs it."""
     parser = argparse.ArgumentParser(
         prog="mlcycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -240,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``argv`` (default ``sys.argv[1:]``) and return the exit code: 2 on an ``MlcycleError``."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:

@@ -120,6 +120,7 @@ Spec: `include/models/{spec.name}.yaml`. Owner: {spec.owner}. Schedule: `{spec.s
 
 
 def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    """``train_<model>``: resolve, validate, train, evaluate, gate, promote; on cron or a retrain request."""
     common: dict[str, Any] = {"model": spec.name, "specs_dir": specs_path}
     with DAG(
         dag_id=spec.train_dag_id,
@@ -216,6 +217,7 @@ Runs when an event of the asset `mlcycle://{spec.name}/incoming` arrives, e.g.
 
 
 def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    """``score_<model>``, run per ``<model>_incoming`` event: validate, score by mapped partitions, merge."""
     common: dict[str, Any] = {"model": spec.name, "specs_dir": specs_path}
     with DAG(
         dag_id=f"score_{spec.name}",
@@ -289,10 +291,12 @@ def _dags(build: Callable[[ModelSpec, str], DAG]) -> dict[str, DAG]:
 
 
 def train_dags() -> dict[str, DAG]:
+    """Every spec's ``train_<model>`` DAG by DAG id, for ``globals().update`` in a ``dags/`` file."""
     return _dags(build_train_dag)
 
 
 def score_dags() -> dict[str, DAG]:
+    """Every spec's ``score_<model>`` DAG by DAG id, for ``globals().update`` in a ``dags/`` file."""
     return _dags(build_score_dag)
 
 
@@ -316,6 +320,7 @@ Runs on `{m.schedule}` and whenever a new batch lands (`{spec.name}_incoming`).
 
 
 def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    """``monitor_<model>``: drift check even if the newest batch failed validation, then maybe a retrain."""
     common: dict[str, Any] = {"model": spec.name, "specs_dir": specs_path}
     with DAG(
         dag_id=f"monitor_{spec.name}",
@@ -350,4 +355,5 @@ def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
 
 
 def monitor_dags() -> dict[str, DAG]:
+    """Every spec's ``monitor_<model>`` DAG by DAG id, for ``globals().update`` in a ``dags/`` file."""
     return _dags(build_monitor_dag)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 class MLflowHook(BaseHook):
+    """An ``MlflowClient`` for an Airflow connection (module docstring), else ``MLFLOW_TRACKING_URI``."""
+
     conn_name_attr = "mlflow_conn_id"
     default_conn_name = "mlflow_default"
     conn_type = "mlflow"

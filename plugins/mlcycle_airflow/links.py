@@ -19,6 +19,8 @@ EVIDENCE_PREFIX = "/mlcycle/evidence"
 
 
 class XComLink(BaseOperatorLink):
+    """A button whose URL the operator pushed to XCom under ``key``; empty until it has."""
+
     key = ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
@@ -32,16 +34,22 @@ class XComLink(BaseOperatorLink):
 
 
 class MLflowRunLink(XComLink):
+    """Opens the MLflow run the task logs to."""
+
     name = "MLflow run"
     key = "mlflow_run_url"
 
 
 class MLflowModelVersionLink(XComLink):
+    """Opens the model version the task registered, gated, promoted or scores with."""
+
     name = "Model version"
     key = "mlflow_version_url"
 
 
 class EvidenceLink(XComLink):
+    """Opens the task's report from the lake (validation, verdict, scoring or drift) via the plugin."""
+
     name = "Evidence"
     key = "evidence_url"
 

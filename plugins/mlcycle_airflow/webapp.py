@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
-SERVED_AREAS = {"runs", "quarantine", "reports"}
+SERVED_AREAS = {"runs", "quarantine"}
 
 
 def _require_user() -> Any:
@@ -48,6 +48,7 @@ class LazyApp:
 
 
 def create_app() -> FastAPI:
+    """The FastAPI app: ledger pages and lake evidence, every route behind Airflow's authentication."""
     app = FastAPI(title="mlcycle", description="Promotion ledger and run evidence of mlcycle models")
     user = _require_user()
 
@@ -69,7 +70,7 @@ def create_app() -> FastAPI:
         rel = PurePosixPath(path)
         parts = rel.parts
         if ".." in parts or rel.is_absolute() or len(parts) < 3 or parts[1] not in SERVED_AREAS:
-            raise HTTPException(404, f"{path!r} is not a report under <model>/{{runs,quarantine,reports}}/")
+            raise HTTPException(404, f"{path!r} is not a report under <model>/{{runs,quarantine}}/")
         media = SERVED_SUFFIXES.get(rel.suffix)
         if media is None:
             raise HTTPException(404, f"only {sorted(SERVED_SUFFIXES)} files are served")

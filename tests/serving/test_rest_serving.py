@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import train_champion
+from tests.conftest import Env, relocate
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +40,30 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-@pytest.fixture
-def champion(env):
-    """Train and promote v1 with the plain steps (no Airflow needed for serving)."""
-    return train_champion(env, MODEL, end=dt.datetime.now(dt.UTC).date(), days=3)
+@pytest.fixture(scope="module")
+def store(golden_store, tmp_path_factory) -> Env:
+    """One copy of the session's golden store (churn v1 champion) for the whole module."""
+    root = tmp_path_factory.mktemp("serving")
+    relocate(golden_store, root)
+    return Env(
+        root=root,
+        lake=str(root / "lake"),
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        ledger_uri=f"sqlite:///{root / 'ledger.db'}",
+    )
 
 
-@pytest.fixture
-def server(champion, env):
+@pytest.fixture(scope="module")
+def champion():
+    from mlcycle.core.spec import get_spec
+
+    return get_spec(MODEL)
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    """One ``mlflow models serve`` of churn@champion for every request test of the module."""
+    env = store
     port = free_port()
     bindir = Path(sys.executable).parent
     proc = subprocess.Popen(
@@ -100,12 +116,12 @@ def champion_pyfunc(env):
     return mlflow.pyfunc.load_model(mlc.get_model_version_download_uri(MODEL, mv.version))
 
 
-def test_valid_request_matches_pyfunc_predict(server, champion, env):
+def test_valid_request_matches_pyfunc_predict(server, champion, store):
     df = rows(champion)
     split = json.loads(df.to_json(orient="split", index=False))
     status, body = post(f"{server}/invocations", {"dataframe_split": split})
     assert status == 200, body
-    expected = champion_pyfunc(env).predict(df)
+    expected = champion_pyfunc(store).predict(df)
     assert [int(p) for p in body["predictions"]] == [int(p) for p in expected]
 
 

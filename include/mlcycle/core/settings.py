@@ -23,6 +23,7 @@ from mlcycle.core.errors import MlcycleError
 
 
 def project_home() -> Path:
+    """The repo root: ``MLCYCLE_HOME``, else found above this package; ``MlcycleError`` if neither works."""
     if env := os.environ.get("MLCYCLE_HOME"):
         return Path(env).expanduser().resolve()
     for parent in Path(__file__).resolve().parents:
@@ -40,10 +41,12 @@ def _path_setting(name: str, default: str) -> Path:
 
 
 def specs_dir() -> Path:
+    """Folder of the model specs: ``MLCYCLE_SPECS_DIR``, default ``$MLCYCLE_HOME/include/models``."""
     return _path_setting("MLCYCLE_SPECS_DIR", "include/models")
 
 
 def contracts_dir() -> Path:
+    """Folder of the GX suites: ``MLCYCLE_CONTRACTS_DIR``, default ``$MLCYCLE_HOME/include/contracts``."""
     return _path_setting("MLCYCLE_CONTRACTS_DIR", "include/contracts")
 
 
@@ -56,21 +59,26 @@ def lake_root() -> str:
 
 
 def local_state_dir() -> Path:
+    """``$MLCYCLE_HOME/.local``: default SQLite databases and MLflow artifacts; no variable of its own."""
     return project_home() / ".local"
 
 
 def tracking_uri() -> str:
+    """MLflow tracking URI: ``MLFLOW_TRACKING_URI``, default SQLite ``.local/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local_state_dir() / 'mlflow.db'}"
 
 
 def artifact_root() -> str:
+    """Artifact root of new local-store experiments: ``MLCYCLE_ARTIFACT_ROOT`` (``.local/mlartifacts``)."""
     value = os.environ.get("MLCYCLE_ARTIFACT_ROOT")
     return value if value else str(local_state_dir() / "mlartifacts")
 
 
 def ledger_uri() -> str:
+    """SQLAlchemy URI of the promotion ledger: ``MLCYCLE_LEDGER_URI``, default SQLite ``.local/ledger.db``."""
     return os.environ.get("MLCYCLE_LEDGER_URI") or f"sqlite:///{local_state_dir() / 'ledger.db'}"
 
 
 def mlflow_ui_url() -> str:
+    """MLflow UI base for links: ``MLCYCLE_MLFLOW_UI_URL``, default ``http://localhost:5000`` (no final /)."""
     return os.environ.get("MLCYCLE_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")

@@ -23,11 +23,15 @@ CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@once", 
 
 
 class Task(StrEnum):
+    """The spec's ``task``: which metrics apply, and whether the estimator must classify or regress."""
+
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
 
 
 class Direction(StrEnum):
+    """Which way a metric improves; the gate uses it to give gains and regressions their sign."""
+
     HIGHER = "higher"
     LOWER = "lower"
 
@@ -55,6 +59,8 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
+    """Validates the ``data`` section: key/time/target columns, training window, holdout split, batch size."""
+
     generator: str | None = Field(None, description="sample-data generator for demos and tests")
     key_column: str
     time_column: str
@@ -67,6 +73,8 @@ class DataSpec(_Strict):
 
 
 class FeaturesSpec(_Strict):
+    """Validates the ``features`` section: numeric and categorical columns, at least one, none in both lists."""
+
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
 
@@ -85,6 +93,8 @@ class FeaturesSpec(_Strict):
 
 
 class EstimatorSpec(_Strict):
+    """Validates the ``estimator`` section: a ``sklearn.`` class path (key ``class``) and its ``params``."""
+
     class_: str = Field(alias="class")
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -102,6 +112,8 @@ class EstimatorSpec(_Strict):
 
 
 class Bound(_Strict):
+    """Validates one entry of ``gate.thresholds``: ``min``, ``max`` or both, ``min`` not above ``max``."""
+
     min: float | None = None
     max: float | None = None
 
@@ -115,6 +127,8 @@ class Bound(_Strict):
 
 
 class BudgetSpec(_Strict):
+    """Validates ``gate.budgets``: ceilings on scoring latency (ms per 1,000 rows) and model size (MB)."""
+
     latency_ms_per_1k_rows: float | None = Field(None, gt=0)
     model_size_mb: float | None = Field(None, gt=0)
 
@@ -131,6 +145,8 @@ class ShadowSpec(_Strict):
 
 
 class GateSpec(_Strict):
+    """Validates the ``gate`` section: metric rules (absolute, vs champion, confidence), budgets, shadow."""
+
     primary_metric: str
     thresholds: dict[str, Bound] = Field(default_factory=dict)
     max_regression: dict[str, float] = Field(default_factory=dict)
@@ -163,6 +179,7 @@ class GateSpec(_Strict):
 
 
 def check_schedule(value: str) -> str:
+    """``value`` if it is a ``CRON_PRESETS`` entry or a five-field cron expression, else ``ValueError``."""
     if value in CRON_PRESETS:
         return value
     from croniter import croniter  # already loaded by Airflow's timetables
@@ -173,6 +190,8 @@ def check_schedule(value: str) -> str:
 
 
 class FeatureDriftOverride(_Strict):
+    """Validates a ``monitor.overrides`` entry: the statistic that alone decides a feature, and its bound."""
+
     statistic: Literal["psi", "ks", "js", "wasserstein", "chi2"]
     threshold: float = Field(gt=0)
 
@@ -208,6 +227,8 @@ class ScoringSpec(_Strict):
 
 
 class ModelSpec(_Strict):
+    """Validates a whole spec file (top level) and that its sections agree with ``task`` and each other."""
+
     name: str
     description: str
     owner: str = "ml-platform"
@@ -287,6 +308,7 @@ def _format_error(path: Path, exc: ValidationError) -> str:
 
 
 def parse_spec(raw: Any, path: Path) -> ModelSpec:
+    """Validate a YAML document loaded from ``path``; ``SpecError`` names every bad key (and a wrong name)."""
     if not isinstance(raw, dict):
         raise SpecError(
             f"invalid model spec {path}: the file must hold a YAML mapping, got {type(raw).__name__}"
@@ -304,6 +326,7 @@ def parse_spec(raw: Any, path: Path) -> ModelSpec:
 
 
 def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate one spec file, uncached; ``SpecError`` when it is missing, not YAML or invalid."""
     path = Path(path)
     try:
         # The C loader when PyYAML has it: 8x faster, and this runs at every DAG parse.
@@ -342,6 +365,8 @@ def _load_specs(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> tup
 
 
 def get_spec(name: str, directory: str | Path | None = None) -> ModelSpec:
+    """The spec named ``name`` from ``directory`` (default ``MLCYCLE_SPECS_DIR``), read from disk on every
+    call; ``SpecError`` listing the known models when there is no such file."""
     if directory is None:
         from mlcycle.core.settings import specs_dir
 

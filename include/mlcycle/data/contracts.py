@@ -26,6 +26,8 @@ _PLUMBING = {"batch_id", "result_format", "catch_exceptions", "include_config"}
 
 @dataclass
 class Failure:
+    """One failed expectation for a person: the rule, what was seen, sample bad values or the error."""
+
     expectation: str
     kwargs: dict[str, Any]
     observed: Any = None
@@ -49,6 +51,8 @@ class Failure:
 
 @dataclass
 class BatchResult:
+    """The contract's outcome on one batch (``uri``), so a failure names the batch to quarantine."""
+
     uri: str
     success: bool
     evaluated: int
@@ -59,6 +63,8 @@ class BatchResult:
 
 @dataclass
 class ValidationReport:
+    """The contract's outcome on every batch of a run; ``success`` only if each batch passed."""
+
     contract: str
     success: bool
     batches: list[BatchResult]
@@ -89,6 +95,7 @@ class ValidationReport:
 
 
 def load_suite_dict(path: str | Path) -> dict[str, Any]:
+    """A GX suite from its JSON file, shape checked; ``SpecError`` if it is missing, not JSON or malformed."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())

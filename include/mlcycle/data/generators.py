@@ -151,6 +151,9 @@ def generate_batch(
     corrupt: bool = False,
     shuffle_labels: bool = False,
 ) -> pd.DataFrame:
+    """One day of ``generator`` data, reproducible from (day, seed, options); ``ValueError`` on bad input.
+
+    ``corrupt`` damages about 5 % of the rows; ``shuffle_labels`` permutes the target."""
     import pandas as pd
 
     if generator not in GENERATORS:

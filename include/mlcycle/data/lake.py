@@ -74,6 +74,7 @@ def as_path(uri: str | LakePath) -> LakePath:
 
 
 def uri_of(path: LakePath) -> str:
+    """The string recorded in manifests and XCom: a plain path for a local file, else the full URI."""
     return str(path)
 
 
@@ -95,6 +96,8 @@ class RunFile(StrEnum):
 
 
 class Lake:
+    """Where one model's files live under a lake root (layout in the module docstring); touches no storage."""
+
     def __init__(self, root: str | LakePath, model: str) -> None:
         self.root = as_path(root)
         self.model = model
@@ -170,6 +173,7 @@ def last_batch_date(uris: list[str]) -> str | None:
 
 
 def digest_files(paths: list[LakePath]) -> str:
+    """SHA-256 (hex) of the files' bytes, concatenated in the order given, read in 1 MiB blocks."""
     h = hashlib.sha256()
     for path in paths:
         with path.open("rb") as fh:
@@ -179,6 +183,7 @@ def digest_files(paths: list[LakePath]) -> str:
 
 
 def read_parquet(paths: list[LakePath], columns: list[str] | None = None) -> pd.DataFrame:
+    """The files as one frame, in order (only ``columns`` if given); ``DataNotFoundError`` for no files."""
     import pandas as pd
 
     frames = []
@@ -191,6 +196,7 @@ def read_parquet(paths: list[LakePath], columns: list[str] | None = None) -> pd.
 
 
 def count_rows(paths: list[LakePath]) -> int:
+    """Total rows of the Parquet files, read from their footers without reading any data."""
     import pyarrow.parquet as pq
 
     total = 0
@@ -237,11 +243,13 @@ def atomic_write(path: LakePath) -> Iterator[AtomicFile]:
 
 
 def write_bytes_atomic(path: LakePath, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never part."""
     with atomic_write(path) as out:
         out.fh.write(data)
 
 
 def write_parquet(df: pd.DataFrame, path: LakePath) -> None:
+    """Write ``df`` to ``path`` as Parquet without the index, atomically (built in memory first)."""
     import io
 
     buf = io.BytesIO()
@@ -250,10 +258,12 @@ def write_parquet(df: pd.DataFrame, path: LakePath) -> None:
 
 
 def write_json(obj: Any, path: LakePath) -> None:
+    """Write ``obj`` to ``path`` as indented, key-sorted JSON, atomically; other values become ``str``."""
     write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
 def read_json(path: LakePath) -> Any:
+    """The JSON document at ``path``, a local file or any fsspec URI."""
     with path.open("rb") as fh:
         return json.load(fh)
 

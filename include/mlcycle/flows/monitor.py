@@ -127,6 +127,7 @@ def gather_facts(
     newest_failed: bool,
     ledger_uri: str | None,
 ) -> Any:
+    """The guardrails' inputs: when the last training was, validated rows since, retrains asked in 7 days."""
     from mlcycle.monitor.guardrails import Facts
 
     versions = mlc.search_model_versions(f"name = '{spec.name}'")
@@ -255,15 +256,7 @@ def _perf_text(perf: dict[str, Any]) -> str:
 def open_run(mlc: MlflowClient, spec: ModelSpec, run: RunInfo) -> tuple[str, str]:
     """The MLflow run in ``<model>-monitoring`` that records this Airflow run: (experiment id, run
     id), found again on a retry. Opened before the work, so its link works even on a failure."""
-    run_id = registry.run_for_airflow_run(
-        mlc,
-        f"{spec.name}-monitoring",
-        dag_id=run.dag_id,
-        run_id=run.run_id,
-        run_name=f"monitor/{run.key}",
-        tags={},
-    )
-    return registry.experiment_of(mlc, run_id), run_id
+    return registry.run_for_airflow_run(mlc, f"{spec.name}-monitoring", run, "monitor")
 
 
 def _log_to_mlflow(

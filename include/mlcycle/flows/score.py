@@ -93,6 +93,7 @@ def load_model(mlc: MlflowClient, spec: ModelSpec, version: str, engine: str) ->
 
 
 def plan(batch_uri: str, rows_per_partition: int) -> list[PartitionSpec]:
+    """``batch_uri`` cut into row ranges of at most ``rows_per_partition`` rows, as XCom-ready dicts."""
     return [
         {"index": p.index, "start": p.start, "stop": p.stop}
         for p in scoring.plan_partitions(batch_uri, rows_per_partition)
@@ -114,6 +115,7 @@ def score_partition(
     lake_root: str,
     chunk_rows: int = scoring.DEFAULT_CHUNK_ROWS,
 ) -> PartitionResult:
+    """Score one partition (and the shadow, if any) into ``runs/<run>/scoring/``; a rerun replaces it."""
     part = scoring.Partition(**partition)
     served = load_model(mlc, spec, model["version"], model.get("engine") or "sklearn")
     shadow_version = model.get("shadow_version")
@@ -206,15 +208,7 @@ def finalize(
 def open_run(mlc: MlflowClient, spec: ModelSpec, run: RunInfo) -> tuple[str, str]:
     """The MLflow run in ``<model>-scoring`` that records this Airflow run: (experiment id, run
     id), found again on a retry. Opened before the work, so its link works even on a failure."""
-    run_id = registry.run_for_airflow_run(
-        mlc,
-        f"{spec.name}-scoring",
-        dag_id=run.dag_id,
-        run_id=run.run_id,
-        run_name=f"score/{run.key}",
-        tags={},
-    )
-    return registry.experiment_of(mlc, run_id), run_id
+    return registry.run_for_airflow_run(mlc, f"{spec.name}-scoring", run, "score")
 
 
 def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], mlc: MlflowClient) -> str:

@@ -50,6 +50,7 @@ def run_file(spec: ModelSpec, lake_root: str, run: RunInfo, what: RunFile) -> lk
 
 
 def read_manifest(uri: str) -> lk.Manifest:
+    """The manifest that the ``resolve`` step wrote at ``uri``."""
     return lk.Manifest.from_dict(lk.read_json(lk.as_path(uri)))
 
 
@@ -147,10 +148,7 @@ def open_run(mlc: MlflowClient, spec: ModelSpec, run: RunInfo, manifest_uri: str
         registry.TAG_TRIGGER: run.trigger,
         registry.TAG_SPEC: spec_digest(spec),
     }
-    run_id = registry.run_for_airflow_run(
-        mlc, spec.name, dag_id=run.dag_id, run_id=run.run_id, run_name=f"{run.dag_id}/{run.key}", tags=tags
-    )
-    return registry.experiment_of(mlc, run_id), run_id
+    return registry.run_for_airflow_run(mlc, spec.name, run, run.dag_id, tags)
 
 
 def _skip_reason(

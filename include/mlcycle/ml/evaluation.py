@@ -26,6 +26,9 @@ def scores(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
 
 
 def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
+    """Metric ``name`` of scores ``s`` against labels ``y``; ``KeyError`` for an unknown name.
+
+    accuracy and f1 cut probabilities at 0.5; ``roc_auc`` is NaN when ``y`` holds one class."""
     import numpy as np
     from sklearn import metrics as m
 
@@ -51,6 +54,7 @@ def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
 
 
 def all_metrics(task: Task, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    """Every metric of ``METRICS`` that applies to ``task``, by name."""
     return {name: metric_value(name, y, s) for name, (t, _) in METRICS.items() if t is task}
 
 

@@ -17,6 +17,8 @@ from mlcycle.core.spec import METRICS, Direction, GateSpec
 
 
 class Outcome(StrEnum):
+    """A rule's result: a ``skipped`` rule (no champion to compare with) does not fail the gate."""
+
     PASS = "pass"
     FAIL = "fail"
     SKIPPED = "skipped"
@@ -24,6 +26,8 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class Rule:
+    """One evaluated gate rule: what was measured, the limit it had to meet, and a sentence for reviewers."""
+
     name: str
     kind: str  # threshold | regression | improvement | confidence | budget
     outcome: Outcome
@@ -44,6 +48,8 @@ class Measurement:
 
 @dataclass
 class Verdict:
+    """The gate's decision with every rule behind it; the verdict JSON, page and version tags come from it."""
+
     model: str
     candidate_version: str | None
     champion_version: str | None
@@ -236,6 +242,7 @@ def decide(
     confidence: dict[str, float] | None = None,
     shadow: dict[str, Any] | None = None,
 ) -> Verdict:
+    """The verdict on ``candidate``: absolute rules always, rules against ``champion`` if there is one."""
     rules = _threshold_rules(policy, candidate) + _budget_rules(policy, candidate)
     if champion is None:
         skipped = [f"regression:{m}" for m in policy.max_regression] + [

@@ -33,6 +33,8 @@ DEFAULT_CHUNK_ROWS = 50_000
 
 @dataclass(frozen=True)
 class Partition:
+    """Rows ``[start, stop)`` of one input file: the share of one mapped scoring task."""
+
     index: int
     start: int  # first row (inclusive)
     stop: int  # last row (exclusive)
@@ -120,6 +122,8 @@ def _output_table(
 
 @dataclass
 class ScoreResult:
+    """What ``score_file`` wrote and how long it took (``shadow_uri`` None if no shadow rows)."""
+
     output_uri: str
     rows: int
     seconds: float
@@ -316,6 +320,7 @@ def shadow_summary(shadow_uris: list[str], task: Task, max_flips: int = 1000) ->
 
 
 def output_meta(spec: ModelSpec, version: str, alias: str | None, run_id: str) -> dict[str, str]:
+    """Provenance columns stamped on every prediction row: model, version, alias, run id and UTC time."""
     return {
         "model_name": spec.name,
         "model_version": str(version),

@@ -42,6 +42,7 @@ def trusted_types_for(pipeline: Pipeline, spec: ModelSpec) -> list[str]:
 
 
 def estimator_class(spec: ModelSpec) -> type:
+    """The class named by ``estimator.class``, imported; ``SpecError`` if it cannot be."""
     module_name, _, cls_name = spec.estimator.class_.rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), cls_name)
@@ -118,6 +119,7 @@ def split(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def check_columns(df: pd.DataFrame, spec: ModelSpec) -> None:
+    """Raise ``SpecError`` naming the spec's feature and target columns that ``df`` lacks."""
     needed = [*spec.features.all, spec.data.target]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -129,6 +131,8 @@ def check_columns(df: pd.DataFrame, spec: ModelSpec) -> None:
 
 @dataclass
 class TrainResult:
+    """A fitted pipeline with the exact train/holdout frames, fit time (s) and ``model.*`` params."""
+
     pipeline: Pipeline
     train: pd.DataFrame
     holdout: pd.DataFrame
@@ -137,6 +141,7 @@ class TrainResult:
 
 
 def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = None) -> TrainResult:
+    """Split ``df`` and fit the spec's pipeline; ``SpecError`` on missing columns, < 20 rows or one class."""
     check_columns(df, spec)
     train_df, holdout = split(df, spec)
     target = train_df[spec.data.target]

@@ -33,6 +33,8 @@ class Facts:
 
 @dataclass(frozen=True)
 class Check:
+    """One guardrail's outcome, with the numbers behind it for the recorded decision."""
+
     name: str
     passed: bool
     detail: str
@@ -40,6 +42,8 @@ class Check:
 
 @dataclass
 class Decision:
+    """Whether to ask for a retrain, why, and every check that led there (passed or not)."""
+
     retrain: bool
     reason: str
     checks: list[Check] = field(default_factory=list)
@@ -53,6 +57,7 @@ class Decision:
 
 
 def decide(facts: Facts, policy: MonitorSpec) -> Decision:
+    """Retrain only if drift was found and every guardrail in ``policy`` passes; all checks are evaluated."""
     checks = [Check("drift", facts.drift_detected, facts.drift_summary)]
     if facts.last_training is None:
         checks.append(Check("cooldown", True, "no training recorded yet"))

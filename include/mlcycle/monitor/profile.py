@@ -67,11 +67,15 @@ DEFAULT_CHUNK_ROWS = 100_000
 
 
 class Kind(StrEnum):
+    """How a column is profiled, and so which drift statistics apply to it (``ALLOWED``)."""
+
     NUMERIC = "numeric"
     CATEGORICAL = "categorical"
 
 
 class Statistic(StrEnum):
+    """Drift statistics a result can carry; ``null_rate`` is computed for each feature and always counts."""
+
     PSI = "psi"
     KS = "ks"
     JS = "js"
@@ -238,6 +242,7 @@ def as_float(values: Any, name: str) -> np.ndarray:
 
 
 def extended_grid(grid: list[float] | np.ndarray) -> np.ndarray:
+    """``grid`` with one point prepended just below its minimum, so mass below it gets a bin of its own."""
     import numpy as np
 
     g = np.asarray(grid, dtype="float64")

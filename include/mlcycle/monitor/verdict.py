@@ -78,6 +78,8 @@ class FeatureResult:
 
 
 class ColumnSummary(TypedDict, total=False):
+    """Summary numbers of one column (reference or current) shown beside its drift results."""
+
     rows: int
     count: int
     null_rate: float

@@ -35,6 +35,8 @@ class _Row:
 
 @dataclass(frozen=True)
 class Entry(_Row):
+    """One alias move, as appended and as read back (``id`` and ``created_at`` filled in on append)."""
+
     model: str
     alias: str
     previous_version: str | None
@@ -126,6 +128,8 @@ def history(model: str | None = None, uri: str | None = None, limit: int = 200) 
 
 @dataclass(frozen=True)
 class RetrainDecision(_Row):
+    """A monitoring run's retrain decision (``checks`` as JSON), recorded once per model, DAG and run."""
+
     model: str
     requested: bool
     reason: str

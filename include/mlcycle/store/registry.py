@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from mlcycle.core.run import RunInfo
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -60,6 +62,7 @@ _MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "mlf
 
 
 def model_requirements() -> list[str]:
+    """A logged model's pip requirements: ``_MODEL_REQUIREMENTS`` pinned to the installed versions."""
     reqs = []
     for name in _MODEL_REQUIREMENTS:
         try:
@@ -130,6 +133,7 @@ def ensure_experiment(mlc: MlflowClient, name: str) -> str:
 
 
 def ensure_registered_model(mlc: MlflowClient, name: str, description: str) -> None:
+    """Create registered model ``name`` unless it exists (safe against a concurrent create)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -142,6 +146,7 @@ def ensure_registered_model(mlc: MlflowClient, name: str, description: str) -> N
 
 
 def version_by_alias(mlc: MlflowClient, model: str, alias: str) -> ModelVersion | None:
+    """The version ``alias`` points at, or None if the alias or model does not exist."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -201,25 +206,30 @@ def set_alias(
 
 
 def set_version_tags(mlc: MlflowClient, model: str, version: str, tags: dict[str, Any]) -> None:
+    """Set each tag on a version, values turned into strings and cut to 5,000 characters."""
     for key, value in tags.items():
         mlc.set_model_version_tag(model, version, key, str(value)[:5000])
 
 
 def load_sklearn(mlc: MlflowClient, model: str, version: str) -> Any:
     """Load a version with the skops trusted types recorded at save time (never a pickle),
-    downloading it through ``mlc``'s store."""
+    downloading it through ``mlc``'s store.
+
+    The version's artifact location is asked of ``mlc`` first: MLflow resolves a
+    ``models:/<name>/<version>`` URI against the process-wide registry, whatever store is
+    passed to the download."""
     import mlflow.artifacts
     import mlflow.sklearn
 
-    uri = f"models:/{model}/{version}"
     try:
+        source = mlc.get_model_version_download_uri(model, version)
         with tempfile.TemporaryDirectory(prefix="mlcycle-model-") as tmp:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tmp, tracking_uri=mlc.tracking_uri, registry_uri=mlc.tracking_uri
+                artifact_uri=source, dst_path=tmp, tracking_uri=mlc.tracking_uri
             )
             return mlflow.sklearn.load_model(local)
     except Exception as exc:
-        raise RegistryError(f"cannot load {uri}: {exc}") from exc
+        raise RegistryError(f"cannot load models:/{model}/{version}: {exc}") from exc
 
 
 def load_run_json(mlc: MlflowClient, run_id: str, artifact: str) -> Any:
@@ -285,23 +295,26 @@ def load_onnx(mlc: MlflowClient, model: str, version: str) -> bytes:
 
 
 def run_for_airflow_run(
-    mlc: MlflowClient, experiment: str, *, dag_id: str, run_id: str, run_name: str, tags: dict[str, str]
-) -> str:
-    """The MLflow run recording one Airflow run in ``experiment``: found again on a rerun,
-    created otherwise. Returns its id."""
+    mlc: MlflowClient, experiment: str, run: RunInfo, kind: str, tags: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """The MLflow run recording one Airflow run in ``experiment`` (named ``<kind>/<run key>``):
+    found again on a rerun, created otherwise. Returns (experiment id, run id)."""
     experiment_id = ensure_experiment(mlc, experiment)
     found = mlc.search_runs(
-        [experiment_id], filter_string=f"tags.`{TAG_RUN_ID}` = '{_quote(run_id)}'", max_results=1
+        [experiment_id], filter_string=f"tags.`{TAG_RUN_ID}` = '{_quote(run.run_id)}'", max_results=1
     )
     if found:
-        return found[0].info.run_id
+        return experiment_id, found[0].info.run_id
     created = mlc.create_run(
-        experiment_id, run_name=run_name, tags={TAG_DAG_ID: dag_id, TAG_RUN_ID: run_id, **tags}
+        experiment_id,
+        run_name=f"{kind}/{run.key}",
+        tags={TAG_DAG_ID: run.dag_id, TAG_RUN_ID: run.run_id, **(tags or {})},
     )
-    return created.info.run_id
+    return experiment_id, created.info.run_id
 
 
 def experiment_of(mlc: MlflowClient, run_id: str) -> str:
+    """The id of the experiment that MLflow run ``run_id`` belongs to."""
     return str(mlc.get_run(run_id).info.experiment_id)
 
 
@@ -319,14 +332,17 @@ def ui_base(tracking_uri: str, ui_url: str | None = None) -> str:
 
 
 def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the MLflow UI at ``ui`` (see ``ui_base``)."""
     return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def version_url(ui: str, model: str, version: str) -> str:
+    """A model version's page in the MLflow UI at ``ui`` (see ``ui_base``)."""
     return f"{ui}/#/models/{model}/versions/{version}"
 
 
 def model_url(ui: str, model: str) -> str:
+    """A registered model's page in the MLflow UI at ``ui`` (see ``ui_base``)."""
     return f"{ui}/#/models/{model}"
 
 
