@@ -7,8 +7,6 @@ operators import pandas, scikit-learn, MLflow and GX inside ``execute``.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTriggerTimetable, Param
@@ -35,15 +33,6 @@ if TYPE_CHECKING:
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 URI_PATTERN = r"^(/|[a-zA-Z][a-zA-Z0-9+.-]*://)\S+\.parquet$"
-
-
-def specs_dir() -> Path:
-    """``MLCYCLE_SPECS_DIR``, else ``include/models`` beside the dags folder's parent."""
-    if env := os.environ.get("MLCYCLE_SPECS_DIR"):
-        return Path(env)
-    from mlcycle.core.settings import specs_dir as default
-
-    return default()
 
 
 def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
@@ -183,7 +172,13 @@ def retrain_asset(spec: ModelSpec) -> Asset:
     return Asset(uri=f"mlcycle://{spec.name}/retrain", name=f"{spec.name}_retrain")
 
 
-PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
+PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+}
 
 
 def _cron_or_asset(cron: str, asset: Asset) -> AssetOrTimeSchedule:
@@ -285,6 +280,8 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
 
 def _dags(build: Callable[[ModelSpec, str], DAG]) -> dict[str, DAG]:
     """One DAG per spec, keyed by DAG id, for ``globals().update(...)`` in a DAG file."""
+    from mlcycle.core.settings import specs_dir
+
     path = specs_dir()
     dags = (build(spec, str(path)) for spec in load_specs(path))
     return {dag.dag_id: dag for dag in dags}

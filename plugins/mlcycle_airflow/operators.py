@@ -171,8 +171,8 @@ class _ModelOperator(_ModelArguments, BaseOperator):
         )
 
     def execute(self, context: Context) -> Any:
-        spec, run = self._spec(), run_info(context)
         with domain_errors():
+            spec, run = self._spec(), run_info(context)
             for link, url in self.links_before(context, spec, run).items():
                 link.push(context, url)
             out = self.run_flow(context, spec, run)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
-from mlcycle.core.errors import MlcycleError, SpecError
+from mlcycle.core.errors import MlcycleError
 from mlcycle.core.results import result_keys
 from mlcycle.core.run import run_key
 from mlcycle_airflow.links import EvidenceLink, MLflowModelVersionLink, MLflowRunLink
@@ -272,12 +272,6 @@ def test_training_on_identical_data_skips_but_links_its_mlflow_run(env):
         pytest.param(
             lambda: ResolveDataOperator(task_id="resolve", model="no_such_model"),
             "no model spec",
-            # The operators' docstring promises "a bad spec" fails without retries, but
-            # _ModelOperator.execute calls self._spec() before entering domain_errors(), so the
-            # SpecError escapes as a plain exception and Airflow retries it.
-            marks=pytest.mark.xfail(
-                raises=SpecError, strict=True, reason="bug: SpecError escapes domain_errors()"
-            ),
         ),
     ],
     ids=["no-champion", "no-such-version", "drift-without-champion", "empty-lake", "unknown-spec"],

@@ -81,4 +81,4 @@ def ledger_uri() -> str:
 
 def mlflow_ui_url() -> str:
     """MLflow UI base for links: ``MLCYCLE_MLFLOW_UI_URL``, default ``http://localhost:5000`` (no final /)."""
-    return os.environ.get("MLCYCLE_MLFLOW_UI_URL", "http://localhost:5000").rstrip("/")
+    return (os.environ.get("MLCYCLE_MLFLOW_UI_URL") or "http://localhost:5000").rstrip("/")

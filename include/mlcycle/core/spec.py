@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlcycle.core.errors import SpecError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@once", "@continuous"}
+# Presets a cron timetable understands (``@once``/``@continuous`` are not schedules a nightly
+# retraining or an hourly check can run on).
+CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
 
 
 class Task(StrEnum):
