@@ -1,4 +1,4 @@
-"""Drift check cost: ``mlcycle.drift`` beside Evidently 0.7 and a plain scipy loop, same files.
+"""Drift check cost: ``mlcycle.monitor`` beside Evidently 0.7 and a plain scipy loop, same files.
 
 Data: 20 features, seeded numpy draws (12 float: normal, lognormal, uniform, exponential,
 gamma, beta; 4 integer: Poisson, binomial; 4 categorical strings with 5 to 10 categories).
@@ -67,22 +67,35 @@ end unless ``--data-dir`` is given (then the files are reused when their spec ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-MARKER = "@@RESULT@@"
+# bench/ is on sys.path when a script runs
+from _common import (
+    emit,
+    fmt,
+    fmt_rows,
+    load_average,
+    machine,
+    mark_before,
+    peak_mb,
+    print_header,
+    require_disk,
+    revision,
+    run_child,
+    scratch_dir,
+)
+
 EVIDENTLY_CHILD = Path(__file__).resolve().with_name("evidently_child.py")
 EVIDENTLY_VENV = Path("/tmp/evidently-venv")
 EVIDENTLY_REQUIREMENTS = ["evidently==0.7.*", "pandas==2.3.*", "pyarrow"]
@@ -93,16 +106,17 @@ EVIDENTLY_SIZES = (100_000, 1_000_000)
 ROW_GROUP = 200_000
 CHUNK_ROWS = 100_000
 CHUNK_VARIANTS = (50_000, 200_000)  # at 1,000,000 rows, beside CHUNK_ROWS
-PSI_T, KS_T, JS_T = 0.2, 0.1, 0.1  # mlcycle.drift's defaults: the scipy loop uses the same
+PSI_T, KS_T, JS_T = 0.2, 0.1, 0.1  # mlcycle.monitor.verdict's defaults: the scipy loop uses the same
 TARGET_CHECK_S = 1.0
 TARGET_SPEEDUP = 20.0
 TARGET_RSS_GROWTH = 1.2
 EVIDENTLY_REPEAT_BELOW_S = 30.0  # at 100,000 rows, Evidently is run --runs times only if this fast
 SEED_REFERENCE = 1
-# mlcycle.drift._cumulate takes the sum of squares as ``d @ d``, a BLAS call: OpenBLAS splits it
-# over its threads, which costs far more than the product itself when the cores are busy (on the
-# 2-core box under load: ~6 ms per 100,000-row column against ~0.02 ms single-threaded). The
-# 1,000,000-row check is also run with OpenBLAS on one thread to show it.
+# mlcycle.monitor.profile.cumulate took the sum of squares as ``d @ d``, a BLAS call that OpenBLAS
+# split over its threads, which cost far more than the product itself when the cores were busy (on
+# the 2-core box under load: ~6 ms per 100,000-row column against ~0.02 ms single-threaded). It now
+# uses ``np.einsum``; the 1,000,000-row check still also runs with OpenBLAS on one thread, which
+# shows whether any BLAS call is left in the check.
 BLAS1 = {"OPENBLAS_NUM_THREADS": "1"}
 BYTES_PER_ROW_GUESS = 170  # Parquet, snappy; checked against the reference file once written
 
@@ -147,41 +161,6 @@ NUMERIC = [f.name for f in FEATURES if f.numeric]
 CATEGORICAL = [f.name for f in FEATURES if not f.numeric]
 SHIFTED = [f.name for f in FEATURES if f.shifted]
 SPEC_HASH = hashlib.sha256(json.dumps([asdict(f) for f in FEATURES] + [ROW_GROUP]).encode()).hexdigest()[:12]
-
-
-def _fmt_rows(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
-
-
-def _proc_status_mb() -> dict[str, float]:
-    """VmRSS (now) and VmHWM (peak since exec or the last reset) of this process, in MB.
-
-    Not ``ru_maxrss``: Linux carries the RSS of the process that called ``exec`` over into
-    the new program's ``ru_maxrss``, so a child spawned from a parent that holds 250 MB starts
-    with a 250 MB "peak" (measured here). VmHWM belongs to the new address space."""
-    out = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def _mark_before() -> dict[str, Any]:
-    """RSS now, then reset the peak (``/proc/self/clear_refs`` 5) so VmHWM measures what follows."""
-    before = _proc_status_mb()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        reset = True
-    except OSError:
-        reset = False
-    return {"rss_before_mb": before["VmRSS"], "peak_before_mb": before["VmHWM"], "peak_reset": reset}
-
-
-def _peak_mb() -> float:
-    return _proc_status_mb()["VmHWM"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +223,7 @@ def child_profile(spec: dict[str, Any]) -> dict[str, Any]:
     from mlcycle.monitor.profile import build_profile
 
     import_s = time.perf_counter() - started
-    before = _mark_before()
+    before = mark_before()
     started = time.perf_counter()
     df = pq.read_table(spec["reference"], columns=NUMERIC + CATEGORICAL).to_pandas()
     read_s = time.perf_counter() - started
@@ -263,7 +242,7 @@ def child_profile(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": build_s,
         "profile_kb": len(text) / 1024,
         **before,
-        "peak_rss_mb": _peak_mb(),
+        "peak_rss_mb": peak_mb(),
     }
 
 
@@ -286,7 +265,7 @@ def child_mlcycle(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     profile = Profile.from_dict(json.loads(Path(spec["profile"]).read_text()))
     load_s = time.perf_counter() - started
-    before = _mark_before()
+    before = mark_before()
 
     started = time.perf_counter()
     stats = accumulate_parquet(spec["current"], profile, chunk_rows=spec["chunk_rows"])
@@ -294,7 +273,7 @@ def child_mlcycle(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     report = assess(profile, stats)
     assess_s = time.perf_counter() - started
-    peak = _peak_mb()
+    peak = peak_mb()
 
     # The rule shared with Evidently: PSI alone, threshold 0.2 (not timed).
     psi_only = assess(
@@ -333,7 +312,7 @@ def child_scipy(spec: dict[str, Any]) -> dict[str, Any]:
     from scipy.stats import ks_2samp
 
     import_s = time.perf_counter() - started
-    before = _mark_before()
+    before = mark_before()
 
     def psi(ref_p: Any, cur_p: Any, eps: float = 1e-4) -> float:
         a, b = np.clip(ref_p, eps, None), np.clip(cur_p, eps, None)
@@ -371,7 +350,7 @@ def child_scipy(spec: dict[str, Any]) -> dict[str, Any]:
         "loop_s": loop_s,
         "seconds": read_s + loop_s,
         **before,
-        "peak_rss_mb": _peak_mb(),
+        "peak_rss_mb": peak_mb(),
         "features": features,
     }
 
@@ -383,7 +362,7 @@ def run_as_child(raw: str) -> int:
     spec = json.loads(raw)
     load1 = os.getloadavg()[0]
     result = CHILDREN[spec["kind"]](spec)
-    print(MARKER + json.dumps({**result, "load1": load1}), flush=True)
+    emit({**result, "load1": load1})
     return 0
 
 
@@ -414,24 +393,14 @@ class Case:
         return ok[0] if ok else None
 
 
-def _parse(stdout: str, stderr: str, rc: int) -> dict[str, Any]:
-    line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith(MARKER)), None)
-    if line is None:
-        tail = (stderr or stdout).strip().splitlines()[-8:]
-        return {"error": f"exit {rc}: " + " | ".join(tail)[-1500:]}
-    return json.loads(line.removeprefix(MARKER))
+def _outcome(done: Any) -> dict[str, Any]:
+    """A child's result, or {"error": ...} on one line."""
+    return done.result if done.ok else {"error": " | ".join(done.error(8).splitlines())[-1500:]}
 
 
-def run_child(spec: dict[str, Any], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_tool(spec: dict[str, Any], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    full_env = {**os.environ, **env} if env else None
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False, env=full_env
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    return _parse(done.stdout, done.stderr, done.returncode)
+    return _outcome(run_child(cmd, env={**os.environ, **env} if env else None, timeout=timeout))
 
 
 def run_evidently(
@@ -449,11 +418,7 @@ def run_evidently(
     ]
     if method:
         cmd += ["--method", method, "--threshold", str(PSI_T)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    return _parse(done.stdout, done.stderr, done.returncode)
+    return _outcome(run_child(cmd, timeout=timeout))
 
 
 def evidently_probe(python: str) -> tuple[str | None, str]:
@@ -488,34 +453,8 @@ def setup_evidently(venv: Path) -> int:
     return done.returncode
 
 
-def revision() -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "include/mlcycle/drift.py"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return rev + (" (drift.py modified)" if dirty else "")
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _ensure_disk(folder: Path, need_bytes: float) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < 2 * need_bytes:
-        raise SystemExit(
-            f"{folder}: {free / 1e9:.1f} GB free, need about {2 * need_bytes / 1e9:.1f} GB for the data; "
-            "use --data-dir on a larger disk or --quick"
-        )
+    require_disk(folder, 2 * need_bytes, "use --data-dir on a larger disk or --quick")
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,8 +462,8 @@ def _ensure_disk(folder: Path, need_bytes: float) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _num(x: float | None, fmt: str = "{:.2f}") -> str:
-    return "n/a" if x is None else fmt.format(x)
+def _num(x: float | None, spec: str = ".2f") -> str:
+    return fmt(x, spec, "n/a")
 
 
 def _detail(case: Case) -> str:
@@ -532,23 +471,21 @@ def _detail(case: Case) -> str:
         return case.errors[0][:80] if case.errors else "not run"
     m = case.median
     if case.tool == "mlcycle":
-        return f"accumulate {_num(m('accumulate_s'))} + assess {_num(m('assess_s'), '{:.3f}')}"
+        return f"accumulate {_num(m('accumulate_s'))} + assess {_num(m('assess_s'), '.3f')}"
     if case.tool == "scipy":
         return f"read {_num(m('read_s'))} + loop {_num(m('loop_s'))}"
     if case.tool.startswith("evidently"):
         return f"not timed: read {_num(m('read_s'))}, Dataset+Report {_num(m('prepare_s'))}"
     if case.tool == "profile":
-        return f"reference read {_num(m('read_s'))}; profile {_num(m('profile_kb'), '{:.0f}')} KB JSON"
+        return f"reference read {_num(m('read_s'))}; profile {_num(m('profile_kb'), '.0f')} KB JSON"
     return ""
 
 
 def print_timings(cases: list[Case]) -> None:
-    head = (
+    print_header(
         f"{'current':>8} {'tool':<35} {'runs':>4} {'median s':>9} {'min-max s':>13} "
         f"{'peak RSS MB':>11} {'before MB':>9} {'delta MB':>8} {'load1':>5}  detail"
     )
-    print(head)
-    print("-" * len(head))
     for c in cases:
         ok = c.ok()
         secs = [r["seconds"] for r in ok]
@@ -557,8 +494,8 @@ def print_timings(cases: list[Case]) -> None:
         delta = peak - before if peak is not None and before is not None else None
         runs = f"{len(ok)}/{len(c.results)}"
         print(
-            f"{_fmt_rows(c.rows):>8} {c.label:<35} {runs:>4} {_num(c.median()):>9} {spread:>13} "
-            f"{_num(peak, '{:.0f}'):>11} {_num(before, '{:.0f}'):>9} {_num(delta, '{:.0f}'):>8} "
+            f"{fmt_rows(c.rows):>8} {c.label:<35} {runs:>4} {_num(c.median()):>9} {spread:>13} "
+            f"{_num(peak, '.0f'):>11} {_num(before, '.0f'):>9} {_num(delta, '.0f'):>8} "
             f"{_num(c.median('load1')):>5}  {_detail(c)}"
         )
 
@@ -617,24 +554,22 @@ def agreement(
 
 
 def print_agreement(rows_n: int, agr: dict[str, Any]) -> None:
-    print(f"\nverdicts at {_fmt_rows(rows_n)} current rows (DRIFT = drifted; values: first run)")
-    head = (
+    print(f"\nverdicts at {fmt_rows(rows_n)} current rows (DRIFT = drifted; values: first run)")
+    print_header(
         f"{'feature':<7} {'shift':<13} | {'ours PSI':>8} {'KS/JS':>6} {'rule':>5} {'PSI':>5} | "
         f"{'scipy PSI':>9} {'KS/JS':>6} {'rule':>5} | {'evidently default':<26} | {'evid. PSI':>9} {'':>5}"
     )
-    print(head)
-    print("-" * len(head))
     for r in agr["rows"]:
         o, s, ed, ep = r["ours"], r["scipy"], r["ev_default"], r["ev_psi"]
         second = "ks" if r["kind"] != "cat" else "js"
         ours_part = (
-            f"{_num(o['psi'], '{:.4f}'):>8} {_num(o[second], '{:.3f}'):>6} "
+            f"{_num(o['psi'], '.4f'):>8} {_num(o[second], '.3f'):>6} "
             f"{_flag(o['drifted']):>5} {_flag(o['drifted_psi']):>5}"
             if o
             else f"{'n/a':>8} {'':>6} {'':>5} {'':>5}"
         )
         scipy_part = (
-            f"{_num(s['psi'], '{:.4f}'):>9} {_num(s[second], '{:.3f}'):>6} {_flag(s['drifted']):>5}"
+            f"{_num(s['psi'], '.4f'):>9} {_num(s[second], '.3f'):>6} {_flag(s['drifted']):>5}"
             if s
             else f"{'n/a':>9} {'':>6} {'':>5}"
         )
@@ -707,7 +642,7 @@ def print_targets(cases: dict[tuple[str, int], Case], agreements: dict[int, dict
         for name, v in checks.items():
             if v is not None:
                 verdict_ok.append(v)
-                parts.append(f"{_fmt_rows(n)} vs {name} {'same' if v else 'DIFFERENT'}")
+                parts.append(f"{fmt_rows(n)} vs {name} {'same' if v else 'DIFFERENT'}")
     lines.append(
         (
             "same verdicts as the scipy loop and Evidently (PSI rule)",
@@ -741,7 +676,7 @@ def print_targets(cases: dict[tuple[str, int], Case], agreements: dict[int, dict
     if len(deltas) >= 2:
         ordered = [deltas[k] for k in sorted(deltas)]
         grows = all(a < b for a, b in itertools.pairwise(ordered))
-        shown = ", ".join(f"{_fmt_rows(k)}: +{v:.0f} MB" for k, v in sorted(deltas.items()))
+        shown = ", ".join(f"{fmt_rows(k)}: +{v:.0f} MB" for k, v in sorted(deltas.items()))
         lines.append(("peak RSS above baseline grows with chunk size (1M rows)", grows, shown))
     else:
         lines.append(("peak RSS above baseline grows with chunk size (1M rows)", None, "not run"))
@@ -780,12 +715,11 @@ def main() -> int:
 
     wall = time.perf_counter()
     sizes = SIZES[:1] if args.quick else SIZES
-    nproc = os.cpu_count()
     print(
         f"drift benchmark: reference {REFERENCE_ROWS:,} rows, current {', '.join(f'{n:,}' for n in sizes)} rows; "
         f"{len(NUMERIC) - 4} float + 4 integer + {len(CATEGORICAL)} categorical features, shifted: {', '.join(SHIFTED)}"
     )
-    print(f"nproc {nproc}; load average {_load()}; project at {revision()}; python {sys.version.split()[0]}")
+    print(f"{machine()}; project at {revision('include/mlcycle/monitor')}; python {sys.version.split()[0]}")
 
     ev_reason = "--no-evidently" if args.no_evidently else None
     ev_info = ""
@@ -793,28 +727,24 @@ def main() -> int:
         ev_reason, ev_info = evidently_probe(args.evidently_python)
     print(f"evidently: {ev_info or 'not run: ' + str(ev_reason)}")
 
-    tmp_ctx = None
     if args.data_dir:
-        data = args.data_dir
-        data.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp_ctx = tempfile.TemporaryDirectory(prefix="bench-drift-")
-        data = Path(tmp_ctx.name)
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+    folder = contextlib.nullcontext(args.data_dir) if args.data_dir else scratch_dir("bench-drift-")
     all_results: dict[str, Any] = {"sizes": list(sizes), "cases": {}, "agreement": {}}
-    try:
+    with folder as data:
         _ensure_disk(data, BYTES_PER_ROW_GUESS * (REFERENCE_ROWS + sum(sizes)))
-        reference = data / f"reference_{_fmt_rows(REFERENCE_ROWS)}.parquet"
+        reference = data / f"reference_{fmt_rows(REFERENCE_ROWS)}.parquet"
         s = write_dataset(reference, REFERENCE_ROWS, SEED_REFERENCE, shifted=False)
         per_row = reference.stat().st_size / REFERENCE_ROWS
         print(f"data in {data}: reference {reference.stat().st_size / 1e6:.0f} MB ({s:.1f} s)", end="")
         currents = {}
         for i, n in enumerate(sizes):
             _ensure_disk(data, per_row * n)
-            path = data / f"current_{_fmt_rows(n)}.parquet"
+            path = data / f"current_{fmt_rows(n)}.parquet"
             s = write_dataset(path, n, SEED_REFERENCE + 1 + i, shifted=True)
             currents[n] = path
             print(
-                f", current {_fmt_rows(n)} {path.stat().st_size / 1e6:.0f} MB ({s:.1f} s)", end="", flush=True
+                f", current {fmt_rows(n)} {path.stat().st_size / 1e6:.0f} MB ({s:.1f} s)", end="", flush=True
             )
         print()
 
@@ -827,15 +757,15 @@ def main() -> int:
             c.results.append(result)
             if "error" in result:
                 c.errors.append(result["error"])
-                print(f"    {c.label} at {_fmt_rows(c.rows)}: {result['error'][:300]}")
+                print(f"    {c.label} at {fmt_rows(c.rows)}: {result['error'][:300]}")
 
         profile_path = data / "profile.json"
         prof = case("profile", REFERENCE_ROWS, "mlcycle build_profile (reference)")
-        print(f"[{time.perf_counter() - wall:5.0f} s] build_profile x{args.runs}; load {_load()}")
+        print(f"[{time.perf_counter() - wall:5.0f} s] build_profile x{args.runs}; load {load_average()}")
         for _ in range(args.runs):
             record(
                 prof,
-                run_child({"kind": "profile", "reference": str(reference), "out": str(profile_path)}, 600),
+                run_tool({"kind": "profile", "reference": str(reference), "out": str(profile_path)}, 600),
             )
         if not prof.ok():
             raise SystemExit(f"build_profile failed: {prof.errors[0]}")
@@ -843,23 +773,23 @@ def main() -> int:
         for n in sizes:
             big = n >= 10_000_000
             runs = args.big_runs if big else args.runs
-            print(f"[{time.perf_counter() - wall:5.0f} s] {_fmt_rows(n)} current rows; load {_load()}")
+            print(f"[{time.perf_counter() - wall:5.0f} s] {fmt_rows(n)} current rows; load {load_average()}")
             ours = case("mlcycle", n, f"mlcycle check (chunks {CHUNK_ROWS // 1000}k)")
             sc = case("scipy", n, "scipy loop (read both + loop)")
             variants = CHUNK_VARIANTS if n == 1_000_000 else ()
             for r in range(runs):  # interleaved, so machine drift hits every tool alike
                 spec = {"profile": str(profile_path), "current": str(currents[n])}
-                record(ours, run_child({**spec, "kind": "mlcycle", "chunk_rows": CHUNK_ROWS}, 600))
+                record(ours, run_tool({**spec, "kind": "mlcycle", "chunk_rows": CHUNK_ROWS}, 600))
                 for k in variants:
                     v = case(f"mlcycle-chunk{k}", n, f"mlcycle check (chunks {k // 1000}k)")
-                    record(v, run_child({**spec, "kind": "mlcycle", "chunk_rows": k}, 600))
+                    record(v, run_tool({**spec, "kind": "mlcycle", "chunk_rows": k}, 600))
                 if n >= 1_000_000:  # what OpenBLAS threads cost the check (see BLAS1)
                     v = case("mlcycle-blas1", n, "mlcycle check (OpenBLAS 1 thread)")
-                    record(v, run_child({**spec, "kind": "mlcycle", "chunk_rows": CHUNK_ROWS}, 600, BLAS1))
+                    record(v, run_tool({**spec, "kind": "mlcycle", "chunk_rows": CHUNK_ROWS}, 600, BLAS1))
                 if not big or r == 0:
                     record(
                         sc,
-                        run_child(
+                        run_tool(
                             {"kind": "scipy", "reference": str(reference), "current": str(currents[n])}, 1800
                         ),
                     )
@@ -868,7 +798,9 @@ def main() -> int:
                     label = "Evidently DataDriftPreset" + (" (psi 0.2)" if method else " (default)")
                     c = case(tool, n, label)
                     for r in range(args.runs if n < 1_000_000 else 1):
-                        print(f"[{time.perf_counter() - wall:5.0f} s]   {label} run {r + 1}; load {_load()}")
+                        print(
+                            f"[{time.perf_counter() - wall:5.0f} s]   {label} run {r + 1}; load {load_average()}"
+                        )
                         record(
                             c,
                             run_evidently(
@@ -887,7 +819,7 @@ def main() -> int:
                     )
                     c.errors.append(f"not run: {ev_reason}")
 
-        print(f"\n[{time.perf_counter() - wall:.0f} s in all] load average {_load()}")
+        print(f"\n[{time.perf_counter() - wall:.0f} s in all] load average {load_average()}")
         print(
             "\nseconds: mlcycle = accumulate_parquet + assess on the current file (profile loaded from JSON); "
             "scipy loop = read both files + per-column loop;\nEvidently = report.run on frames already in memory. "
@@ -937,9 +869,6 @@ def main() -> int:
             args.json.write_text(json.dumps(all_results, indent=1, default=str))
             print(f"raw results in {args.json}")
         return 0 if passed else 1
-    finally:
-        if tmp_ctx is not None:
-            tmp_ctx.cleanup()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ after ``report.run``: the peak covers reading the files, building the Datasets a
 
 Per column it reports the method, the threshold, the score and the drift flag (the status of
 the preset's per-column "Value Drift" test: FAIL means drift). Prints one line: the marker
-``@@RESULT@@`` followed by JSON.
+``@@RESULT@@`` followed by JSON (``_common.emit``).
 
 Usage (``bench/drift.py`` does this)::
 
@@ -31,32 +31,13 @@ Usage (``bench/drift.py`` does this)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from typing import Any
 
-MARKER = "@@RESULT@@"
-
-
-def _status_mb(key: str) -> float:
-    """VmRSS or VmHWM of this process in MB (not ru_maxrss, which inherits the parent's RSS)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            name, _, value = line.partition(":")
-            if name == key:
-                return int(value.split()[0]) / 1024
-    raise KeyError(key)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return True
+# bench/ is on sys.path when a script runs (_common imports only the standard library)
+from _common import emit, mark_before, peak_mb
 
 
 def _columns(snapshot_dict: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -105,8 +86,7 @@ def main() -> int:
     from evidently.presets import DataDriftPreset
 
     import_s = time.perf_counter() - started
-    rss_before = _status_mb("VmRSS")
-    peak_reset = _reset_peak()
+    before = mark_before()
 
     started = time.perf_counter()
     reference = pd.read_parquet(args.reference, columns=columns)
@@ -128,7 +108,7 @@ def main() -> int:
     started = time.perf_counter()
     snapshot = report.run(current_data=cur_ds, reference_data=ref_ds)
     run_s = time.perf_counter() - started
-    peak = _status_mb("VmHWM")
+    peak = peak_mb()
 
     per_column = _columns(snapshot.dict())
     count = next(
@@ -152,15 +132,14 @@ def main() -> int:
         "prepare_s": prepare_s,
         "run_s": run_s,
         "seconds": run_s,
-        "rss_before_mb": rss_before,
+        **before,
         "peak_rss_mb": peak,
-        "peak_reset": peak_reset,
         "load1": load1,
         "drifted_columns_count": count,
         "features": per_column,
         "missing_flags": sorted(c for c, v in per_column.items() if v["drifted"] is None),
     }
-    print(MARKER + json.dumps(result), flush=True)
+    emit(result)
     return 0
 
 

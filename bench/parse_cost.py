@@ -31,27 +31,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import REPO, default_python, revision  # bench/ is on sys.path when a script runs
+# bench/ is on sys.path when a script runs
+from _common import (
+    BENCH,
+    REPO,
+    SPECS_DIR,
+    airflow_env,
+    check_python,
+    default_python,
+    machine,
+    mlcycle_state,
+    print_header,
+    revision,
+    run_child,
+    scratch_dir,
+)
 
 HEAVY = ("pandas", "sklearn", "mlflow", "great_expectations", "scipy")
 TARGET_S = 0.5  # the lazy folder with 50 specs must parse in less than this
 TARGET_SPECS = 50
 CHILD_TIMEOUT_S = 180
 
-# Runs in the fresh interpreter. argv[1] is the DAG folder; prints one JSON line.
+# Runs in the fresh interpreter. argv[1] is the DAG folder, argv[2] bench/; prints one result line
+# (bench/_common is imported after the measurement, so that it adds nothing to it).
 CHILD = r"""
-import json, resource, sys, time
+import resource, sys, time
 
 import airflow.sdk  # noqa: F401  (not timed: loaded before any DAG file by the DAG processor)
 from airflow.dag_processing.dagbag import DagBag
@@ -62,7 +73,9 @@ rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - started
-print("@@RESULT@@" + json.dumps({{
+sys.path.insert(0, sys.argv[2])
+from _common import emit
+emit({{
     "seconds": seconds,
     "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     "rss_before_kb": rss_before,
@@ -70,7 +83,7 @@ print("@@RESULT@@" + json.dumps({{
     "heavy_after": sorted(m for m in HEAVY if m in sys.modules),
     "dags": len(bag.dag_ids),
     "import_errors": {{k: v[-2000:] for k, v in bag.import_errors.items()}},
-}}))
+}})
 """
 
 NAIVE_HEADER = """# Naive reference: heavy libraries imported at the top of the DAG file.
@@ -81,9 +94,9 @@ import sklearn.ensemble  # noqa: F401
 
 """
 
-# Runs in a fresh interpreter with the generated specs: where the lazy parse time goes.
+# Runs in a fresh interpreter with the generated specs: where the lazy parse time goes. argv[1] is bench/.
 BREAKDOWN = r"""
-import json, os, sys, time
+import os, sys, time
 from pathlib import Path
 
 import airflow.sdk  # noqa: F401
@@ -101,8 +114,10 @@ t = time.perf_counter(); sp.load_specs(os.environ["MLCYCLE_SPECS_DIR"]); load_s 
 builders = {}
 for name in sorted(n for n in dir(factory) if n.endswith("_dags") and not n.startswith("_") and callable(getattr(factory, n))):
     t = time.perf_counter(); dags = getattr(factory, name)(); builders[name] = [time.perf_counter() - t, len(dags)]
-print("@@RESULT@@" + json.dumps({"specs": len(specs), "yaml_s": yaml_s, "cyaml_s": cyaml_s,
-                                  "pydantic_s": pydantic_s, "load_specs_s": load_s, "builders": builders}))
+sys.path.insert(0, sys.argv[1])
+from _common import emit
+emit({"specs": len(specs), "yaml_s": yaml_s, "cyaml_s": cyaml_s,
+      "pydantic_s": pydantic_s, "load_specs_s": load_s, "builders": builders})
 """
 
 
@@ -115,26 +130,10 @@ class Case:
     samples: list[dict] = field(default_factory=list)
 
 
-def check_python(python: Path) -> None:
-    if not python.exists():
-        sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
-    probe = subprocess.run(
-        [str(python), "-c", "import airflow, mlcycle; print(airflow.__version__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        sys.exit(
-            f"error: {python} cannot import airflow and mlcycle; install requirements.txt and "
-            f"`pip install -e .` into the venv.\n{probe.stderr.strip()[-1500:]}"
-        )
-
-
 def make_specs(target: Path, count: int) -> Path:
     """``count`` specs m000.. copied alternately from churn.yaml and demand.yaml (file name = name)."""
     target.mkdir(parents=True)
-    sources = [REPO / "include" / "models" / "churn.yaml", REPO / "include" / "models" / "demand.yaml"]
+    sources = [SPECS_DIR / "churn.yaml", SPECS_DIR / "demand.yaml"]
     texts = [p.read_text() for p in sources]
     for i in range(count):
         name = f"m{i:03d}"
@@ -157,49 +156,24 @@ def make_naive_folder(target: Path, dags: Path) -> Path:
 
 
 def child_env(tmp: Path, case: Case) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCYCLE_", "MLFLOW_"))}
-    home = tmp / "airflow"
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(case.dag_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "GX_ANALYTICS_ENABLED": "false",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLCYCLE_HOME": str(REPO),
-            "MLCYCLE_SPECS_DIR": str(case.specs_dir),
-            "MLCYCLE_LAKE_ROOT": str(tmp / "lake"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-            "MLCYCLE_ARTIFACT_ROOT": str(tmp / "mlartifacts"),
-            "MLCYCLE_LEDGER_URI": f"sqlite:///{tmp / 'ledger.db'}",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), env.get("PYTHONPATH")])),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
+    return airflow_env(
+        tmp / "airflow",
+        dags_folder=case.dag_folder,
+        specs_dir=case.specs_dir,
+        **mlcycle_state(tmp),
+        PYTHONDONTWRITEBYTECODE="1",
     )
-    return env
 
 
-def run_child(python: Path, tmp: Path, case: Case, code: str, *args: str) -> tuple[dict | None, str]:
-    """A fresh interpreter running ``code`` in the case's environment: its result line, parsed
-    (None if it failed), and its exit status with stderr for the error message."""
-    done = subprocess.run(
-        [str(python), "-c", code, *args],
-        capture_output=True,
-        text=True,
-        env=child_env(tmp, case),
-        timeout=CHILD_TIMEOUT_S,
-        check=False,
-    )
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
-    if done.returncode != 0 or line is None:
-        return None, f"exit {done.returncode}:\n{done.stderr.strip()}"
-    return json.loads(line.removeprefix("@@RESULT@@")), ""
+def run_code(python: Path, tmp: Path, case: Case, code: str, *args: str) -> tuple[dict | None, str]:
+    """A fresh interpreter running ``code`` in the case's environment: its result, parsed (None if
+    it failed), and why it failed."""
+    done = run_child([str(python), "-c", code, *args], env=child_env(tmp, case), timeout=CHILD_TIMEOUT_S)
+    return (done.result, "") if done.ok else (None, done.error(60))
 
 
 def measure(python: Path, tmp: Path, case: Case) -> dict:
-    result, error = run_child(python, tmp, case, CHILD.format(heavy=HEAVY), str(case.dag_folder))
+    result, error = run_code(python, tmp, case, CHILD.format(heavy=HEAVY), str(case.dag_folder), str(BENCH))
     if result is None:
         sys.exit(f"error: parsing {case.dag_folder} failed ({error[-3000:]})")
     if result["import_errors"]:
@@ -214,7 +188,7 @@ def measure(python: Path, tmp: Path, case: Case) -> dict:
 
 
 def breakdown(python: Path, tmp: Path, case: Case) -> None:
-    b, error = run_child(python, tmp, case, BREAKDOWN)
+    b, error = run_code(python, tmp, case, BREAKDOWN, str(BENCH))
     if b is None:
         print(f"(breakdown failed: {error[-800:]})")
         return
@@ -228,7 +202,7 @@ def breakdown(python: Path, tmp: Path, case: Case) -> None:
 
 
 def build_cases(tmp: Path, many: int, per_file: bool) -> list[Case]:
-    shipped = REPO / "include" / "models"
+    shipped = SPECS_DIR
     generated = make_specs(tmp / f"specs{many}", many)
     dags = REPO / "dags"
     naive = make_naive_folder(tmp / "naive_dags", dags)
@@ -253,25 +227,25 @@ def verdict(case: Case, median: float, many: int) -> tuple[str, str]:
     return "-", "-"
 
 
-def print_table(cases: list[Case], many: int) -> list[str]:
-    header = (
+def print_table(cases: list[Case], many: int) -> bool:
+    """Print the table; returns whether a target failed."""
+    print_header(
         f"{'case':<27} {'specs':>5} {'DAGs':>5} {'median s':>9} {'min s':>8} {'peak RSS MB':>11} "
         f"{'Δ RSS MB':>8}  {'heavy modules imported':<52} {'target':<9} {'result'}"
     )
-    lines = [header, "-" * len(header)]
+    failed = False
     for case in cases:
         secs = [s["seconds"] for s in case.samples]
         peak = max(s["peak_rss_kb"] for s in case.samples) / 1024
         delta = statistics.median((s["peak_rss_kb"] - s["rss_before_kb"]) / 1024 for s in case.samples)
         heavy = sorted({m for s in case.samples for m in s["heavy_after"]})
         target, result = verdict(case, statistics.median(secs), many)
-        lines.append(
+        failed |= result == "FAIL"
+        print(
             f"{case.name:<27} {case.specs:>5} {case.samples[0]['dags']:>5} {statistics.median(secs):>9.3f} {min(secs):>8.3f} "
             f"{peak:>11.0f} {delta:>8.0f}  {', '.join(heavy) or 'none':<52} {target:<9} {result}"
         )
-    for line in lines:
-        print(line)
-    return lines
+    return failed
 
 
 def main() -> int:
@@ -287,10 +261,9 @@ def main() -> int:
     if args.runs < 1 or args.specs < 1:
         parser.error("--runs and --specs must be positive")
 
-    check_python(args.python)
-    tmp = Path(tempfile.mkdtemp(prefix="mlcycle-bench-parse-"))
+    check_python(args.python, "airflow, mlcycle")
     started = time.perf_counter()
-    try:
+    with scratch_dir("mlcycle-bench-parse-", keep=args.keep) as tmp:
         cases = build_cases(tmp, args.specs, not args.no_per_file)
         print(f"python {args.python}; {args.runs} fresh interpreter(s) per case; state in {tmp}")
         for round_ in range(1, args.runs + 1):
@@ -299,10 +272,10 @@ def main() -> int:
             print(f"  round {round_}/{args.runs} done ({time.perf_counter() - started:.0f} s)", flush=True)
         print()
         print(
-            f"DagBag(dag_folder=...) in a fresh interpreter; median of {args.runs}; nproc {os.cpu_count()}; "
-            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; project at {revision()}"
+            f"DagBag(dag_folder=...) in a fresh interpreter; median of {args.runs}; {machine()}; "
+            f"project at {revision()}"
         )
-        lines = print_table(cases, args.specs)
+        failed = print_table(cases, args.specs)
         lazy_many = next(c for c in cases if c.name.startswith("lazy") and c.specs == args.specs)
         naive_many = next(c for c in cases if c.name.startswith("naive") and c.specs == args.specs)
         ratio = statistics.median(s["seconds"] for s in naive_many.samples) / statistics.median(
@@ -310,14 +283,8 @@ def main() -> int:
         )
         print(f"\nnaive / lazy at {args.specs} specs: {ratio:.0f}x slower to parse")
         breakdown(args.python, tmp, lazy_many)
-        failed = any(line.rstrip().endswith("FAIL") for line in lines)
         print(f"total {time.perf_counter() - started:.0f} s")
         return 1 if failed else 0
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

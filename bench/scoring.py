@@ -25,11 +25,12 @@ RSS (``ru_maxrss``) are reported, so the difference is the measurement's own. Pa
 ``onnx``
     the same ``score_file`` call with the project's ONNX engine: the pipeline's ONNX twin made
     at setup by ``mlcycle.ml.onnx_twin.export`` (as training does: conversion + parity check on
-    the holdout) behind ``mlcycle.ml.onnx_twin.OnnxModel`` (onnxruntime, one thread, as scoring
-    runs it). Timed and split like ``chunked``.
+    the holdout) behind ``mlcycle.ml.onnx_twin.OnnxModel`` (onnxruntime with its default
+    threads, as scoring runs it). Timed and split like ``chunked``.
 
-Runs are interleaved round by round (1M first, then 10M). Median of ``--runs`` per cell at
-1M rows; at 10M rows ``--big-whole-runs`` (default 1: slow and memory-hungry) and
+Runs are interleaved round by round (1M first, then 10M; ``--sizes`` sets other batch sizes,
+e.g. tiny ones for a smoke run). Median of ``--runs`` per cell at the smaller sizes; at the
+largest (10M) ``--big-whole-runs`` (default 1: slow and memory-hungry) and
 ``--big-chunked-runs`` (default 2). Threading is left as the library sets it (OpenMP for
 HistGradientBoosting, ``n_jobs`` from the spec for RandomForest); nproc, OMP_NUM_THREADS
 and the 1-minute load average before each run are printed. ``--omp-threads 1`` sets
@@ -37,7 +38,8 @@ OMP_NUM_THREADS for the children: on a machine busy with other work (load above 
 OpenMP's two spinning threads made HistGradientBoosting's predict ~1.8x slower than one
 thread, so compare both when the load is high.
 
-Targets: (1) chunked peak RSS (either engine) at 10M rows <= 1.5x that at 1M rows; (2) the
+Targets: (1) chunked peak RSS (either engine) at 10M rows <= 1.5x that at 1M rows (the
+largest size against the smallest); (2) the
 engine the project chooses for the model (``mlcycle.flows.score.engine_for``: ``onnx`` when
 the twin passed parity, else ``sklearn`` = the chunked path) is at least as fast, in rows/s,
 as sklearn on the whole frame.
@@ -48,6 +50,7 @@ Run from the repository root::
     .venv/bin/python bench/scoring.py --max-rows 1000000   # 1M only, a few minutes
     .venv/bin/python bench/scoring.py --models churn --runs 5
     .venv/bin/python bench/scoring.py --max-rows 1000000 --omp-threads 1
+    .venv/bin/python bench/scoring.py --models churn --sizes 20000,50000 --runs 1 --big-chunked-runs 1
 
 Everything (models, Parquet inputs and outputs) goes to a temporary directory under
 ``--tmp-dir`` (default /tmp), removed at the end; free disk space is checked first.
@@ -58,22 +61,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, default_python, machine, revision  # bench/ is on sys.path when a script runs
+# bench/ is on sys.path when a script runs
+from _common import (
+    SPECS_DIR,
+    check_python,
+    default_python,
+    emit,
+    fmt_rows,
+    machine,
+    maxrss_mb,
+    print_header,
+    require_disk,
+    revision,
+    run_child,
+    scratch_dir,
+)
 
-SPECS_DIR = REPO / "include" / "models"
-SIZES = (1_000_000, 10_000_000)
+SIZES = (1_000_000, 10_000_000)  # the default batch sizes (--sizes)
 ROW_GROUP_ROWS = 262_144
-RESULT = "@@RESULT@@"
 PATHS = ("whole", "chunked", "onnx")
 RSS_TARGET = 1.5  # chunked peak RSS at 10M rows / at 1M rows
 # Disk estimate (measured ~17 B/row for the inputs, ~20 B/row for an output), with margin.
@@ -83,14 +95,8 @@ DISK_MARGIN = 1 << 30
 
 
 # --------------------------------------------------------------------------------------------
-# Children (fresh interpreters). Each prints one RESULT line of JSON.
+# Children (fresh interpreters). Each prints one result line (``_common.emit``).
 # --------------------------------------------------------------------------------------------
-
-
-def _rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _load_model(job: dict[str, Any], engine: str = "sklearn") -> tuple[Any, Any]:
@@ -110,20 +116,24 @@ def _load_model(job: dict[str, Any], engine: str = "sklearn") -> tuple[Any, Any]
     return spec, sio.load(job["model_path"], trusted=job["trusted"])
 
 
+def _timed(fn: Any, timers: dict[str, float], key: str) -> Any:
+    """``fn``, adding the time of each call to ``timers[key]``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timers[key] += time.perf_counter() - t
+
+    return wrapper
+
+
 def _time_preprocess(model: Any, timers: dict[str, float]) -> None:
     """Time the pipeline's preprocessing step apart (Pipeline calls ``step.transform``; an instance
     attribute takes precedence), so predict time splits into preprocessing and the estimator."""
     step = model.named_steps["preprocess"]
-    transform = step.transform
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return transform(*args, **kwargs)
-        finally:
-            timers["preprocess_s"] += time.perf_counter() - t
-
-    step.transform = timed
+    step.transform = _timed(step.transform, timers, "preprocess_s")
 
 
 def child_setup(job: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +235,7 @@ def child_setup(job: dict[str, Any]) -> dict[str, Any]:
         "engine_reason": why,
         "onnx": onnx,
         "onnx_path": str(onnx_path) if onnx_path else None,
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": maxrss_mb(),
     }
 
 
@@ -240,13 +250,13 @@ def child_whole(job: dict[str, Any]) -> dict[str, Any]:
     spec, model = _load_model(job)
     timers = {"preprocess_s": 0.0}
     _time_preprocess(model, timers)
-    rss_before = _rss_mb()
+    rss_before = maxrss_mb()
     started = time.perf_counter()
     df = pd.read_parquet(job["input"], columns=spec.features.all)
     read_s = time.perf_counter() - started
     out = model.predict_proba(df) if spec.task == "classification" else model.predict(df)
     seconds = time.perf_counter() - started
-    peak = _rss_mb()
+    peak = maxrss_mb()
     return {
         "rows": len(df),
         "seconds": seconds,
@@ -269,16 +279,6 @@ def child_chunked(job: dict[str, Any], engine: str = "sklearn") -> dict[str, Any
     if engine == "sklearn":
         _time_preprocess(model, timers)
 
-    def timed(fn: Any, key: str) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                timers[key] += time.perf_counter() - t
-
-        return wrapper
-
     class TimedWriter(pq.ParquetWriter):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             t = time.perf_counter()
@@ -296,17 +296,17 @@ def child_chunked(job: dict[str, Any], engine: str = "sklearn") -> dict[str, Any
             timers["write_s"] += time.perf_counter() - t
 
     # score_file looks these up at call time, so wrapping them times the real code path.
-    scoring.predict_frame = timed(scoring.predict_frame, "predict_s")
-    scoring._output_table = timed(scoring._output_table, "output_table_s")
+    scoring.predict_frame = _timed(scoring.predict_frame, timers, "predict_s")
+    scoring._output_table = _timed(scoring._output_table, timers, "output_table_s")
     pq.ParquetWriter = TimedWriter
     meta = scoring.output_meta(spec, "1", "champion", "bench-scoring")
-    rss_before = _rss_mb()
+    rss_before = maxrss_mb()
     started = time.perf_counter()
     result = scoring.score_file(
         model, spec, job["input"], job["output"], meta=meta, chunk_rows=job["chunk_rows"]
     )
     seconds = time.perf_counter() - started
-    peak = _rss_mb()
+    peak = maxrss_mb()
     # After the peak is taken: checksum of the written scores, streamed.
     pf = pq.ParquetFile(job["output"])
     column = f"proba_{model.classes_[-1]}" if spec.task == "classification" else "prediction"
@@ -336,9 +336,8 @@ CHILDREN = {
 }
 
 
-def run_child(kind: str, job_json: str) -> int:
-    result = CHILDREN[kind](json.loads(job_json))
-    print(RESULT + json.dumps(result), flush=True)
+def child_main(kind: str, job_json: str) -> int:
+    emit(CHILDREN[kind](json.loads(job_json)))
     return 0
 
 
@@ -378,60 +377,28 @@ class Child:
         left = self.deadline - time.monotonic()
         if capped and left < 5:
             return {"error": "skipped: time cap reached"}
-        try:
-            done = subprocess.run(
-                [str(self.python), str(Path(__file__).resolve()), "--child", kind, "--job", json.dumps(job)],
-                capture_output=True,
-                text=True,
-                timeout=left if capped else None,
-                check=False,
-                cwd=REPO,
-                env=self.env,
-            )
-        except subprocess.TimeoutExpired:
+        cmd = [str(self.python), str(Path(__file__).resolve()), "--child", kind, "--job", json.dumps(job)]
+        done = run_child(cmd, env=self.env, timeout=left if capped else None)
+        if done.returncode is None:
             return {"error": "killed: time cap reached during the run"}
-        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(RESULT)), None)
-        if done.returncode != 0 or line is None:
-            why = "killed by SIGKILL (out of memory?)" if done.returncode == -9 else f"exit {done.returncode}"
-            return {"error": f"{kind} failed ({why}): {done.stderr.strip()[-1500:]}"}
-        return json.loads(line.removeprefix(RESULT))
-
-
-def check_python(python: Path) -> None:
-    if not python.exists():
-        sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
-    probe = subprocess.run(
-        [str(python), "-c", "import mlcycle.ml.scoring, sklearn, skops.io, pyarrow.parquet"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        sys.exit(
-            f"error: {python} cannot import mlcycle, scikit-learn, skops and pyarrow; install "
-            f"requirements.txt and `pip install -e .` into the venv.\n{probe.stderr.strip()[-1500:]}"
-        )
+        if not done.ok:
+            return {"error": f"{kind} failed ({done.error(12)})"}
+        return done.result or {}
 
 
 def check_disk(base: Path, sizes: list[int], models: int) -> None:
     need = models * max(sizes) * INPUT_BYTES_PER_ROW + max(sizes) * OUTPUT_BYTES_PER_ROW + DISK_MARGIN
     if len(sizes) > 1:
         need += models * sum(sizes[:-1]) * INPUT_BYTES_PER_ROW
-    free = shutil.disk_usage(base).free
-    if free < need:
-        sys.exit(
-            f"error: {base} has {free / 2**30:.1f} GiB free, this run needs about {need / 2**30:.1f} GiB "
-            "(inputs, one output at a time, margin); free space, pass --tmp-dir elsewhere or --max-rows 1000000"
-        )
+    hint = (
+        "(inputs, one output at a time, margin); free space, pass --tmp-dir elsewhere or --max-rows 1000000"
+    )
+    free = require_disk(base, need, hint)
     print(f"disk: {free / 2**30:.1f} GiB free in {base}, about {need / 2**30:.1f} GiB needed")
 
 
 def mb(x: float) -> str:
     return f"{x:,.0f}"
-
-
-def fmt_rows(n: int) -> str:
-    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n:,}"
 
 
 def schedule(cells: list[Cell], sizes: list[int]) -> list[list[Cell]]:
@@ -470,12 +437,10 @@ def measure(cells: list[Cell], sizes: list[int], child: Child, jobs: dict[tuple[
 
 
 def print_table(cells: list[Cell], setups: dict[str, dict[str, Any]], models: list[str]) -> None:
-    header = (
+    print_header(
         f"{'model':<7} {'rows':>4} {'path':<8} {'runs':>4} {'median s':>9} {'rows/s':>10} "
         f"{'RSS before MB':>13} {'peak RSS MB':>11} {'Δ MB':>7} {'load1':>11}  note"
     )
-    print(header)
-    print("-" * len(header))
     for model in models:
         for cell in (c for c in cells if c.model == model):
             if not cell.samples:
@@ -544,17 +509,21 @@ def checksums(cells: list[Cell]) -> list[str]:
     return problems
 
 
-def targets(cells: list[Cell], models: list[str], setups: dict[str, dict[str, Any]]) -> bool:
+def targets(
+    cells: list[Cell], models: list[str], setups: dict[str, dict[str, Any]], sizes: list[int]
+) -> bool:
+    """Print both targets on the sizes measured (target 1: the largest against the smallest)."""
+
     def get(model: str, rows: int, path: str) -> Cell | None:
         c = next((c for c in cells if (c.model, c.rows, c.path) == (model, rows, path)), None)
         return c if c is not None and c.samples else None
 
     ok = True
-    small, big = SIZES
+    small, big = sizes[0], sizes[-1]
     print(
         f"\nTarget 1: chunked peak RSS at {fmt_rows(big)} rows <= {RSS_TARGET}x that at {fmt_rows(small)} rows"
     )
-    for model in models:
+    for model in models if len(sizes) > 1 else []:
         for path in ("chunked", "onnx"):
             a, b = get(model, small, path), get(model, big, path)
             if a is None or b is None:
@@ -573,7 +542,7 @@ def targets(cells: list[Cell], models: list[str], setups: dict[str, dict[str, An
         engine = setups[model]["engine"]
         path = "onnx" if engine == "onnx" else "chunked"
         print(f"  {model}: engine {engine} ({setups[model]['engine_reason']}) -> the {path} path")
-        for rows in SIZES:
+        for rows in sizes:
             eng, whole = get(model, rows, path), get(model, rows, "whole")
             if eng is None or whole is None:
                 if eng is not None or whole is not None:
@@ -620,10 +589,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models", default="churn,demand", help="comma-separated specs (default churn,demand)"
     )
     parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, SIZES)),
+        help="comma-separated batch sizes in rows (default 1000000,10000000; the largest gets the big-* runs)",
+    )
+    parser.add_argument(
         "--max-rows",
         type=int,
-        default=SIZES[-1],
-        help="largest batch: 1000000 for a quick check (default 10M)",
+        default=None,
+        help="measure only the sizes up to this: 1000000 for a quick check (default: all of --sizes)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per cell at 1M rows (default 3)")
     parser.add_argument("--big-whole-runs", type=int, default=1, help="whole-frame runs at 10M (default 1)")
@@ -653,8 +627,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.child:
-        if args.max_rows not in SIZES:
-            parser.error(f"--max-rows must be one of {list(SIZES)}")
+        try:
+            args.sizes = sorted({int(n) for n in args.sizes.split(",")})
+        except ValueError:
+            parser.error("--sizes takes comma-separated row counts")
+        if args.sizes[0] < 1:
+            parser.error("--sizes must be positive")
+        if args.max_rows is None:
+            args.max_rows = args.sizes[-1]
+        if args.max_rows not in args.sizes:
+            parser.error(f"--max-rows must be one of --sizes {args.sizes}")
         if min(args.runs, args.big_whole_runs, args.big_chunked_runs, args.chunk_rows, args.gen_chunk) < 1:
             parser.error("counts must be positive")
         if args.train_rows < 100 or args.time_limit <= 0 or args.omp_threads < 0:
@@ -668,19 +650,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        return run_child(args.child, args.job)
+        return child_main(args.child, args.job)
 
     models = args.models.split(",")
-    sizes = [n for n in SIZES if n <= args.max_rows]
-    check_python(args.python)
+    sizes = [n for n in args.sizes if n <= args.max_rows]
+    largest = args.sizes[-1] if len(args.sizes) > 1 else None  # gets the big-* run counts
+    check_python(args.python, "mlcycle.ml.scoring, sklearn, skops.io, pyarrow.parquet")
     check_disk(args.tmp_dir, sizes, len(models))
     t0 = time.perf_counter()
     if args.omp_threads:
         os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)  # for the children and machine()
     child = Child(args.python, time.monotonic() + args.time_limit * 60, args.omp_threads)
-    tmp = Path(tempfile.mkdtemp(prefix="mlcycle-bench-scoring-", dir=args.tmp_dir))
-    print(f"{machine()}; project at {revision()}; state in {tmp}")
-    try:
+    with scratch_dir("mlcycle-bench-scoring-", keep=args.keep, parent=args.tmp_dir) as tmp:
+        print(f"{machine()}; project at {revision()}; state in {tmp}")
         jobs: dict[tuple[str, int], dict[str, Any]] = {}
         setups: dict[str, dict[str, Any]] = {}
         for model in models:
@@ -725,23 +707,18 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for model in models:
             for n in sizes:
-                big = n == SIZES[-1]
+                big = n == largest
                 cells.append(Cell(model, n, "chunked", args.big_chunked_runs if big else args.runs))
                 cells.append(Cell(model, n, "whole", args.big_whole_runs if big else args.runs))
                 if setups[model]["onnx_path"]:
                     cells.append(Cell(model, n, "onnx", args.big_chunked_runs if big else args.runs))
         measure(cells, sizes, child, jobs, t0)
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    runs = f"median of {args.runs} runs at {fmt_rows(SIZES[0])} rows"
-    if SIZES[-1] in sizes:
+    runs = f"median of {args.runs} runs at {', '.join(fmt_rows(n) for n in sizes if n != largest)} rows"
+    if largest in sizes:
         runs += (
-            f"; at {fmt_rows(SIZES[-1])} rows {args.big_whole_runs} whole-frame run(s) (slow, memory-hungry) "
+            f"; at {fmt_rows(largest)} rows {args.big_whole_runs} whole-frame run(s) (slow, memory-hungry) "
             f"and {args.big_chunked_runs} chunked run(s)"
         )
     print(
@@ -750,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "whole = pd.read_parquet(features) + predict_proba/predict, no output; chunked = mlcycle.ml.scoring."
-        "score_file incl. writing the predictions Parquet; onnx = the same with the ONNX engine; peak RSS = max over runs; Δ = peak - RSS before; "
+        "score_file incl. writing the predictions Parquet; onnx = the same with the ONNX engine; "
+        "peak RSS = max over runs; Δ = peak - RSS before; "
         "load1 = 1-min load average before the runs (min-max)"
     )
     print_table(cells, setups, models)
@@ -760,13 +738,14 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         print(f"MISMATCH: {p}")
     ok = True
-    if SIZES[-1] in sizes:
-        ok = targets(cells, models, setups)
+    if sizes == args.sizes:
+        ok = targets(cells, models, setups, sizes)
     else:
         print(
-            f"\n(--max-rows {args.max_rows:,}: target 1 needs {fmt_rows(SIZES[-1])} rows; target 2 at 1M only)"
+            f"\n(--max-rows {args.max_rows:,}: target 1 needs {fmt_rows(args.sizes[-1])} rows; "
+            f"target 2 at {', '.join(fmt_rows(n) for n in sizes)} only)"
         )
-        targets(cells, models, setups)
+        targets(cells, models, setups, sizes)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0 if ok and not problems else 1
 

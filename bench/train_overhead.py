@@ -3,12 +3,13 @@
 Every run trains a first version (bootstrap) on fresh MLflow, lake and ledger state, on
 ``--days`` daily batches of ``--rows`` rows (default 10 x 10,000 = 100,000 rows) ending
 today (UTC). Each run is a fresh interpreter, so imports count once per process, as they
-do in production. Modes:
+do in production. Modes, each one a decision it still informs:
 
 ``plain``
     the reference: ``mlcycle.flows.train`` resolve → validate → train → evaluate → gate →
-    promote in one process. Its wall is the heavy imports plus the steps; the steps alone
-    are reported as "excl. imports".
+    promote in one process, with one MLflow client made in the first MLflow step (as the
+    operators' hook does per task). Its wall is the heavy imports plus the steps; the steps
+    alone are reported as "excl. imports".
 ``dag.test``
     ``dag.test()`` in-process (``DagBag(dag_folder=dags/).dags['train_<model>']``). The
     Airflow import and the DAG parse are not timed; ``dag.test`` is. The first ``dag.test``
@@ -18,35 +19,24 @@ do in production. Modes:
 ``dag.test+warmapi``
     the same, with that in-process Execution API built (and its start-up run by one request)
     before timing: what each ``dag.test`` call after the first in a process costs (a test
-    session, a notebook), and what a deployment pays, whose API server is long-running.
+    session, a notebook), and what a deployment pays, whose API server is long-running. The
+    ``dag.test`` target (< 30 % over plain) is judged on both.
 ``executor``
-    ``dag.test(use_executor=True)`` with ``LocalExecutor``: each task runs in its own
-    process (a LocalExecutor worker runs a supervisor that forks the task process), and
-    the task talks to the Execution API over HTTP. So an API server is needed: ``airflow
-    api-server --apps execution`` is started once (not timed) on a free local port, on the
-    same SQLite DB. Wall = ``dag.test`` call → DagRun marked finished (what a trigger →
-    done measurement with a scheduler gives); executor shutdown is reported apart.
+    ``dag.test(use_executor=True)`` with ``LocalExecutor`` and Airflow's defaults (fork
+    start method, 5 s minimum heartbeat): each task runs in its own process (a LocalExecutor
+    worker runs a supervisor that forks the task process), and the task talks to the
+    Execution API over HTTP. So an API server is needed: ``airflow api-server --apps
+    execution`` is started once (not timed) on a free local port, on the same SQLite DB.
+    Wall = ``dag.test`` call → DagRun marked finished (what a trigger → done measurement with
+    a scheduler gives); executor shutdown is reported apart.
+``executor+forkserver+gcfreeze+hb1``
+    the same with the Makefile's defaults, i.e. what ``make up`` runs: ``[core]
+    mp_start_method = forkserver``, ``[core] mp_forkserver_preload = mlcycle_airflow.warm``
+    (imports the ML stack, then ``gc.freeze()``) and ``[workers] min_heartbeat_interval = 1``,
+    read from the Makefile's ``export`` lines, applied the way ``airflow scheduler`` does
+    (``set_component_mp_start_method("scheduler")``), the forkserver warmed before timing.
 
-Executor variants (suffixes, combinable: ``executor+forkserver+hb1``):
-
-``+forkserver``
-    ``[core] mp_start_method = forkserver`` and ``[core] mp_forkserver_preload = pandas,
-    scikit-learn, MLflow, GX, ...`` (new in Airflow 3.3), applied the way ``airflow
-    scheduler`` does (``set_component_mp_start_method("scheduler")``). The forkserver is
-    warmed before timing, as in a scheduler that is already up.
-``+gcfreeze`` (with ``+forkserver``)
-    also preloads a module that calls ``gc.freeze()``, so the preloaded objects are left out
-    of garbage collection in every task process (LocalExecutor's fork mode does the same).
-``+preimport``
-    default fork start method, with the heavy modules imported in the parent (the
-    scheduler's role) before the executor forks its workers.
-``+hb1``
-    ``[workers] min_heartbeat_interval = 1`` (default 5): the task supervisor notices its
-    task process has exited only when its ``select`` times out, up to this interval, and
-    holds the worker slot until then.
-``+p1``
-    ``[core] parallelism = 1`` (default here 2): one worker slot, so a slot held after a
-    task delays the next one (shows what ``+hb1`` saves).
+Other executor variants were measured and dropped; what they showed is in bench/README.md.
 
 Per-task durations and the gaps between tasks come from the task instances in the
 metadata DB; the supervisor's time beyond the task from its "Workload finished" log line.
@@ -57,10 +47,9 @@ overhead.
 
 Run from the repository root::
 
-    .venv/bin/python bench/train_overhead.py                      # churn, about 7 minutes
+    .venv/bin/python bench/train_overhead.py                      # churn, about 6 minutes
     .venv/bin/python bench/train_overhead.py --model demand --runs 3 --executor-runs 1
-    .venv/bin/python bench/train_overhead.py --modes plain,dag.test
-    .venv/bin/python bench/train_overhead.py --modes plain,executor+forkserver+p1,executor+forkserver+p1+hb1
+    .venv/bin/python bench/train_overhead.py --modes plain,dag.test,dag.test+warmapi
 
 All state (Airflow home and DB, lake, MLflow, ledger) goes to a temporary directory.
 """
@@ -70,18 +59,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -89,37 +75,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, default_python, machine, revision  # bench/ is on sys.path when a script runs
+# bench/ is on sys.path when a script runs
+from _common import (
+    REPO,
+    SPECS_DIR,
+    airflow_env,
+    check_python,
+    default_python,
+    emit,
+    fmt,
+    free_port,
+    machine,
+    maxrss_mb,
+    median,
+    mlcycle_state,
+    print_header,
+    revision,
+    run_child,
+    scratch_dir,
+    stop_group,
+    tail_file,
+)
 
-MARKER = "@@RESULT@@"
 DAG_TEST_TARGET_PCT = 30.0
 TASKS = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote"]
-DEFAULT_MODES = "plain,dag.test,dag.test+warmapi,executor,executor+forkserver,executor+forkserver+gcfreeze,executor+forkserver+gcfreeze+hb1"
-EXECUTOR_FLAGS = {"forkserver", "gcfreeze", "preimport", "hb1", "p1"}
+MAKE_MODE = "executor+forkserver+gcfreeze+hb1"
+MODES = ("plain", "dag.test", "dag.test+warmapi", "executor", MAKE_MODE)
+DEFAULT_MODES = ",".join(MODES)
+# What `make up` exports for the executor (MAKE_MODE applies exactly these).
+MAKEFILE_SETTINGS = (
+    "AIRFLOW__CORE__MP_START_METHOD",
+    "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD",
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL",
+)
 END_HANG_GRACE_S = 45  # after the DagRun finished, how long dag.test may take to shut the executor down
 
-# What the operators import lazily in ``execute`` (via mlcycle.flows.train), in import order.
-HEAVY_MODULES = [
-    "pandas",
-    "pyarrow.parquet",
-    "sklearn.ensemble",
-    "sklearn.pipeline",
-    "sklearn.compose",
-    "sklearn.impute",
-    "sklearn.preprocessing",
-    "sklearn.metrics",
-    "great_expectations",
-    "mlflow",
-    "mlflow.sklearn",
-    "mlflow.models",
-    "skops.io",
-    "sqlalchemy",
-    "mlcycle.flows.train",
-    "mlcycle.data.contracts",
-    "mlcycle.ml.training",
-    "mlcycle.ml.evaluation",
-    "mlcycle.ml.gate",
-]
+# What each task's ``execute`` pulls in (via mlcycle.flows.train), timed per task in a fresh interpreter.
+_FLOW = "mlcycle.flows.train"
+_FRAMES = ["pandas", "pyarrow.parquet"]
 _SKLEARN = [
     "sklearn.ensemble",
     "sklearn.pipeline",
@@ -127,49 +120,28 @@ _SKLEARN = [
     "sklearn.impute",
     "sklearn.preprocessing",
 ]
-# Modules each task's ``execute`` pulls in (timed per task in a fresh interpreter).
+_MODEL_IO = ["sklearn.metrics", "mlflow", "mlflow.sklearn", "skops.io"]
 TASK_IMPORTS = {
-    "resolve_data": ["mlcycle.flows.train", "pyarrow.parquet"],
-    "validate_data": [
-        "mlcycle.flows.train",
-        "mlcycle.data.contracts",
-        "pandas",
-        "pyarrow.parquet",
-        "great_expectations",
-    ],
+    "resolve_data": [_FLOW, "pyarrow.parquet"],
+    "validate_data": [_FLOW, "mlcycle.data.contracts", *_FRAMES, "great_expectations"],
     "train_model": [
-        "mlcycle.flows.train",
+        _FLOW,
         "mlcycle.ml.training",
         "mlcycle.ml.evaluation",
-        "pandas",
-        "pyarrow.parquet",
+        "mlcycle.ml.onnx_twin",
+        *_FRAMES,
         *_SKLEARN,
-        "sklearn.metrics",
-        "mlflow",
-        "mlflow.sklearn",
+        *_MODEL_IO,
         "mlflow.models",
-        "skops.io",
+        "skl2onnx",
+        "onnxruntime",
     ],
-    "evaluate_model": [
-        "mlcycle.flows.train",
-        "mlcycle.ml.evaluation",
-        "pandas",
-        "pyarrow.parquet",
-        "sklearn.metrics",
-        "mlflow",
-        "mlflow.sklearn",
-        "skops.io",
-    ],
-    "gate": ["mlcycle.flows.train", "mlcycle.ml.gate", "mlflow"],
-    "promote": ["mlcycle.flows.train", "mlflow", "sqlalchemy"],
+    "evaluate_model": [_FLOW, "mlcycle.ml.evaluation", *_FRAMES, *_MODEL_IO],
+    "gate": [_FLOW, "mlcycle.ml.gate", "mlflow"],
+    "promote": [_FLOW, "mlflow", "sqlalchemy"],
 }
-# Preloaded by the forkserver: the heavy modules, plus what a LocalExecutor worker needs.
-FORKSERVER_PRELOAD = [
-    "airflow.executors.local_executor",
-    "airflow.sdk.execution_time.supervisor",
-    "airflow.sdk.execution_time.task_runner",
-    *HEAVY_MODULES,
-]
+# All of them, in import order: what plain imports (timed) before its steps.
+HEAVY_MODULES = list(dict.fromkeys(m for modules in TASK_IMPORTS.values() for m in modules))
 # Already imported in a task process: what its LocalExecutor worker (forked from the process that
 # parsed the DAG and started the executor) had, and what the supervisor and task runner import.
 WORKER_MODULES = [
@@ -183,6 +155,15 @@ WORKER_MODULES = [
 WORKLOAD_RE = re.compile(r"Workload finished.*?duration=([\d.]+).*?workload_id=([0-9a-f-]+)")
 
 
+def makefile_settings() -> dict[str, str]:
+    """The executor settings the Makefile exports (``export NAME ?= value``): what ``make up`` runs."""
+    found = dict(re.findall(r"(?m)^export (AIRFLOW__\w+) \?= (\S+)\s*$", (REPO / "Makefile").read_text()))
+    missing = [name for name in MAKEFILE_SETTINGS if name not in found]
+    if missing:
+        sys.exit(f"error: the Makefile no longer exports {missing}; update MAKEFILE_SETTINGS")
+    return {name: found[name] for name in MAKEFILE_SETTINGS}
+
+
 @dataclass(eq=False)
 class Mode:
     name: str
@@ -192,55 +173,24 @@ class Mode:
 
     @property
     def executor(self) -> bool:
-        return self.name.split("+")[0] == "executor"
+        return self.name.startswith("executor")
 
     @property
-    def flags(self) -> set[str]:
-        return set(self.name.split("+")[1:])
+    def warmapi(self) -> bool:
+        return self.name == "dag.test+warmapi"
 
-    def env(self, base: dict[str, str], tmp: Path) -> dict[str, str]:
-        extra = {}
-        if "forkserver" in self.flags:
-            preload = list(FORKSERVER_PRELOAD)
-            if "gcfreeze" in self.flags:
-                # A module whose import runs gc.freeze(), preloaded last: the preloaded objects leave
-                # the collector's generations, as LocalExecutor does for its forked workers.
-                folder = tmp / "preload"
-                folder.mkdir(exist_ok=True)
-                (folder / "bench_gc_freeze.py").write_text("import gc\n\ngc.freeze()\n")
-                preload.append("bench_gc_freeze")
-                extra["PYTHONPATH"] = os.pathsep.join([str(folder), base["PYTHONPATH"]])
-            extra["AIRFLOW__CORE__MP_START_METHOD"] = "forkserver"
-            extra["AIRFLOW__CORE__MP_FORKSERVER_PRELOAD"] = ",".join(preload)
-        if "hb1" in self.flags:
-            extra["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] = "1"
-        if "p1" in self.flags:
-            extra["AIRFLOW__CORE__PARALLELISM"] = "1"
-        return extra
-
-
-def valid_mode(name: str) -> bool:
-    base, *flags = name.split("+")
-    if base == "plain":
-        return not flags
-    if base == "dag.test":
-        return flags in ([], ["warmapi"])
-    if "gcfreeze" in flags and "forkserver" not in flags:
-        return False
-    return base == "executor" and set(flags) <= EXECUTOR_FLAGS and len(set(flags)) == len(flags)
+    def env(self) -> dict[str, str]:
+        """What the mode sets on top of the run's environment."""
+        return makefile_settings() if self.name == MAKE_MODE else {}
 
 
 # --------------------------------------------------------------------------------------------
-# Child side: runs in a fresh interpreter (``--child MODE``) and prints one JSON line.
+# Child side: runs in a fresh interpreter (``--child MODE``) and prints one result line.
 # --------------------------------------------------------------------------------------------
 
 
-def _rss_mb() -> dict[str, float]:
-    import resource
-
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"rss_self_mb": own, "rss_child_mb": children}
+def _rss() -> dict[str, float]:
+    return {"rss_self_mb": maxrss_mb(), "rss_child_mb": maxrss_mb(children=True)}
 
 
 def _import_all(modules: list[str]) -> float:
@@ -256,12 +206,14 @@ def child_plain(model: str) -> dict[str, Any]:
     import_s = _import_all(HEAVY_MODULES)
 
     from mlcycle.core import settings
+    from mlcycle.core.run import RunInfo
     from mlcycle.core.spec import get_spec
     from mlcycle.flows import train as steps
+    from mlcycle.store import registry
 
     spec = get_spec(model)
-    run = steps.RunInfo(dag_id=spec.train_dag_id, run_id=f"bench__{time.time_ns()}", reason="bench")
-    lake, uri = settings.lake_root(), settings.tracking_uri()
+    run = RunInfo(dag_id=spec.train_dag_id, run_id=f"bench__{time.time_ns()}", reason="bench")
+    lake = settings.lake_root()
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Any) -> Any:
@@ -275,33 +227,30 @@ def child_plain(model: str) -> dict[str, Any]:
     res = timed("resolve_data", lambda: steps.resolve(spec, run, lake_root=lake, as_of=today))
     manifest = res["manifest_uri"]
     timed("validate_data", lambda: steps.validate(spec, run, manifest_uri=manifest, lake_root=lake))
-    trained = timed(
-        "train_model", lambda: steps.train(spec, run, manifest_uri=manifest, lake_root=lake, tracking_uri=uri)
-    )
+    # The client is made in the first MLflow step, as the operators' hook makes one per task.
+    mlc = timed("train_model", lambda: registry.client(settings.tracking_uri()))
+    client_s = timings["train_model"]
+    trained = timed("train_model", lambda: steps.train(spec, run, mlc, manifest_uri=manifest, lake_root=lake))
+    timings["train_model"] += client_s
+    if trained.get("version") != "1":
+        raise SystemExit(f"plain run did not train v1: {trained}")
     evaluation = timed(
         "evaluate_model",
         lambda: steps.evaluate(
-            spec,
-            run,
-            version=trained["version"],
-            holdout_uri=trained["holdout_uri"],
-            lake_root=lake,
-            tracking_uri=uri,
+            spec, run, mlc, version=trained["version"], holdout_uri=trained["holdout_uri"], lake_root=lake
         ),
     )
-    verdict = timed(
-        "gate", lambda: steps.gate(spec, run, evaluation=evaluation, lake_root=lake, tracking_uri=uri)
-    )
-    promoted = timed("promote", lambda: steps.promote(spec, run, verdict=verdict, tracking_uri=uri))
+    verdict = timed("gate", lambda: steps.gate(spec, run, mlc, evaluation=evaluation, lake_root=lake))
+    promoted = timed("promote", lambda: steps.promote(spec, run, mlc, verdict=verdict))
     steps_s = time.perf_counter() - started
-    if not promoted["promoted"] or trained["version"] != "1":
+    if not promoted["promoted"]:
         raise SystemExit(f"plain run did not bootstrap v1: {promoted}")
     return {
         "wall_s": import_s + steps_s,
         "import_s": import_s,
         "steps_s": steps_s,
         "steps": timings,
-        **_rss_mb(),
+        **_rss(),
     }
 
 
@@ -408,7 +357,7 @@ def _watch_shutdown(dag_id: str, t_call: float, returned: threading.Event, base:
                 os.kill(pid, signal.SIGUSR1)
         time.sleep(2)
         result = {**base, **run, "wall_s": run["run_end"] - t_call, "returned_s": None, "end_hang": True}
-        print(MARKER + json.dumps({**result, **_rss_mb()}, default=str), flush=True)
+        emit({**result, **_rss()})
         os._exit(0)
 
 
@@ -443,10 +392,8 @@ def child_dag(model: str, mode: Mode) -> dict[str, Any]:
             warm.start()
             warm.join()
             prepare["forkserver_warmup_s"] = time.perf_counter() - started
-        if "preimport" in mode.flags:
-            prepare["parent_preimport_s"] = _import_all(HEAVY_MODULES)
         prepare["start_method"] = multiprocessing.get_start_method()
-    if "warmapi" in mode.flags:
+    if mode.warmapi:
         prepare["execution_api_warmup_s"] = _warm_execution_api()
 
     from airflow.dag_processing.dagbag import DagBag
@@ -475,7 +422,7 @@ def child_dag(model: str, mode: Mode) -> dict[str, Any]:
     # In-process, dag.test returning is the end; with an executor, the DagRun's end (dag.test then
     # still waits for the executor's workers to exit, which a long-running scheduler never does).
     wall = run["run_end"] - t_call if mode.executor else returned_s
-    return {**base, **run, "wall_s": wall, "returned_s": returned_s, "end_hang": False, **_rss_mb()}
+    return {**base, **run, "wall_s": wall, "returned_s": returned_s, "end_hang": False, **_rss()}
 
 
 def child_imports(modules: list[str]) -> dict[str, Any]:
@@ -531,7 +478,7 @@ def child_generate(model: str, days: int, rows: int) -> dict[str, Any]:
     return {"batches": days, "rows": days * rows}
 
 
-def run_child(args: argparse.Namespace) -> int:
+def child_main(args: argparse.Namespace) -> int:
     if args.child == "plain":
         out = child_plain(args.model)
     elif args.child == "imports":
@@ -540,11 +487,11 @@ def run_child(args: argparse.Namespace) -> int:
         out = child_setup(args.model)
     elif args.child == "generate":
         out = child_generate(args.model, args.days, args.rows)
-    elif valid_mode(args.child):
+    elif args.child in MODES:
         out = child_dag(args.model, Mode(args.child, 1))
     else:
         raise SystemExit(f"unknown child mode {args.child}")
-    print(MARKER + json.dumps(out, default=str), flush=True)
+    emit(out)
     return 0
 
 
@@ -560,45 +507,19 @@ class Bench:
         self.python: Path = args.python
         self.port = free_port()
         self.api: subprocess.Popen[bytes] | None = None
-        self.base_env = self._base_env()
-
-    def _base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLCYCLE_", "MLFLOW_"))}
-        home = self.tmp / "airflow"
-        home.mkdir(parents=True, exist_ok=True)
-        env.update(
-            {
-                "AIRFLOW_HOME": str(home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "2",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-                # Our own API server on a free port: never a developer's Airflow on :8080.
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-                "GX_ANALYTICS_ENABLED": "false",
-                "MLFLOW_DISABLE_TELEMETRY": "true",
-                "MLCYCLE_HOME": str(REPO),
-                "MLCYCLE_SPECS_DIR": str(REPO / "include" / "models"),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), env.get("PYTHONPATH")])),
-            }
+        self.base_env = airflow_env(
+            tmp / "airflow",
+            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__PARALLELISM="2",
+            # Our own API server on a free port: never a developer's Airflow on :8080.
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{self.port}/execution/",
+            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(64),
         )
-        if self.args.omp_threads > 0:
-            env["OMP_NUM_THREADS"] = str(self.args.omp_threads)
-        return env
 
     def state_env(self, state: Path) -> dict[str, str]:
         """Fresh lake (a copy of the generated one), MLflow store, artifacts and ledger."""
         shutil.copytree(self.tmp / "lake-template", state / "lake")
-        return {
-            **self.base_env,
-            "MLCYCLE_LAKE_ROOT": str(state / "lake"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
-            "MLCYCLE_ARTIFACT_ROOT": str(state / "mlartifacts"),
-            "MLCYCLE_LEDGER_URI": f"sqlite:///{state / 'ledger.db'}",
-        }
+        return {**self.base_env, **mlcycle_state(state)}
 
     def child(self, mode: str, env: dict[str, str], log: Path, *extra: str) -> dict[str, Any]:
         cmd = [
@@ -614,25 +535,12 @@ class Bench:
             str(self.args.rows),
             *extra,
         ]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-            try:
-                proc.wait(timeout=self.args.timeout)
-            except subprocess.TimeoutExpired:
-                stop_group(proc)
-                sys.exit(
-                    f"error: {mode} did not finish in {self.args.timeout} s; last lines of {log}:\n{tail(log)}"
-                )
-            finally:
-                stop_group(proc)  # leftovers of the run (workers, forkserver) are in its process group
-        text = log.read_text(errors="replace")
-        line = next((ln for ln in reversed(text.splitlines()) if ln.startswith(MARKER)), None)
-        if proc.returncode != 0 or line is None:
-            sys.exit(f"error: {mode} failed (exit {proc.returncode}); last lines of {log}:\n{tail(log)}")
-        result = json.loads(line.removeprefix(MARKER))
-        result["supervisor_s"] = {m.group(2): float(m.group(1)) for m in WORKLOAD_RE.finditer(text)}
+        # Leftovers of the run (workers, forkserver) are in its process group: run_child stops them.
+        done = run_child(cmd, env=env, timeout=self.args.timeout, log=log)
+        if not done.ok:
+            sys.exit(f"error: {mode} failed ({done.error(40)})\n(log: {log})")
+        result = done.result or {}
+        result["supervisor_s"] = {m.group(2): float(m.group(1)) for m in WORKLOAD_RE.finditer(done.stdout)}
         return result
 
     def migrate(self) -> None:
@@ -675,14 +583,14 @@ class Bench:
         url = f"http://127.0.0.1:{self.port}/execution/health"
         while time.perf_counter() - started < 90:
             if self.api.poll() is not None:
-                sys.exit(f"error: airflow api-server exited ({self.api.returncode}):\n{tail(log_path)}")
+                sys.exit(f"error: airflow api-server exited ({self.api.returncode}):\n{tail_file(log_path)}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
                         return time.perf_counter() - started
             except OSError:
                 time.sleep(0.5)
-        sys.exit(f"error: airflow api-server did not answer {url} within 90 s:\n{tail(log_path)}")
+        sys.exit(f"error: airflow api-server did not answer {url} within 90 s:\n{tail_file(log_path)}")
 
     def ensure_api_server(self) -> None:
         if self.api is not None and self.api.poll() is None:
@@ -697,7 +605,7 @@ class Bench:
 
     def setup_costs(self, state: Path) -> dict[str, Any]:
         """Per-process set-up in a fresh interpreter shaped like a task process (min of --import-runs)."""
-        env = {**self.base_env, "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}"}
+        env = {**self.base_env, "MLFLOW_TRACKING_URI": mlcycle_state(state)["MLFLOW_TRACKING_URI"]}
         runs = [self.child("setup", env, self.tmp / "setup.log") for _ in range(self.args.import_runs)]
         return {
             "plugins_s": min(r["plugins_s"] for r in runs),
@@ -720,56 +628,9 @@ class Bench:
         return costs
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process this script started in its own session, with what is left of its group."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        time.sleep(0.2)  # let the group's other members handle the signal
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def ledger_rows(state: Path) -> int:
-    with sqlite3.connect(state / "ledger.db") as db:
+    with contextlib.closing(sqlite3.connect(state / "ledger.db")) as db:
         return db.execute("select count(*) from mlcycle_promotion_ledger").fetchone()[0]
-
-
-def check_python(python: Path, model: str) -> None:
-    if not python.exists():
-        sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
-    probe = subprocess.run(
-        [str(python), "-c", "import airflow, mlflow, great_expectations, sklearn, mlcycle"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        sys.exit(
-            f"error: {python} lacks airflow/mlflow/GX/sklearn/mlcycle; install requirements.txt and "
-            f"`pip install -e .`:\n{probe.stderr.strip()[-1500:]}"
-        )
-    if not (python.parent / "airflow").exists():
-        sys.exit(f"error: no `airflow` command beside {python}")
-    if not (REPO / "include" / "models" / f"{model}.yaml").exists():
-        sys.exit(f"error: no spec include/models/{model}.yaml")
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,21 +660,12 @@ def per_task(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return rows
 
 
-def median_of(values: list[Any]) -> float | None:
-    clean = [v for v in values if v is not None]
-    return statistics.median(clean) if clean else None
-
-
-def fmt(value: float | None, spec: str = ".2f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def medians(mode: Mode, key: str) -> dict[str, float | None]:
     """Median over runs of one per-task metric (plain: the step times)."""
     if mode.name == "plain":
-        return {t: median_of([r["steps"].get(t) for r in mode.results]) for t in TASKS}
+        return {t: median(r["steps"].get(t) for r in mode.results) for t in TASKS}
     rows = [per_task(r) for r in mode.results]
-    return {t: median_of([r[t].get(key) for r in rows]) for t in [*TASKS, "(run end)"]}
+    return {t: median(r[t].get(key) for r in rows) for t in [*TASKS, "(run end)"]}
 
 
 def wall(mode: Mode) -> float:
@@ -824,15 +676,13 @@ def summary_table(modes: list[Mode]) -> None:
     plain = next((m for m in modes if m.name == "plain"), None)
     ref = wall(plain) if plain else None
     w = max(26, *(len(m.name) for m in modes))
-    header = (
+    print_header(
         f"{'mode':<{w}} {'runs':>4} {'median wall s':>13} {'min s':>7} {'excl. imports s':>15} "
         f"{'peak RSS MB':>11} {'vs plain':>9}  {'target':<9} result"
     )
-    print(header)
-    print("-" * len(header))
     for mode in modes:
         walls = [r["wall_s"] for r in mode.results]
-        excl = median_of([r.get("steps_s") for r in mode.results])
+        excl = median(r.get("steps_s") for r in mode.results)
         rss = max(max(r["rss_self_mb"], r["rss_child_mb"]) for r in mode.results)
         overhead = (wall(mode) - ref) / ref * 100 if ref and mode is not plain else None
         target, result = ("reference", "-") if mode is plain else ("-", "-")
@@ -850,13 +700,9 @@ def summary_table(modes: list[Mode]) -> None:
     for mode in modes:
         notes = []
         if mode.name == "plain":
-            notes.append(
-                f"heavy imports {fmt(median_of([r['import_s'] for r in mode.results]))} s of the wall"
-            )
+            notes.append(f"heavy imports {fmt(median(r['import_s'] for r in mode.results))} s of the wall")
         if mode.executor:
-            shut = median_of(
-                [r["returned_s"] - r["wall_s"] if r["returned_s"] else None for r in mode.results]
-            )
+            shut = median(r["returned_s"] - r["wall_s"] if r["returned_s"] else None for r in mode.results)
             notes.append(f"dag.test returned {fmt(shut)} s after the run finished (executor shutdown)")
             hangs = sum(r["end_hang"] for r in mode.results)
             if hangs:
@@ -865,10 +711,9 @@ def summary_table(modes: list[Mode]) -> None:
             notes.append(f"not counted (task retries): {'; '.join(mode.retried)}")
         for key, label in (
             ("forkserver_warmup_s", "forkserver warm-up"),
-            ("parent_preimport_s", "parent imports"),
             ("execution_api_warmup_s", "in-process Execution API built"),
         ):
-            value = median_of([r.get(key) for r in mode.results])
+            value = median(r.get(key) for r in mode.results)
             if value is not None:
                 notes.append(f"{label} {value:.2f} s before timing")
         if notes:
@@ -877,7 +722,6 @@ def summary_table(modes: list[Mode]) -> None:
 
 def task_tables(modes: list[Mode], imports: dict[str, float]) -> None:
     dag_modes = [m for m in modes if m.name != "plain"]
-    duration_modes = list(modes)
     width = max(14, *(len(m.name) for m in modes))
 
     def table(
@@ -885,9 +729,7 @@ def task_tables(modes: list[Mode], imports: dict[str, float]) -> None:
     ) -> None:
         print(title)
         cols = [m.name for m in shown] + ([extra_title] if extra is not None else [])
-        header = f"{'task':<16} " + " ".join(f"{c:>{width}}" for c in cols)
-        print(header)
-        print("-" * len(header))
+        print_header(f"{'task':<16} " + " ".join(f"{c:>{width}}" for c in cols))
         per_mode = [medians(m, key) for m in shown]
         rows = TASKS + (["(run end)"] if key == "gap" else [])
         for task in rows:
@@ -904,15 +746,16 @@ def task_tables(modes: list[Mode], imports: dict[str, float]) -> None:
     table(
         "Task duration s (task instance start → end; plain: the step)",
         "duration",
-        duration_modes,
+        list(modes),
         imports or None,
         "task imports",
     )
-    table(
-        "Gap s (previous task's end, or the dag.test call → this task's start; last row: → DagRun end)",
-        "gap",
-        dag_modes,
-    )
+    if dag_modes:
+        table(
+            "Gap s (previous task's end, or the dag.test call → this task's start; last row: → DagRun end)",
+            "gap",
+            dag_modes,
+        )
     executors = [m for m in modes if m.executor]
     if executors:
         table(
@@ -952,112 +795,44 @@ def task_sum(mode: Mode, key: str) -> float:
     return sum(v or 0.0 for t, v in medians(mode, key).items() if t in TASKS or key == "gap")
 
 
-def conclusion(modes: list[Mode], imports: dict[str, float], setup: dict[str, Any]) -> None:
+def breakdown(modes: list[Mode], imports: dict[str, float], setup: dict[str, Any]) -> None:
+    """What each mode's overhead vs plain is made of (medians), with the executor modes' task
+    durations estimated from the per-process costs above. What it has shown is in bench/README.md."""
     by = {m.name: m for m in modes}
-    if "plain" not in by or len(by) < 2:
+    plain = by.get("plain")
+    if plain is None or len(by) < 2:
         return
-    plain = by["plain"]
     plain_work = statistics.median(r["steps_s"] for r in plain.results)
     plain_imports = statistics.median(r["import_s"] for r in plain.results)
     reimports = sum(imports[t] for t in TASKS) - imports["all"] if imports else 0.0
     plugins = len(TASKS) * setup.get("plugins_s", 0.0)
     stores = (len(MLFLOW_TASKS) - 1) * setup.get("mlflow_store_s", 0.0)
-    print(
-        f"What the overhead vs plain ({wall(plain):.1f} s) is made of (medians; estimates from the costs above):"
-    )
+    ex = by.get("executor")
+    print(f"Overhead vs plain ({wall(plain):.1f} s), medians:")
     for mode in [m for m in modes if m is not plain]:
-        durations, gaps = task_sum(mode, "duration"), task_sum(mode, "gap")
-        extra = durations - plain_work - plain_imports
-        print(
+        extra = task_sum(mode, "duration") - plain_work - plain_imports
+        line = (
             f"  {mode.name}: {wall(mode) - wall(plain):+.1f} s = task durations {extra:+.1f} s "
-            f"+ gaps between/around tasks {gaps:.1f} s"
+            f"+ gaps between/around tasks {task_sum(mode, 'gap'):.1f} s"
         )
         if not mode.executor:
             first_gap = medians(mode, "gap")["resolve_data"] or 0.0
             first_task = (medians(mode, "duration")["resolve_data"] or 0.0) - (
                 medians(plain, "")["resolve_data"] or 0.0
             )
-            print(
-                f"      fixed, whatever the data size: {first_gap:.1f} s before the first task (DAG serialised and "
-                f"synced to the DB, run created) + {first_task:.1f} s more in the first task ("
-                + (
-                    "plugins folder"
-                    if "warmapi" in mode.flags
-                    else "in-process Execution API app, plugins folder"
-                )
-                + "); the per-task remainder is small"
+            line += f"; before the first task {first_gap:.1f} s, first task {first_task:+.1f} s"
+        elif imports:
+            # The Makefile's forkserver preloads the heavy modules: no task imports them.
+            imports_part = -imports["all"] if mode.name == MAKE_MODE else reimports
+            total = imports_part + plugins + stores
+            line += (
+                f"; estimated: imports {imports_part:+.1f} s + plugins folder x6 {plugins:+.1f} s + MLflow "
+                f"store x3 more {stores:+.1f} s = {total:+.1f} s (measured - estimated {extra - total:+.1f} s)"
             )
-            continue
-        if not imports:
-            continue
-        preload = "forkserver" in mode.flags or "preimport" in mode.flags
-        imports_part = -imports["all"] if preload else reimports
-        label = "imports preloaded before timing" if preload else "re-imports"
-        est = [f"{label} {imports_part:+.1f} s", f"plugins folder x6 {plugins:+.1f} s"]
-        est.append(f"MLflow store x3 more {stores:+.1f} s")
-        total = imports_part + plugins + stores
-        print(
-            f"      durations: {' + '.join(est)} = {total:.1f} s estimated (measured - estimated {extra - total:+.1f} s)"
-        )
-    ex = by.get("executor")
-    if ex is None or not imports:
-        print()
-        return
-    extra = task_sum(ex, "duration") - plain_work - plain_imports
-    gaps = task_sum(ex, "gap")
-    polling = sum(v or 0.0 for t, v in medians(ex, "to_scheduled").items() if t in TASKS)
-    inside = {
-        "re-importing pandas/scikit-learn/MLflow/GX": reimports,
-        "a new MLflow SQL store": stores,
-        "loading the plugins folder": plugins,
-    }
-    ranked = ", ".join(f"{k} ~{v:.1f} s" for k, v in sorted(inside.items(), key=lambda kv: -kv[1]))
-    where = "inside the task processes" if extra >= gaps else "between the tasks"
-    print(
-        f"  => executor: {wall(ex) - wall(plain):+.1f} s, mostly {where}. Inside: {extra:+.1f} s of task "
-        f"duration ({ranked}); between: {gaps:.1f} s ({polling:.1f} s of it waiting for the next scheduling "
-        "pass, which comes every ~1 s)."
-    )
-    for mode in modes:
-        if mode.executor and mode is not ex:
-            change = (wall(mode) - wall(ex)) / wall(ex) * 100
-            print(f"  {mode.name}: {wall(mode):.1f} s, {change:+.0f} % vs executor")
+        if mode.executor and ex is not None and mode is not ex:
+            line += f"; {(wall(mode) - wall(ex)) / wall(ex) * 100:+.0f} % vs executor"
+        print(line)
     print()
-
-
-SUGGESTIONS = """\
-Ways to cut the executor overhead (Airflow 3.3.2, LocalExecutor, Linux):
- 1. [core] mp_start_method = forkserver + [core] mp_forkserver_preload = pandas,pyarrow.parquet,
-    sklearn.ensemble,sklearn.pipeline,sklearn.compose,sklearn.impute,sklearn.preprocessing,sklearn.metrics,
-    great_expectations,mlflow,mlflow.sklearn,skops.io,mlcycle.flows.train,... (new in 3.3; measured as
-    +forkserver). The scheduler's forkserver imports them once; LocalExecutor workers fork from it and
-    each task process is a bare os.fork() of its worker, so tasks inherit the modules copy-on-write.
-    Costs one forkserver holding the libraries (shared pages) and ~5 s at scheduler start.
-    Add, last in the preload list, a module whose import calls gc.freeze() (+gcfreeze): otherwise
-    every task process's garbage collector walks all the preloaded objects (LocalExecutor freezes
-    them itself only in fork mode); it saved ~0.4 s per task here.
- 2. Keep the plugins folder cheap to load: the task runner loads it in every task process, and Airflow
-    executes every .py under plugins/ as a top-level module (factory, hooks, operators, webapp, __init__
-    ... next to the mlcycle_airflow.* copies). A plugins/.airflowignore that leaves only plugin.py, and a
-    plugin that builds its FastAPI app lazily (not at class definition), save the set-up measured above
-    in every task process, scheduler, dag-processor and API server.
- 3. Per-task MLflow set-up: each task process opens its own SQLAlchemy store on the SQLite tracking DB
-    (engine + schema check). With an MLflow tracking server (the mlflow_default connection) a client
-    costs a few HTTP calls instead.
- 4. [workers] min_heartbeat_interval = 1 (default 5; +hb1): the supervisor notices that its task process
-    exited only when select() times out, so each worker slot stays busy up to 5 s after every task. With
-    parallelism 2 and one linear DAG it is hidden (see the "supervisor time" table); with one slot (+p1)
-    or busy slots the next task waits for it. Costs a heartbeat call per second per running task.
- 5. With the default fork start method, importing the heavy modules in the scheduler before its executor
-    forks the workers has the same effect as 1 (+preimport; e.g. from airflow_local_settings.py guarded
-    to `airflow scheduler`); 1 does it by configuration.
- 6. [core] execute_tasks_new_python_interpreter does nothing for tasks in Airflow 3: it survives only as
-    a deprecated shim in airflow.settings; the supervisor always bare-forks on Linux (fork+exec on macOS
-    only). If it did anything it would add interpreter start-up.
- 7. Fewer task boundaries: gate and promote are cheap steps that each pay a process, plugin loading,
-    Execution API calls and an MLflow store; one evaluate+gate+promote task (same failure semantics) would
-    save two of those. Celery workers need the preload too (import in the worker at start).
-"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -1086,9 +861,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modules", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.child:
-        bad = [m for m in args.modes.split(",") if not valid_mode(m)]
+        bad = [m for m in args.modes.split(",") if m not in MODES]
         if bad:
-            parser.error(f"unknown modes {bad}; use plain, dag.test, executor[+forkserver][+preimport][+hb1]")
+            parser.error(f"unknown modes {bad}; use any of {', '.join(MODES)}")
         if min(args.runs, args.executor_runs, args.import_runs, args.days, args.rows) < 1:
             parser.error("counts must be positive")
     return args
@@ -1104,8 +879,7 @@ def run_modes(bench: Bench, modes: list[Mode], started: float) -> None:
                 bench.ensure_api_server()
             state = bench.tmp / f"run-{mode.name}-{round_}"
             state.mkdir()
-            env = bench.state_env(state)
-            env.update(mode.env(env, bench.tmp))
+            env = {**bench.state_env(state), **mode.env()}
             result = bench.child(mode.name, env, state / "run.log")
             if ledger_rows(state) != 1:
                 sys.exit(f"error: {mode.name} run {round_ + 1} did not record one promotion in the ledger")
@@ -1130,37 +904,43 @@ def run_modes(bench: Bench, modes: list[Mode], started: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        return run_child(args)
+        return child_main(args)
 
-    check_python(args.python, args.model)
+    check_python(args.python, "airflow, mlflow, great_expectations, sklearn, mlcycle", commands=["airflow"])
+    if not (SPECS_DIR / f"{args.model}.yaml").exists():
+        sys.exit(f"error: no spec include/models/{args.model}.yaml")
     modes = [
         Mode(n, args.executor_runs if n.startswith("executor") else args.runs) for n in args.modes.split(",")
     ]
-    tmp = Path(tempfile.mkdtemp(prefix="mlcycle-bench-train-"))
-    bench = Bench(args, tmp)
+    if any(m.name == MAKE_MODE for m in modes):
+        print(f"  {MAKE_MODE}: the Makefile's {makefile_settings()}")
+    if args.omp_threads > 0:
+        os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)  # for the children and machine()
     started = time.perf_counter()
     omp = args.omp_threads or "default"
-    print(
-        f"train_{args.model} on {args.days} x {args.rows:,} rows; OMP_NUM_THREADS {omp}; {machine()}; state in {tmp}"
-    )
-    try:
-        bench.migrate()
-        bench.generate()
-        print(f"  airflow db migrate + data generation ({time.perf_counter() - started:.0f} s, not timed)")
-        if any(m.executor for m in modes):
-            up = bench.start_api_server()
-            print(f"  airflow api-server --apps execution on :{bench.port} up in {up:.1f} s (not timed)")
-        run_modes(bench, modes, started)
-        imports, setup = {}, {}
-        if any(m.executor for m in modes):
-            imports = bench.import_costs()
-            setup = bench.setup_costs(tmp / f"run-{modes[0].name}-0")
-    finally:
-        bench.stop_api_server()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    imports: dict[str, float] = {}
+    setup: dict[str, Any] = {}
+    with scratch_dir("mlcycle-bench-train-", keep=args.keep) as tmp:
+        bench = Bench(args, tmp)
+        print(
+            f"train_{args.model} on {args.days} x {args.rows:,} rows; OMP_NUM_THREADS {omp}; {machine()}; "
+            f"state in {tmp}"
+        )
+        try:
+            bench.migrate()
+            bench.generate()
+            print(
+                f"  airflow db migrate + data generation ({time.perf_counter() - started:.0f} s, not timed)"
+            )
+            if any(m.executor for m in modes):
+                up = bench.start_api_server()
+                print(f"  airflow api-server --apps execution on :{bench.port} up in {up:.1f} s (not timed)")
+            run_modes(bench, modes, started)
+            if any(m.executor for m in modes):
+                imports = bench.import_costs()
+                setup = bench.setup_costs(tmp / f"run-{modes[0].name}-0")
+        finally:
+            bench.stop_api_server()
 
     print()
     print(
@@ -1172,8 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     task_tables(modes, imports)
     if imports:
         setup_section(imports, setup)
-    conclusion(modes, imports, setup)
-    print(SUGGESTIONS)
+    breakdown(modes, imports, setup)
     print(f"total {time.perf_counter() - started:.0f} s")
     by = {m.name: m for m in modes}
     tested = [m for m in modes if m.name.startswith("dag.test")]

@@ -153,7 +153,8 @@ def golden_end() -> dt.date:
     return today() - dt.timedelta(days=1)
 
 
-def _env_at(root: Path) -> Env:
+def env_at(root: Path) -> Env:
+    """The lake, MLflow store and ledger laid out under ``root`` (as the ``env`` fixture does)."""
     return Env(
         root=root,
         lake=str(root / "lake"),
@@ -168,7 +169,7 @@ def golden_store(tmp_path_factory) -> Path:
     yesterday) and promoted champion, made once per session: every test that only needs "a
     champion" copies it (``champion_env``) instead of training one."""
     root = tmp_path_factory.mktemp("golden")
-    golden = _env_at(root)
+    golden = env_at(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLCYCLE_LAKE_ROOT", golden.lake)
         mp.setenv("MLFLOW_TRACKING_URI", golden.tracking_uri)

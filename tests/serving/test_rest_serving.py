@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, relocate
+from tests.conftest import Env, env_at, relocate
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +45,7 @@ def store(golden_store, tmp_path_factory) -> Env:
     """One copy of the session's golden store (churn v1 champion) for the whole module."""
     root = tmp_path_factory.mktemp("serving")
     relocate(golden_store, root)
-    return Env(
-        root=root,
-        lake=str(root / "lake"),
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        ledger_uri=f"sqlite:///{root / 'ledger.db'}",
-    )
+    return env_at(root)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,11 @@ def scores(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
     return np.asarray(model.predict(X), dtype="float64")
 
 
+def scores_of(output: np.ndarray, task: Task) -> np.ndarray:
+    """``scores`` from a model's whole output (``predict_proba`` or ``predict``), already computed."""
+    return output[:, 1] if task is Task.CLASSIFICATION else output
+
+
 def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
     """Metric ``name`` of scores ``s`` against labels ``y``; ``KeyError`` for an unknown name.
 

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlcycle.core.errors import MlcycleError
 from mlcycle.core.spec import ModelSpec, Task
@@ -179,25 +179,38 @@ class OnnxModel:
 # --- parity ----------------------------------------------------------------------------------
 
 
-def _score(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
+class Output(NamedTuple):
+    """What a model outputs on some rows (every class probability, or the prediction), and how
+    long that took."""
+
+    values: np.ndarray
+    seconds: float
+
+
+def output(model: Any, X: pd.DataFrame, task: Task) -> Output:
+    """``model``'s class probabilities (classifiers) or predictions (regressors) on ``X``, timed."""
     import numpy as np
 
+    started = time.perf_counter()
     if task is Task.CLASSIFICATION:
-        return np.asarray(model.predict_proba(X), dtype="float64")
-    return np.asarray(model.predict(X), dtype="float64")
+        values = np.asarray(model.predict_proba(X), dtype="float64")
+    else:
+        values = np.asarray(model.predict(X), dtype="float64")
+    return Output(values, time.perf_counter() - started)
 
 
-def parity(pipeline: Pipeline, model: OnnxModel, X: pd.DataFrame, spec: ModelSpec) -> dict[str, Any]:
+def parity(
+    pipeline: Pipeline, model: OnnxModel, X: pd.DataFrame, spec: ModelSpec, reference: Output | None = None
+) -> dict[str, Any]:
     """Both engines on the same rows: the largest difference of a score (class probability or
-    prediction), absolute for |score| <= 1 and relative beyond, against the spec's tolerance."""
+    prediction), absolute for |score| <= 1 and relative beyond, against the spec's tolerance.
+    ``reference`` is scikit-learn's ``output`` on ``X`` when the caller already has it."""
     import numpy as np
 
     tolerance = spec.scoring.onnx_tolerance
+    ref, sklearn_s = reference if reference is not None else output(pipeline, X, spec.task)
     started = time.perf_counter()
-    ref = _score(pipeline, X, spec.task)
-    sklearn_s = time.perf_counter() - started
-    started = time.perf_counter()
-    got = _score(model, X, spec.task)
+    got = output(model, X, spec.task).values
     onnx_s = time.perf_counter() - started
     diff = np.abs(got - ref)
     worst = float((diff / np.maximum(np.abs(ref), 1.0)).max())
@@ -216,9 +229,12 @@ def parity(pipeline: Pipeline, model: OnnxModel, X: pd.DataFrame, spec: ModelSpe
     return report
 
 
-def export(pipeline: Pipeline, spec: ModelSpec, holdout: pd.DataFrame) -> tuple[bytes | None, dict[str, Any]]:
+def export(
+    pipeline: Pipeline, spec: ModelSpec, holdout: pd.DataFrame, reference: Output | None = None
+) -> tuple[bytes | None, dict[str, Any]]:
     """Convert and check a fitted pipeline. ``status``: ``passed`` (the bytes are returned),
-    ``failed`` (converted, but outside the tolerance on the holdout), ``not_convertible``."""
+    ``failed`` (converted, but outside the tolerance on the holdout), ``not_convertible``.
+    ``reference``: the pipeline's ``output`` on the holdout, if already computed."""
     started = time.perf_counter()
     try:
         onnx_bytes = convert(pipeline, spec)
@@ -227,7 +243,7 @@ def export(pipeline: Pipeline, spec: ModelSpec, holdout: pd.DataFrame) -> tuple[
         return None, {"status": "not_convertible", "reason": str(exc)}
     if holdout.empty:
         return None, {"status": "failed", "reason": "no holdout rows to check it on"}
-    report = parity(pipeline, OnnxModel(onnx_bytes, spec), holdout[spec.features.all], spec)
+    report = parity(pipeline, OnnxModel(onnx_bytes, spec), holdout[spec.features.all], spec, reference)
     report["convert_seconds"] = round(time.perf_counter() - started, 3)
     report["size_mb"] = round(len(onnx_bytes) / 1e6, 4)
     if not report["passed"]:

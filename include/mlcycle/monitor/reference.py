@@ -8,23 +8,29 @@ from typing import TYPE_CHECKING, Any
 from mlcycle.core.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
 def reference_profile(
-    spec: ModelSpec, pipeline: Any, train: pd.DataFrame, holdout: pd.DataFrame
+    spec: ModelSpec,
+    pipeline: Any,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Profile of the training data, the holdout's prediction distribution, the model's
     feature importance and its reference performance (measured and, for classifiers, the
-    confidence-based estimate) — everything a later check compares against."""
+    confidence-based estimate) — everything a later check compares against. ``scores``: the
+    pipeline's ``evaluation.scores`` on the holdout, if the caller already has them."""
     import numpy as np
 
     from mlcycle.ml import evaluation as ev
     from mlcycle.monitor import estimates
     from mlcycle.monitor.profile import build_profile
 
-    X_hold = holdout[spec.features.all]
-    scores = ev.scores(pipeline, X_hold, spec.task)
+    if scores is None:
+        scores = ev.scores(pipeline, holdout[spec.features.all], spec.task)
     profile = build_profile(
         train,
         spec.features.numeric,
@@ -41,24 +47,69 @@ def reference_profile(
     return profile
 
 
+PERMUTATION_REPEATS = 3
+
+
 def feature_importance(
     spec: ModelSpec, pipeline: Any, holdout: pd.DataFrame, max_rows: int = 2000
 ) -> dict[str, float]:
     """Permutation importance on (a sample of) the holdout, clipped at 0 and normalised."""
-    from sklearn.inspection import permutation_importance
-
     sample = (
         holdout.sample(min(len(holdout), max_rows), random_state=0) if len(holdout) > max_rows else holdout
     )
-    scoring = "roc_auc" if spec.task is Task.CLASSIFICATION else "neg_root_mean_squared_error"
-    result = permutation_importance(
-        pipeline,
-        sample[spec.features.all],
-        sample[spec.data.target],
-        scoring=scoring,
-        n_repeats=3,
-        random_state=0,
+    means = permutation_importance_batched(
+        pipeline, sample[spec.features.all], sample[spec.data.target].to_numpy(), spec.task
     )
-    raw = {f: max(float(v), 0.0) for f, v in zip(spec.features.all, result.importances_mean, strict=True)}
+    raw = {f: max(float(v), 0.0) for f, v in zip(spec.features.all, means, strict=True)}
     total = sum(raw.values())
     return {f: (v / total if total else 1.0 / len(raw)) for f, v in raw.items()}
+
+
+def permutation_importance_batched(
+    pipeline: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    task: Task,
+    *,
+    n_repeats: int = PERMUTATION_REPEATS,
+    seed: int = 0,
+) -> np.ndarray:
+    """``sklearn.inspection.permutation_importance(pipeline, X, y, scoring=roc_auc or
+    neg_root_mean_squared_error, n_repeats, random_state=seed).importances_mean``, computed
+    with one prediction over every permuted copy stacked instead of one call per copy.
+
+    The permutations are scikit-learn's own (the same seed drawn the same way, the same
+    in-place shuffles, each repeat permuting the column further), and a pipeline's rows are
+    scored independently, so the result is the same (a test holds it to scikit-learn's): at
+    2,000 rows x 9 features x 3 repeats the per-call overhead of 28 small predictions was
+    0.7 s of every training (bench/train_step.py)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn import metrics
+
+    n = len(X)
+    seed_for_columns = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    copies = [X]
+    for column in X.columns:
+        rng = np.random.RandomState(seed_for_columns)
+        values = X[column].to_numpy()
+        shuffling_idx = np.arange(n)
+        for _ in range(n_repeats):
+            rng.shuffle(shuffling_idx)
+            values = values[shuffling_idx]
+            copies.append(X.assign(**{column: values}))
+    stacked = pd.concat(copies, ignore_index=True)
+    if task is Task.CLASSIFICATION:
+        out = np.asarray(pipeline.predict_proba(stacked))[:, 1]
+    else:
+        out = np.asarray(pipeline.predict(stacked), dtype="float64")
+    blocks = out.reshape(len(copies), n)
+
+    def score(s: np.ndarray) -> float:
+        if task is Task.CLASSIFICATION:
+            return float(metrics.roc_auc_score(y, s))
+        return -float(metrics.root_mean_squared_error(y, s))
+
+    baseline = score(blocks[0])
+    permuted = np.array([score(b) for b in blocks[1:]]).reshape(len(X.columns), n_repeats)
+    return np.asarray(baseline - permuted.mean(axis=1))
