@@ -66,17 +66,25 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, default_python, machine, revision  # bench/ is on sys.path when a script runs
+from _common import (  # bench/ is on sys.path when a script runs
+    REPO,
+    check_python,
+    default_python,
+    emit,
+    machine,
+    maxrss_mb,
+    revision,
+    tail_file,
+)
+from _common import run_child as run_command
 
 MODEL = "churn"
-RESULT = "@@RESULT@@"
 TARGET_PCT = 25.0
 ROOT = "train()"
 FIT = "Pipeline.fit"
@@ -86,14 +94,8 @@ SHOW_MIN_S = 0.02  # tree entries below this median are folded into one line
 
 
 # --------------------------------------------------------------------------------------------
-# Children (fresh interpreters). Each prints one RESULT line of JSON.
+# Children (fresh interpreters). Each prints one result line (``_common.emit``).
 # --------------------------------------------------------------------------------------------
-
-
-def _rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def child_setup(job: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +311,7 @@ def child_project(job: dict[str, Any]) -> dict[str, Any]:
     timer = Timer()
     _instrument(timer)
     run = RunInfo(DAG_ID, RUN_ID, reason="bench", trigger="test")
-    rss_before = _rss_mb()
+    rss_before = maxrss_mb()
     profiler = None
     if job.get("profile"):
         import cProfile
@@ -324,7 +326,7 @@ def child_project(job: dict[str, Any]) -> dict[str, Any]:
         profiler.disable()
     total = time.perf_counter() - started
     timer.on = False
-    rss_peak = _rss_mb()
+    rss_peak = maxrss_mb()
     if out.get("skipped"):
         raise SystemExit(f"training was skipped on a fresh store: {out}")
     result = {
@@ -371,7 +373,7 @@ def child_reference(job: dict[str, Any]) -> dict[str, Any]:
     experiment = mlflow.create_experiment(MODEL, artifact_location=job["artifact_root"])
     store_s = time.perf_counter() - started
     timings: dict[str, float] = {}
-    rss_before = _rss_mb()
+    rss_before = maxrss_mb()
     with mlflow.start_run(experiment_id=experiment) as active:
         for context, frame, source in (
             ("training", train_df, job["manifest_uri"]),
@@ -385,7 +387,7 @@ def child_reference(job: dict[str, Any]) -> dict[str, Any]:
             mlflow.log_input(dataset, context=context)
             timings[f"log_input {context}"] = time.perf_counter() - t
         run_id = active.info.run_id
-    rss_peak = _rss_mb()
+    rss_peak = maxrss_mb()
     return {
         "total": sum(timings.values()),
         "timings": timings,
@@ -403,8 +405,7 @@ CHILDREN = {"setup": child_setup, "project": child_project, "reference": child_r
 
 
 def run_child(kind: str, job_json: str) -> int:
-    result = CHILDREN[kind](json.loads(job_json))
-    print(RESULT + json.dumps(result, default=str), flush=True)
+    emit(CHILDREN[kind](json.loads(job_json)))
     return 0
 
 
@@ -463,51 +464,15 @@ class Bench:
             "--job",
             json.dumps(job),
         ]
-        with log.open("wb") as out:
-            try:
-                done = subprocess.run(
-                    cmd,
-                    check=False,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=REPO,
-                    timeout=self.args.timeout,
-                )
-            except subprocess.TimeoutExpired:
-                sys.exit(
-                    f"error: {kind} did not finish in {self.args.timeout:.0f} s; see {log}:\n{tail(log)}"
-                )
-        text = log.read_text(errors="replace")
-        line = next((ln for ln in reversed(text.splitlines()) if ln.startswith(RESULT)), None)
-        if done.returncode != 0 or line is None:
+        done = run_command(cmd, env=env, timeout=self.args.timeout, log=log)
+        if done.returncode is None:
+            sys.exit(
+                f"error: {kind} did not finish in {self.args.timeout:.0f} s; see {log}:\n{tail_file(log)}"
+            )
+        if done.returncode != 0 or done.result is None:
             why = "killed by SIGKILL (out of memory?)" if done.returncode == -9 else f"exit {done.returncode}"
-            sys.exit(f"error: {kind} failed ({why}); last lines of {log}:\n{tail(log)}")
-        return json.loads(line.removeprefix(RESULT))
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def check_python(python: Path) -> None:
-    if not python.exists():
-        sys.exit(f"error: {python} does not exist; create the venv (.venv) or pass --python")
-    probe = subprocess.run(
-        [str(python), "-c", "import mlcycle.flows.train, mlflow, sklearn, skops.io, skl2onnx"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        sys.exit(
-            f"error: {python} cannot import mlcycle, MLflow, scikit-learn, skops and skl2onnx; install "
-            f"requirements.txt and `pip install -e .` into the venv.\n{probe.stderr.strip()[-1500:]}"
-        )
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
+            sys.exit(f"error: {kind} failed ({why}); last lines of {log}:\n{tail_file(log)}")
+        return done.result
 
 
 def dataset_seconds(tree: dict[str, float]) -> float:
@@ -534,7 +499,7 @@ def tree_medians(samples: list[dict[str, Any]]) -> dict[str, float]:
     paths: list[str] = []
     for s in samples:
         paths += [p for p in s["tree"] if p not in paths]
-    return {p: med([s["tree"].get(p, 0.0) for s in samples]) for p in paths}
+    return {p: statistics.median([s["tree"].get(p, 0.0) for s in samples]) for p in paths}
 
 
 def print_tree(samples: list[dict[str, Any]]) -> None:
@@ -644,7 +609,7 @@ def summary(
     refs = [r["total"] for r in ref]
     old = [p["total"] - d + r for p, d, r in zip(proj, ds, refs, strict=False)]
     old_pct = [(o - p["fit"]) / p["fit"] * 100 for o, p in zip(old, proj, strict=False)]
-    passed = med(pct) < TARGET_PCT
+    passed = statistics.median(pct) < TARGET_PCT
     p0 = proj[0]
     print(
         f"\nchurn train step, {setup['rows']:,} rows in {setup['batches']} daily batches "
@@ -670,20 +635,22 @@ def summary(
     print(f"\n  {'':62} {'median':>9} {'min-max':>13}")
     for label, values, unit in rows:
         fmt = ".0f" if unit == "MB" else ".1f" if unit == "%" else ".2f"
-        value = f"{med(values):{fmt}} {unit}"
+        value = f"{statistics.median(values):{fmt}} {unit}"
         spread_ = f"{min(values):{fmt}}-{max(values):{fmt}}" if len(values) > 1 else ""
         print(f"  {label:62} {value:>9} {spread_:>13}")
     verdict = "PASS" if passed else "FAIL"
-    print(f"\n  target: time beyond the fit < {TARGET_PCT:.0f} % of the fit: {med(pct):.1f} %  {verdict}")
     print(
-        f"  not timed, per child: imports {med([p['imports_s'] for p in proj]):.2f} s, opening the fresh store "
-        f"{med([p['store_s'] for p in proj]):.2f} s; RSS before the call {med([p['rss_before_mb'] for p in proj]):.0f} MB"
+        f"\n  target: time beyond the fit < {TARGET_PCT:.0f} % of the fit: {statistics.median(pct):.1f} %  {verdict}"
+    )
+    print(
+        f"  not timed, per child: imports {statistics.median([p['imports_s'] for p in proj]):.2f} s, opening the fresh store "
+        f"{statistics.median([p['store_s'] for p in proj]):.2f} s; RSS before the call {statistics.median([p['rss_before_mb'] for p in proj]):.0f} MB"
     )
 
     print("\nWhere the time goes in train() (median of the project runs):")
     print_tree(proj)
     print("\nTop contributors to the time beyond the fit (exclusive seconds, median):")
-    beyond_med = med(beyond)
+    beyond_med = statistics.median(beyond)
     for path, s in top_contributors(proj):
         print(f"  {s:7.2f} s  {s / beyond_med * 100:5.1f} %  {short(path)}")
     if all("parity_sklearn_s" in p for p in proj):
@@ -692,9 +659,9 @@ def summary(
         scored = [sum(p["tree"].get(k, 0.0) for k in paths) + p["parity_sklearn_s"] for p in proj]
         print(
             f"  (the {p0['holdout_rows']:,}-row holdout is scored with scikit-learn {calls} times, "
-            f"{med(scored):.2f} s in all: evaluation.scores x{calls - 1} + "
-            f"{med([p['parity_sklearn_s'] for p in proj]):.2f} s inside the ONNX parity check, whose ONNX "
-            f"inference takes {med([p['parity_onnx_s'] for p in proj]):.2f} s)"
+            f"{statistics.median(scored):.2f} s in all: evaluation.scores x{calls - 1} + "
+            f"{statistics.median([p['parity_sklearn_s'] for p in proj]):.2f} s inside the ONNX parity check, whose ONNX "
+            f"inference takes {statistics.median([p['parity_onnx_s'] for p in proj]):.2f} s)"
         )
     return passed
 
@@ -730,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return run_child(args.child, args.job)
 
-    check_python(args.python)
+    check_python(args.python, "mlcycle.flows.train, mlflow, sklearn, skops.io, skl2onnx")
     started = time.perf_counter()
     os.environ["OMP_NUM_THREADS"] = "1"  # what the children get, so machine() says so
     tmp = Path(tempfile.mkdtemp(prefix="mlcycle-bench-train-step-"))

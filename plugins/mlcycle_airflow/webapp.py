@@ -54,9 +54,14 @@ def create_app() -> FastAPI:
 
     @app.get("/ledger", response_class=HTMLResponse, dependencies=[user])
     def ledger_page(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> str:
+        from mlcycle.core import settings
         from mlcycle.reports import pages
+        from mlcycle_airflow.links import evidence_url
 
-        return pages.ledger_page(_ledger_rows(model), model)
+        root = settings.lake_root()
+        return pages.ledger_page(
+            _ledger_rows(model), model, evidence_href=lambda uri: evidence_url(root, uri)
+        )
 
     @app.get("/ledger.json", dependencies=[user])
     def ledger_json(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> JSONResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from mlcycle.monitor.profile import PREDICTION, build_profile
 from mlcycle.monitor.verdict import assess
 from mlcycle.monitor.window import Accumulator
 from mlcycle.reports import pages
+from mlcycle_airflow.links import evidence_url
 
 STYLESHEET = (pages.TEMPLATES / "style.css").read_text().strip()
 HOSTILE = "<script>alert('x')</script>"
@@ -184,7 +186,7 @@ def every_page(lake: str) -> dict[str, str]:
         "gate": pages.gate_page(gate_verdict(passed=False)),
         "drift": pages.drift_page(drift_result(shift=8.0)),
         "scoring": pages.scoring_page(report, flips),
-        "ledger": pages.ledger_page(ledger_entries(lake), "churn"),
+        "ledger": pages.ledger_page(ledger_entries(lake), "churn", evidence_href=partial(evidence_url, lake)),
     }
 
 
@@ -401,7 +403,7 @@ def test_scoring_page_without_shadow_and_caps_the_flips():
 
 @pytest.mark.parametrize("model", ["churn", None])
 def test_ledger_page_lists_moves_with_evidence_links(model, lake_root):
-    page = pages.ledger_page(ledger_entries(lake_root), model)
+    page = pages.ledger_page(ledger_entries(lake_root), model, evidence_href=partial(evidence_url, lake_root))
     title = "Promotion ledger: churn" if model else "Promotion ledger"
     assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
     assert page.index("gate passed") < page.index("first version")
@@ -414,5 +416,5 @@ def test_ledger_page_lists_moves_with_evidence_links(model, lake_root):
 
 
 def test_ledger_page_without_moves():
-    page = pages.ledger_page([], None)
+    page = pages.ledger_page([], None, evidence_href=partial(evidence_url, "/lake"))
     assert "no moves yet" in page and 'colspan="10"' in page

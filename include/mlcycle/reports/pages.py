@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import jinja2
 
 TEMPLATES = Path(__file__).with_name("templates")
-EVIDENCE_URL = "/mlcycle/evidence/"  # the plugin web app's route serving lake reports
 LEDGER_JSON_URL = "/mlcycle/ledger.json"
 LEDGER_COLUMNS = (
     "created_at",
@@ -203,22 +202,16 @@ def scoring_page(report: dict[str, Any], flips: list[dict[str, Any]]) -> str:
 # --- promotion ledger -----------------------------------------------------------------------------
 
 
-def _lake_relative(uri: str) -> str:
-    from mlcycle.core import settings
-
-    root = settings.lake_root().rstrip("/")
-    return uri[len(root) :].lstrip("/") if uri.startswith(root) else uri
-
-
-def ledger_page(entries: list[dict[str, Any]], model: str | None) -> str:
+def ledger_page(
+    entries: list[dict[str, Any]], model: str | None, *, evidence_href: Callable[[str], str]
+) -> str:
     """The promotion ledger (``Entry.to_dict()`` rows, newest first), optionally of one model;
-    each move links to its verdict through the web app's evidence route."""
+    each move links to its verdict at ``evidence_href(evidence_uri)`` (the app serving the page
+    knows where its evidence lives)."""
     rows = [
         {
             "cells": {c: "-" if e.get(c) is None else str(e[c]) for c in LEDGER_COLUMNS},
-            "evidence_href": EVIDENCE_URL + _lake_relative(e["evidence_uri"])
-            if e.get("evidence_uri")
-            else None,
+            "evidence_href": evidence_href(e["evidence_uri"]) if e.get("evidence_uri") else None,
         }
         for e in entries
     ]
