@@ -185,19 +185,26 @@ def digest_files(paths: list[LakePath]) -> str:
 def read_parquet(paths: list[LakePath], columns: list[str] | None = None) -> pd.DataFrame:
     """The files as one frame, in order (``DataNotFoundError`` for an empty list).
 
-    The files are concatenated as Arrow tables and converted to pandas once (faster than one
-    frame per file, bench/train_step.py); batches whose column types differ beyond what Arrow
-    widens (e.g. a column all null in one file) are concatenated by pandas instead."""
+    Local files of one schema are read as one Arrow dataset; others are concatenated as Arrow
+    tables; either is converted to pandas once (faster than one frame per file,
+    bench/train_step.py). Batches whose column types differ beyond what Arrow widens (e.g. a
+    column all null in one file) are concatenated by pandas instead."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not paths:
+        raise DataNotFoundError("no parquet files to read")
+    if len(paths) > 1 and all(isinstance(p, Path) for p in paths):
+        # Local files of one schema are read as one dataset, in parallel and without a concat.
+        names = [str(p) for p in paths]
+        first, *rest = (pq.read_schema(n) for n in names)
+        if all(first.equals(schema) for schema in rest):
+            return pq.read_table(names, columns=columns).to_pandas()
     tables = []
     for path in paths:
         with path.open("rb") as fh:
             tables.append(pq.read_table(fh, columns=columns))
-    if not tables:
-        raise DataNotFoundError("no parquet files to read")
     if len(tables) == 1:
         return tables[0].to_pandas()
     try:
