@@ -26,6 +26,10 @@ export PYTHONPATH := $(CURDIR)/plugins$(if $(PYTHONPATH),:$(PYTHONPATH))
 export AIRFLOW__CORE__MP_START_METHOD ?= forkserver
 export AIRFLOW__CORE__MP_FORKSERVER_PRELOAD ?= mlcycle_airflow.warm
 export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL ?= 1
+# The SQLite metadata DB under concurrent use: a 30 s busy timeout (inert on other databases);
+# mlcycle_airflow.metadb says why, tests/services/test_concurrency.py measures it.
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS ?= mlcycle_airflow.metadb.CONNECT_ARGS
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC ?= mlcycle_airflow.metadb.ASYNC_CONNECT_ARGS
 
 .PHONY: help install demo test test-fast lint format up serve bench clean
 
@@ -73,10 +77,10 @@ up: install
 MODEL ?= churn
 ALIAS ?= champion
 PORT ?= 5001
+# The strict server (mlcycle.serving): wrong types, nulls in required fields, extra columns
+# and unseen categories are refused with a 400 naming the field; it prints what it serves.
 serve: install
-	@echo "serving models:/$(MODEL)@$(ALIAS) on http://127.0.0.1:$(PORT)/invocations (Ctrl-C stops)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow models serve -m "models:/$(MODEL)@$(ALIAS)" \
-		--env-manager local -h 127.0.0.1 -p $(PORT)
+	$(BIN)/mlcycle serve "$(MODEL)" --alias "$(ALIAS)" --port $(PORT)
 
 bench: install
 	$(BIN)/python bench/parse_cost.py

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from mlcycle_airflow.links import ALL_LINKS
+from mlcycle_airflow.metadb import ROOT_MIDDLEWARES
 from mlcycle_airflow.webapp import LazyApp
 
 
@@ -27,6 +28,8 @@ class MlcyclePlugin(AirflowPlugin):
     fastapi_apps: list[dict[str, Any]] = [  # noqa: RUF012
         {"app": LazyApp(), "url_prefix": "/mlcycle", "name": "mlcycle"}
     ]
+    # One SQLite writer at a time in the api-server (mlcycle_airflow.metadb says why).
+    fastapi_root_middlewares: list[dict[str, Any]] = ROOT_MIDDLEWARES
     external_views: list[dict[str, Any]] = [  # noqa: RUF012
         {
             "name": "Promotion ledger",

@@ -9,7 +9,30 @@ AIRFLOW_PORT=${AIRFLOW_PORT:-8080}
 MLFLOW_PORT=${MLFLOW_PORT:-5000}
 mkdir -p .local/logs "$MLCYCLE_ARTIFACT_ROOT"
 
+# Auth stays on: the simple auth manager with its users and generated passwords, never
+# "everyone is admin".
+case "$(printf '%s' "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS:-False}" | tr '[:upper:]' '[:lower:]')" in
+  true|t|1) echo "refusing to start: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True turns login off;" \
+               "unset it and sign in with a user of AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" >&2; exit 1 ;;
+esac
+
 "$BIN/airflow" db migrate > .local/logs/db-migrate.log 2>&1
+# The task processes write the MLflow store and the ledger while the MLflow UI and the ledger
+# page read them: WAL lets readers and the one writer proceed together. It is a property of
+# the file, set once here (Airflow opens its own SQLite DB in WAL mode by itself).
+"$BIN/python" - "$MLFLOW_TRACKING_URI" "$MLCYCLE_LEDGER_URI" <<'PY'
+import sqlite3
+import sys
+from pathlib import Path
+
+for uri in sys.argv[1:]:
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.close()
+PY
 
 # Standalone starts a scheduler, an api-server, a triggerer and workers: stop the
 # whole process group, not just the two processes started here.

@@ -80,6 +80,8 @@ def env(tmp_path, monkeypatch) -> Env:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", e.tracking_uri)
     monkeypatch.setenv("MLCYCLE_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
     monkeypatch.setenv("MLCYCLE_LEDGER_URI", e.ledger_uri)
+    # Tests land hand-made batches beside the lake and send them by batch_uri.
+    monkeypatch.setenv("MLCYCLE_ALLOWED_INPUTS", str(tmp_path))
     return e
 
 

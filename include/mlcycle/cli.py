@@ -2,10 +2,14 @@
 
 mlcycle models                         list the model specs (and check them)
 mlcycle generate churn --days 30       write sample daily batches into the lake
-mlcycle generate churn --corrupt --out /tmp/bad.parquet
+mlcycle generate churn --corrupt --out lake/churn/uploads/bad.parquet
 mlcycle champion churn                 the current champion and challenger
 mlcycle ledger churn                   every alias move of a model
 mlcycle summary                        one paragraph per model (used by `make demo`)
+mlcycle check churn                    spec, estimator and contract checked without training
+mlcycle ingest credit data.csv         land a Parquet/CSV table as daily batches (or --date)
+mlcycle contract suggest credit        a contract proposed from the data, as a diff (--write)
+mlcycle serve churn --port 5001        strict REST scoring of churn@champion (make serve)
 """
 
 from __future__ import annotations
@@ -30,8 +34,16 @@ def _specs(names: list[str] | None = None) -> list[Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``mlcycle models``: one line per spec. Every spec is validated, so one invalid spec fails the command."""
-    for spec in _specs():
+    """``mlcycle models``: one line per spec. Every spec is validated, its estimator too (class and
+    params, as ``mlcycle check`` does), so one invalid spec fails the command."""
+    from mlcycle.core.errors import SpecError
+    from mlcycle.core.spec import estimator_problems
+
+    specs = _specs()
+    problems = [f"  {settings.specs_dir() / s.name}.yaml: {p}" for s in specs for p in estimator_problems(s)]
+    if problems:
+        raise SpecError("invalid estimator in model spec(s):\n" + "\n".join(problems))
+    for spec in specs:
         print(
             f"{spec.name:12} {spec.task:15} {spec.estimator.class_:50} schedule '{spec.schedule}' "
             f"gate on {spec.gate.primary_metric}"
@@ -194,6 +206,88 @@ def _engine_line(spec: Any, mv: Any) -> str:
     return f"{engine} ({why})"
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``mlcycle serve``: the strict REST scoring server of one version, until interrupted."""
+    from mlcycle.serving import server
+    from mlcycle.store import registry
+
+    served = server.load(_specs([args.model])[0], registry.client(), alias=args.alias, version=args.version)
+    print(
+        f"serving {served.describe()} on http://{args.host}:{args.port}/invocations (Ctrl-C stops)",
+        flush=True,
+    )
+    limit = server.MAX_BODY_BYTES if args.max_body_mb is None else int(args.max_body_mb * 1e6)
+    server.run(served, host=args.host, port=args.port, max_body_bytes=limit)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``mlcycle check``: each model's spec, estimator and contract checked without training (exit 1 on a problem)."""
+    from mlcycle.core.errors import SpecError
+    from mlcycle.data.checks import check_model
+
+    failed = 0
+    # Every spec file on its own: one that does not load is reported without hiding the others.
+    for name in args.models or [p.stem for p in sorted(settings.specs_dir().glob("*.yaml"))]:
+        try:
+            report = check_model(_specs([name])[0], settings.contracts_dir())
+        except SpecError as exc:
+            print(f"{name}: the spec does not load\n  - {exc}")
+            failed += 1
+            continue
+        print(report.describe())
+        failed += not report.ok
+    return 1 if failed else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """``mlcycle ingest``: a Parquet/CSV table landed as the model's daily batches (``mlcycle.data.ingest``)."""
+    from pathlib import Path
+
+    from mlcycle.data import ingest
+    from mlcycle.data import lake as lk
+
+    spec = _specs([args.model])[0]
+    lake = lk.Lake(args.lake or settings.lake_root(), spec.name)
+    landed = ingest.ingest(
+        spec, lake, Path(args.file), time_column=args.time_column, day=args.date, replace=args.replace
+    )
+    print(f"{spec.name}: {sum(b.rows for b in landed)} rows of {args.file} in {len(landed)} daily batch(es):")
+    for b in landed:
+        print(f"  {b.day}  {b.rows:8} rows  {b.status:9}  {b.path}")
+    return 0
+
+
+def cmd_contract_suggest(args: argparse.Namespace) -> int:
+    """``mlcycle contract suggest``: a suite proposed from data, printed as a diff; ``--write`` replaces the contract."""
+    import copy
+
+    from mlcycle.data import lake as lk
+    from mlcycle.data import suggest as sg
+    from mlcycle.data.contracts import ChunkedValidator, load_suite_dict
+
+    spec = _specs([args.model])[0]
+    path = settings.contracts_dir() / spec.contract
+    current = load_suite_dict(path) if path.exists() else None
+    if args.sources:
+        sources = [lk.as_path(p) for p in args.sources]
+    else:
+        sources = sg.default_sources(lk.Lake(args.lake or settings.lake_root(), spec.name))
+    margin = sg.MARGIN if args.margin is None else args.margin
+    suite, warnings = sg.suggest(spec, sources, current=current, margin=margin)
+    ChunkedValidator(copy.deepcopy(suite))  # GX builds it (and adds to its meta): a valid suite
+    print(sg.unified_diff(path, path.read_text() if current else None, suite) or "(no change)")
+    print(f"{spec.name}: {sg.diff_summary(current, suite)} (from {len(sources)} batch(es))")
+    for warning in warnings:
+        print(f"  warning: the data itself breaks the suggestion: {warning}")
+    if args.write:
+        lk.write_bytes_atomic(path, sg.suite_text(suite).encode())
+        print(f"wrote {path}")
+    else:
+        print(f"review the diff, then rerun with --write to replace {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mlcycle`` argument parser; each subcommand sets ``fn``, the ``cmd_*`` function that runs it."""
     parser = argparse.ArgumentParser(
@@ -241,6 +335,43 @@ def build_parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summary", help="one paragraph per model")
     summ.add_argument("models", nargs="*")
     summ.set_defaults(fn=cmd_summary)
+
+    chk = sub.add_parser("check", help="check specs, estimators and contracts without training")
+    chk.add_argument("models", nargs="*", help="default: every model")
+    chk.set_defaults(fn=cmd_check)
+
+    ing = sub.add_parser("ingest", help="land a Parquet/CSV table as daily batches")
+    ing.add_argument("model")
+    ing.add_argument("file", help="a .parquet, .pq, .csv or .csv.gz file")
+    ing.add_argument(
+        "--date", type=dt.date.fromisoformat, help="land the whole file as this day's batch, YYYY-MM-DD"
+    )
+    ing.add_argument("--time-column", help="split by this column's UTC day (default: the spec's time column)")
+    ing.add_argument("--replace", action="store_true", help="overwrite days that already have other rows")
+    ing.add_argument("--lake", help="lake root (default MLCYCLE_LAKE_ROOT)")
+    ing.set_defaults(fn=cmd_ingest)
+
+    con = sub.add_parser("contract", help="data contracts").add_subparsers(dest="action", required=True)
+    sug = con.add_parser("suggest", help="propose a contract from data, shown as a diff")
+    sug.add_argument("model")
+    sug.add_argument(
+        "--from", dest="sources", nargs="+", metavar="PATH", help="Parquet batches (default: the lake's)"
+    )
+    sug.add_argument(
+        "--margin", type=float, help="widen numeric ranges by this share of their width (default 0.5)"
+    )
+    sug.add_argument("--write", action="store_true", help="replace the contract file with the suggestion")
+    sug.add_argument("--lake", help="lake root (default MLCYCLE_LAKE_ROOT)")
+    sug.set_defaults(fn=cmd_contract_suggest)
+
+    srv = sub.add_parser("serve", help="strict REST scoring of a model alias or version")
+    srv.add_argument("model")
+    srv.add_argument("--alias", default="champion", help="alias to serve (default champion)")
+    srv.add_argument("--version", help="serve this version instead of the alias")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=5001)
+    srv.add_argument("--max-body-mb", type=float, help="larger request bodies get HTTP 413 (default 5)")
+    srv.set_defaults(fn=cmd_serve)
     return parser
 
 

@@ -13,6 +13,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTrigg
 
 from mlcycle.core.results import result_keys
 from mlcycle.core.spec import ModelSpec, load_specs
+from mlcycle_airflow.notifiers import failure_notifications
 from mlcycle_airflow.operators import (
     ChooseModelOperator,
     DriftCheckOperator,
@@ -32,7 +33,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-URI_PATTERN = r"^(/|[a-zA-Z][a-zA-Z0-9+.-]*://)\S+\.parquet$"
+# batch_uri at trigger time: an absolute local path or an s3:// / gs:// object, ending .parquet,
+# without '..' segments. Which folders and buckets are allowed is checked again when the file is
+# read (mlcycle.data.lake.confine, MLCYCLE_ALLOWED_INPUTS): the form only refuses what can never be.
+URI_PATTERN = r"^(?!.*/\.\./)(/\S+|(s3|gs)://[a-z0-9][a-z0-9._-]*/\S+)\.parquet$"
 
 
 def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
@@ -42,7 +46,17 @@ def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
         "catchup": False,
         "max_active_runs": 1,
         "tags": ["mlcycle", kind, *spec.tags],
-        "default_args": {"owner": spec.owner, "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+        "default_args": {
+            "owner": spec.owner,
+            # Outages (tracking server, object store) are retried after 1, 2 and 4 minutes; domain
+            # errors (bad data, refused gate, bad spec) fail at once (operators.domain_errors).
+            "retries": 3,
+            "retry_delay": dt.timedelta(minutes=1),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": dt.timedelta(minutes=15),
+            # A mail (and/or Slack message) per task that fails for good, when the deployment asks.
+            **failure_notifications(),
+        },
         # Templates that pull XCom dicts render as dicts, not as their string form.
         "render_template_as_native_obj": True,
     }
@@ -60,6 +74,8 @@ def _param(default: object, **schema: Any) -> Param:
 
 
 def _batch_uri_param(description: str) -> Param:
+    """The ``batch_uri`` param: empty, or a local absolute path or s3:// / gs:// URI of a Parquet
+    file (http://, ftp://, file:// and other schemes are refused at trigger time)."""
     return _param(
         None, type=["null", "string"], pattern=URI_PATTERN, title="Batch URI", description=description
     )
@@ -92,8 +108,11 @@ def _train_doc(spec: ModelSpec) -> str:
 
 **Steps**: resolve the data (the last {spec.data.training_window_days} days of batches, or `batch_uri`) →
 validate it against the Great Expectations contract `{spec.contract}` (failing batches go to quarantine) →
+check the data against the champion's reference profile (null rates, marginals, relationships) →
 train `{spec.estimator.class_}` and register a version with alias `challenger` →
-evaluate it and the current `champion` on the same holdout → gate → promote (alias `champion` + ledger).
+evaluate it and the current `champion` on the same holdout and on the trusted evaluation set (validated
+holdout rows of earlier champions) → gate → promote (alias `champion` + ledger; its holdout joins the
+trusted set).
 
 **Gate** (primary metric `{g.primary_metric}`): thresholds {thresholds or "none"};
 max regression vs champion {dict(g.max_regression) or "none"}; min improvement {dict(g.min_improvement) or "none"};
@@ -102,7 +121,9 @@ The first version bootstraps under the absolute rules only.
 
 **Params** (Trigger DAG w/ config): `batch_uri` a Parquet file to train on instead of the window;
 `reason` free text recorded on the MLflow run, the version and the ledger; `force` train even when the
-champion already saw identical data; `estimator_params` overrides of the estimator's hyper-parameters.
+champion already saw identical data; `estimator_params` overrides of the estimator's hyper-parameters;
+`accept_data_shift` train even when the data check against the champion's reference refuses the data
+(needs a `reason`; the breach and the reason are recorded).
 
 Spec: `include/models/{spec.name}.yaml`. Owner: {spec.owner}. Schedule: `{spec.schedule}` (UTC).
 """
@@ -142,6 +163,16 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 title="Estimator params",
                 description='Hyper-parameter overrides, e.g. {"max_iter": 300}.',
             ),
+            "accept_data_shift": _param(
+                False,
+                type="boolean",
+                title="Accept data shift",
+                description=(
+                    "Train even if the data departs from the champion's reference profile (null rates, "
+                    "relationships). Requires a Reason: a run with this set and no reason is refused. "
+                    "The breach and the reason are recorded on the MLflow run and the version."
+                ),
+            ),
         },
     ) as dag:
         resolve = ResolveDataOperator(task_id="resolve_data", batch_uri="{{ params.batch_uri }}", **common)
@@ -153,6 +184,7 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
             manifest_uri=_out(resolve, "manifest_uri"),
             overrides="{{ params.estimator_params }}",
             force="{{ params.force }}",
+            accept_data_shift="{{ params.accept_data_shift }}",
             **common,
         )
         evaluate = EvaluateModelOperator(

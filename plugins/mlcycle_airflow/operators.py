@@ -196,7 +196,8 @@ class ResolveDataOperator(_ModelOperator):
     training window (or, with ``latest_only``, the newest batch).
 
     :param batch_uri: a Parquet file to use instead of the window (templated).
-    :param as_of: the window's last day (ISO date); default the run's date.
+    :param as_of: the window's last day (ISO date); default the day of the run's logical date
+        (``window_end``), so a rerun or backfill of a past night reads what that night saw.
     :param latest_only: use only the newest batch not in quarantine (scoring, monitoring).
     """
 
@@ -219,7 +220,7 @@ class ResolveDataOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ResolveResult:
         from mlcycle.flows import train
 
-        as_of = dt.date.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after.date()
+        as_of = dt.date.fromisoformat(self.as_of) if self.as_of else self.logical_day(context)
         batch_uri = self.batch_uri or _asset_event_extra(context, "batch_uri")
         return train.resolve(
             spec,
@@ -229,6 +230,19 @@ class ResolveDataOperator(_ModelOperator):
             batch_uri=batch_uri or None,
             latest_only=self.latest_only,
         )
+
+    @staticmethod
+    def logical_day(context: Context) -> dt.date:
+        """The day a run stands for: its data interval's end (scheduled runs), else its logical
+        date (a manual run given one, ``airflow dags test <dag> <date>``), else ``run_after``
+        (Airflow 3 manual and asset-triggered runs may have neither)."""
+        dag_run = context["dag_run"]
+        when = (
+            getattr(dag_run, "data_interval_end", None)
+            or getattr(dag_run, "logical_date", None)
+            or dag_run.run_after
+        )
+        return cast("dt.datetime", when).date()
 
     def summarize(self, out: results.ResolveResult) -> str:
         return (
@@ -283,14 +297,25 @@ class TrainModelOperator(_ModelOperator):
     """Train the spec's pipeline, log it to MLflow, register a version, alias it challenger.
 
     Skips (no new version) when the champion was trained on identical data and spec, unless
-    ``force``; reuses the version an earlier try of the same run registered.
+    ``force``; reuses the version an earlier try of the same run registered. Fails without
+    retries when the data departs from the champion's reference profile, unless
+    ``accept_data_shift`` (which needs the run's ``reason``).
 
     :param manifest_uri: the manifest written by ``ResolveDataOperator``.
     :param overrides: hyper-parameter overrides of the spec's estimator.
     :param force: train even when the champion saw identical data with the same spec.
+    :param accept_data_shift: train even when the data check against the champion's reference
+        breaches a bound; the breach and the run's reason are recorded.
     """
 
-    template_fields: Sequence[str] = ("model", "manifest_uri", "overrides", "force", "lake_root")
+    template_fields: Sequence[str] = (
+        "model",
+        "manifest_uri",
+        "overrides",
+        "force",
+        "accept_data_shift",
+        "lake_root",
+    )
     operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink())
     ui_color = "#e6f4ea"
     result_type = results.TrainResult
@@ -301,12 +326,14 @@ class TrainModelOperator(_ModelOperator):
         manifest_uri: str,
         overrides: dict[str, Any] | str | None = None,
         force: bool | str = False,
+        accept_data_shift: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.manifest_uri = manifest_uri
         self.overrides = overrides
         self.force = force
+        self.accept_data_shift = accept_data_shift
 
     def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
         from mlcycle.flows import train
@@ -321,6 +348,7 @@ class TrainModelOperator(_ModelOperator):
         from mlcycle.flows import train
 
         force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
+        accept = self.accept_data_shift
         out = train.train(
             spec,
             run,
@@ -329,6 +357,7 @@ class TrainModelOperator(_ModelOperator):
             lake_root=self._lake(),
             overrides=cast("dict[str, Any] | None", self.overrides) or None,
             force=force,
+            accept_data_shift=accept if isinstance(accept, bool) else str(accept).lower() == "true",
         )
         if out["skipped"]:
             reason = str(out.get("reason"))
@@ -416,7 +445,7 @@ class PromoteModelOperator(_ModelOperator):
     :param ledger_uri: SQLAlchemy URI of the ledger (default ``MLCYCLE_LEDGER_URI``).
     """
 
-    template_fields: Sequence[str] = ("model", "verdict", "ledger_uri")
+    template_fields: Sequence[str] = ("model", "verdict", "ledger_uri", "lake_root")
     operator_extra_links = (MLflowModelVersionLink(),)
     ui_color = "#d8f5d0"
     result_type = results.PromoteResult
@@ -434,7 +463,9 @@ class PromoteModelOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.PromoteResult:
         from mlcycle.flows import train
 
-        return train.promote(spec, run, self.mlc, verdict=self.verdict, ledger_uri=self.ledger_uri)
+        return train.promote(
+            spec, run, self.mlc, verdict=self.verdict, ledger_uri=self.ledger_uri, lake_root=self._lake()
+        )
 
     def summarize(self, out: results.PromoteResult) -> str:
         return (

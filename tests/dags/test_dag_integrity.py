@@ -43,7 +43,7 @@ def test_one_train_dag_per_spec(dagbag):
 
 ALL_DAGS = [f"{kind}_{n}" for kind in ("train", "score", "monitor") for n in ("churn", "demand")]
 EXPECTED_PARAMS = {
-    "train": {"batch_uri", "reason", "force", "estimator_params"},
+    "train": {"batch_uri", "reason", "force", "estimator_params", "accept_data_shift"},
     "score": {"batch_uri", "alias", "version", "rows_per_partition", "chunk_rows"},
     "monitor": {"as_of"},
 }
@@ -63,8 +63,10 @@ def test_conventions(dagbag, dag_id):
     assert dag.schedule is not None
     for task in dag.tasks:
         assert task.owner and task.owner != "airflow", f"{task.task_id} has no owner"
-        expected_retries = 0 if task.task_id == "gate" else 2
+        expected_retries = 0 if task.task_id == "gate" else 3
         assert task.retries == expected_retries, f"{task.task_id} retries {task.retries}"
+        if expected_retries:  # outages wait 1, 2, 4 minutes
+            assert task.retry_exponential_backoff == 2.0, task.task_id
 
 
 @pytest.mark.parametrize("spec_name", ["churn", "demand"])

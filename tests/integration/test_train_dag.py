@@ -182,14 +182,15 @@ def _shuffled_batch(tmp_path) -> dict:
 
     worse = tmp_path / "shuffled.parquet"
     write_parquet(generate_batch(MODEL, today(), 6000, shuffle_labels=True, seed=3), worse)
-    return {"batch_uri": str(worse)}
+    # The pre-training check refuses shuffled labels; accept the shift to test the gate.
+    return {"batch_uri": str(worse), "accept_data_shift": True}
 
 
 @pytest.mark.parametrize(
     ("make_conf", "must_fail"),
     [
         # Labels shuffled: no signal left, the absolute thresholds refuse it.
-        (_shuffled_batch, {"threshold:roc_auc"}),
+        (_shuffled_batch, {"threshold:roc_auc", "trusted:roc_auc"}),
         # A crippled estimator (one stump) on good data: worse than the champion on the same holdout.
         (lambda _: {"estimator_params": {"max_iter": 1, "max_leaf_nodes": 2}}, {"regression:roc_auc"}),
     ],
@@ -274,3 +275,21 @@ def test_identical_data_is_not_retrained_unless_forced(dag, env):
     forced = run_dag(dag, force=True)
     assert states(forced)["train_model"] == "success"
     assert versions(env) == ["1", "2"]
+
+
+def test_a_rerun_by_logical_date_reads_the_window_of_that_night(dag, env):
+    """``airflow dags test train_churn 2026-11-25T03:00:00+00:00`` (here ``dag.test(logical_date=)``)
+    resolves the window ending on the logical date's day, not on the day the rerun happens; later
+    batches already in the lake are left out. Only resolve_data runs (the rest is marked success)."""
+    from mlcycle.flows import train
+
+    write_batches(env.lake, MODEL, dt.date(2026, 11, 30), days=10, rows=50)
+    logical = dt.datetime(2026, 11, 25, 3, tzinfo=dt.UTC)
+    dr = dag.test(
+        logical_date=logical, run_conf={"reason": "rerun"}, mark_success_pattern=r"(?!resolve_data$).*"
+    )
+    assert dr.state == "success", states(dr)
+    manifest = train.read_manifest(str(run_dir(env, dr) / "manifest.json"))
+    assert manifest.window_end == logical.date().isoformat() == "2026-11-25" != today().isoformat()
+    days = [Path(b).name for b in manifest.batches]
+    assert days[-1] == "2026-11-25.parquet" and "2026-11-26.parquet" not in days

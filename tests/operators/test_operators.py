@@ -520,3 +520,99 @@ def test_hook_client_is_cached_and_sets_nothing_process_wide(env, monkeypatch):
     assert client.tracking_uri == other
     client.search_experiments(max_results=1)  # it talks to its own store
     assert (mlflow.get_tracking_uri(), os.environ["MLFLOW_TRACKING_URI"]) == before == (env.tracking_uri,) * 2
+
+
+# --- inputs, data errors and the logical date (issue 9) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        (None, True),
+        ("/lake/churn/incoming/2026-01-01.parquet", True),
+        ("s3://bucket/landing/2026-01-01.parquet", True),
+        ("gs://bucket/x.parquet", True),
+        ("http://127.0.0.1:8080/x.parquet", False),
+        ("https://example.com/x.parquet", False),
+        ("ftp://host/x.parquet", False),
+        ("file:///etc/x.parquet", False),
+        ("memory://lake/x.parquet", False),
+        ("/lake/churn/../../etc/x.parquet", False),
+        ("relative/x.parquet", False),
+        ("s3://bucket/x.csv", False),
+    ],
+)
+def test_the_batch_uri_form_refuses_other_schemes_at_trigger_time(uri, accepted):
+    """The train and score forms take an absolute path or an s3:// / gs:// object ending .parquet;
+    anything else (http:// first of all) is refused before a run is created."""
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from mlcycle_airflow.factory import _batch_uri_param
+
+    param = _batch_uri_param("test")
+    if accepted:
+        assert param.resolve(uri) == uri
+    else:
+        with pytest.raises(ParamValidationError, match="does not match"):
+            param.resolve(uri)
+
+
+def test_a_batch_uri_outside_the_allowed_inputs_fails_without_retries(env, tmp_path, monkeypatch):
+    """Checked again when the file is read: a path the form accepts but outside the lake root and
+    MLCYCLE_ALLOWED_INPUTS fails the task (no retry), naming what is allowed; nothing is written."""
+    monkeypatch.delenv("MLCYCLE_ALLOWED_INPUTS", raising=False)
+    outside = tmp_path / "outside" / "2026-01-01.parquet"
+    outside.parent.mkdir()
+    outside.write_bytes(b"PAR1")
+    ctx = task_context(run_id="manual__outside", params={"batch_uri": str(outside)})
+    with pytest.raises(AirflowFailException, match=rf"input {outside} is refused.*MLCYCLE_ALLOWED_INPUTS"):
+        resolve(ctx, batch_uri=str(outside))
+    assert not (Path(env.lake) / MODEL).exists()
+
+
+def test_an_unreadable_batch_fails_without_retries_and_is_quarantined(env):
+    """A CSV named .parquet in the lake: one clear failure naming the file (no pyarrow traceback
+    as the message, no retry), and the file is in quarantine by its digest."""
+    from mlcycle.data import lake as lk
+
+    bad = Path(env.lake) / MODEL / "uploads" / "2026-01-01.parquet"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("customer_id,tenure_months\n1,2\n")
+    ctx = task_context(run_id="manual__csv")
+    with pytest.raises(
+        AirflowFailException, match=rf"cannot read {bad} as a batch: it is not a Parquet file"
+    ):
+        resolve(ctx, batch_uri=str(bad))
+    (record,) = lk.Lake(env.lake, MODEL).quarantine_index().records
+    assert (record.source, record.sha256, record.run) == (
+        str(bad),
+        lk.file_sha256(bad),
+        run_key("manual__csv"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("dates", "window_end"),
+    [
+        # scheduled: the data interval's end, whatever the clock says
+        ({"data_interval_end": "2026-11-25T03:00", "logical_date": "2026-11-25T03:00"}, "2026-11-25"),
+        # a manual run given a logical date (airflow dags test <dag> <date>): no interval needed
+        ({"data_interval_end": None, "logical_date": "2026-11-24T03:00"}, "2026-11-24"),
+        # Airflow 3 manual run without a logical date: run_after
+        ({"data_interval_end": None, "logical_date": None}, "2026-11-28"),
+    ],
+    ids=["scheduled", "manual-with-logical-date", "manual-without"],
+)
+def test_the_window_ends_at_the_runs_logical_date_not_the_clock(env, dates, window_end):
+    """The default window ends on the day the run stands for (data interval end, else logical
+    date, else run_after), so a rerun of a past night reads what that night saw."""
+    from mlcycle.flows import train
+
+    write_batches(env.lake, MODEL, dt.date(2026, 11, 28), days=10, rows=30)
+    ctx = task_context(run_id="manual__dated", run_after=dt.datetime(2026, 11, 28, 9, tzinfo=dt.UTC))
+    for name, value in dates.items():
+        setattr(ctx["dag_run"], name, value and dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC))
+    out = resolve(ctx)
+    manifest = train.read_manifest(out["manifest_uri"])
+    assert manifest.window_end == window_end
+    assert Path(manifest.batches[-1]).name == f"{window_end}.parquet"

@@ -148,6 +148,7 @@ def test_bootstrap_skips_comparisons(auc, latency, passed):
         "regression:log_loss",
         "improvement:roc_auc",
         "confidence:roc_auc",
+        "trusted:roc_auc",
     }
     decided = {r.name for r in v.rules if r.outcome is not Outcome.SKIPPED}
     assert decided == {
@@ -215,7 +216,8 @@ def test_budgets(latency, size, failed):
 def test_no_budget_no_rule():
     """A budget the policy does not set produces no rule."""
     v = decide("m", policy(), Measurement("1", {}, latency_ms_per_1k_rows=1e9), None)
-    assert v.rules == []
+    assert [r for r in v.rules if r.kind == "budget"] == []
+    assert [r.name for r in v.rules] == ["trusted:roc_auc"]  # skipped at bootstrap
     assert v.passed
 
 
@@ -297,10 +299,12 @@ def test_summary_names_failed_rules_only():
 
 
 def test_summary_of_a_pass_against_a_champion():
-    """A passing summary names the champion it was compared with."""
+    """A passing summary names the champion it was compared with (and counts passed rules only)."""
     v = full_verdict(passed=True)
     assert v.passed
-    assert v.summary() == f"PASS: v7 passed {len(v.rules)} rules, vs champion v6"
+    passed = [r for r in v.rules if r.outcome is Outcome.PASS]
+    assert len(passed) == len(v.rules) - 1  # no trusted set was given: that rule is skipped
+    assert v.summary() == f"PASS: v7 passed {len(passed)} rules, vs champion v6"
 
 
 @pytest.mark.parametrize("passed", [True, False])
@@ -327,7 +331,7 @@ def test_gate_page_bootstrap_and_escaping():
     v.evidence = {"note": "<script>alert(1)</script>"}
     page = gate_page(v.to_dict())
     assert "no champion yet (bootstrap: absolute rules only)" in page
-    assert page.count(">SKIPPED<") == 4
+    assert page.count(">SKIPPED<") == 5
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
     for r in v.rules:
@@ -368,3 +372,178 @@ def test_shadow_max_mean_abs_diff_names_the_batch():
     r = rule(v, "shadow:mean_abs_diff")
     assert r.outcome is Outcome.FAIL
     assert "2026-01-02.parquet" in r.detail and "≤ 2" in r.detail
+
+
+# --- the trusted evaluation set -------------------------------------------------------------------
+
+
+def trusted_result(candidate: float | None, champion: float | None, **fields: Any) -> dict[str, Any]:
+    """What ``flows.train.evaluate`` records about the trusted set (``TrustedEvaluation``)."""
+    return {
+        "version": 3,
+        "uri": "/lake/churn/trusted/v3.parquet",
+        "digest": "ab" * 32,
+        "rows": 4000,
+        "rows_used": 3500,
+        "excluded_training_rows": 500,
+        "candidate": None if candidate is None else {"roc_auc": candidate},
+        "champion": None if champion is None else {"roc_auc": champion},
+        "skipped": None,
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "tolerance", "outcome"),
+    [
+        (0.80, 0.80, 0.01, Outcome.PASS),
+        (0.79, 0.80, 0.01, Outcome.PASS),  # exactly the tolerance
+        (0.7899, 0.80, 0.01, Outcome.FAIL),
+        (0.72, 0.78, 0.02, Outcome.FAIL),  # what a model trained on permuted columns did
+        (0.85, 0.80, 0.0, Outcome.PASS),
+    ],
+)
+def test_trusted_set_rule(candidate, champion, tolerance, outcome):
+    """Against a champion, the candidate may not regress on the trusted set beyond the tolerance;
+    the verdict names the set's version, rows and digest."""
+    p = policy(trusted={"tolerance": tolerance})
+    trusted = trusted_result(candidate, champion)
+    v = decide("m", p, measure("2", roc_auc=0.9), measure("1", roc_auc=0.8), trusted=trusted)
+    r = rule(v, "trusted:roc_auc")
+    assert (r.kind, r.outcome, r.limit) == ("trusted", outcome, tolerance)
+    assert r.observed == pytest.approx(candidate - champion)
+    assert "trusted set v3 (3500 of 4000 rows, SHA-256 abababababab)" in r.detail
+    assert v.passed is (outcome is Outcome.PASS)
+    assert v.trusted == trusted
+    if outcome is Outcome.FAIL:
+        assert r.detail in v.summary()
+
+
+@pytest.mark.parametrize(
+    ("regression", "tolerance", "expected"),
+    [({"roc_auc": 0.01}, None, 0.02), ({"roc_auc": 0.01}, 0.05, 0.05), ({}, None, 0.0)],
+)
+def test_trusted_tolerance_defaults_to_twice_the_primary_max_regression(regression, tolerance, expected):
+    trusted = {} if tolerance is None else {"tolerance": tolerance}
+    assert policy(max_regression=regression, trusted=trusted).trusted_tolerance == expected
+
+
+def test_trusted_rule_lower_is_better():
+    """rmse: a rise on the trusted set is the regression."""
+    p = GateSpec.model_validate({"primary_metric": "rmse", "max_regression": {"rmse": 0.3}})
+    trusted = {**trusted_result(None, None), "candidate": {"rmse": 15.7}, "champion": {"rmse": 6.6}}
+    v = decide("m", p, measure("2", rmse=13.9), measure("1", rmse=18.3), trusted=trusted)
+    r = rule(v, "trusted:rmse")
+    assert r.outcome is Outcome.FAIL and r.observed == pytest.approx(-9.1) and r.limit == 0.6
+    assert rule(v, "regression:rmse").outcome is Outcome.PASS  # its own (damaged) holdout is fooled
+
+
+@pytest.mark.parametrize(
+    ("trusted", "reason"),
+    [
+        (None, "no trusted evaluation set yet: the next promotion seeds it with its holdout"),
+        (
+            trusted_result(
+                None, None, rows_used=12, skipped="12 rows left, fewer than gate.trusted.min_rows (200)"
+            ),
+            "not used: 12 rows left, fewer than gate.trusted.min_rows (200)",
+        ),
+    ],
+    ids=["no-set", "set-unusable"],
+)
+def test_trusted_rule_is_skipped_without_a_usable_set(trusted, reason):
+    v = decide("m", policy(), measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), trusted=trusted)
+    r = rule(v, "trusted:roc_auc")
+    assert r.outcome is Outcome.SKIPPED and reason in r.detail
+    assert v.passed
+
+
+@pytest.mark.parametrize("side", ["candidate", "champion"])
+def test_trusted_rule_fails_when_a_side_was_not_measured(side):
+    trusted = trusted_result(0.8, 0.8)
+    trusted[side] = {"roc_auc": float("nan")}
+    v = decide("m", policy(), measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), trusted=trusted)
+    r = rule(v, "trusted:roc_auc")
+    assert r.outcome is Outcome.FAIL and r.detail.endswith(f"({side})") and "not measured" in r.detail
+
+
+def test_trusted_rule_is_skipped_at_bootstrap_and_says_it_seeds_the_set():
+    v = decide("m", policy(), measure("1", roc_auc=0.8), None, trusted=trusted_result(0.8, None))
+    r = rule(v, "trusted:roc_auc")
+    assert r.outcome is Outcome.SKIPPED
+    assert (
+        r.detail
+        == "no champion yet: bootstrap under absolute rules; promoting it seeds the trusted evaluation set"
+    )
+    assert v.trusted is None
+
+
+def test_gate_page_shows_the_trusted_set():
+    trusted = trusted_result(0.72, 0.78)
+    v = decide(
+        "churn", policy(**FULL_POLICY), measure("7", roc_auc=0.8), measure("6", roc_auc=0.8), trusted=trusted
+    )
+    data = json.loads(json.dumps(v.to_dict()))
+    assert Verdict.from_dict(data) == v
+    page = gate_page(data)
+    assert "<h2>Trusted evaluation set</h2>" in page
+    assert "ab" * 32 in page and "/lake/churn/trusted/v3.parquet" in page
+    assert "<th>rows_used</th>" in page and "3500" in page
+    assert "0.72" in page and "0.78" in page
+
+
+# --- latency as a ratio to the champion -----------------------------------------------------------
+
+
+def timed(version: str, latency: float | None) -> Measurement:
+    return Measurement(version, {"roc_auc": 0.8}, latency_ms_per_1k_rows=latency, model_size_mb=1.0)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "outcome"),
+    [
+        (30.0, 20.0, Outcome.PASS),
+        (30.0, 20.1, Outcome.PASS),
+        (31.0, 20.0, Outcome.FAIL),
+        (500.0, 450.0, Outcome.PASS),
+    ],
+)
+def test_latency_is_a_ratio_to_the_champion(candidate, champion, outcome):
+    """Beside a champion, latency is judged as candidate / champion (both timed interleaved):
+    the absolute budget, which load flips, is not applied (500 ms is over 200 ms but passes)."""
+    p = policy(budgets={"latency_ms_per_1k_rows": 200, "model_size_mb": 25, "max_latency_ratio": 1.5})
+    v = decide("m", p, timed("2", candidate), timed("1", champion))
+    r = rule(v, "budget:latency_ratio")
+    assert (r.kind, r.outcome, r.limit) == ("budget", outcome, 1.5)
+    assert r.observed == pytest.approx(candidate / champion)
+    assert f"is {candidate / champion:.2f}x the champion's" in r.detail
+    assert "budget:latency_ms_per_1k_rows" not in {x.name for x in v.rules}
+    assert rule(v, "budget:model_size_mb").outcome is Outcome.PASS
+
+
+def test_latency_ratio_defaults_to_1_5():
+    assert policy().budgets.max_latency_ratio == 1.5
+    v = decide("m", policy(), timed("2", 16.0), timed("1", 10.0))
+    assert rule(v, "budget:latency_ratio").outcome is Outcome.FAIL
+
+
+@pytest.mark.parametrize(
+    ("champion", "ratio", "expected"),
+    [
+        (None, 1.5, "budget:latency_ms_per_1k_rows"),  # first version: the absolute budget
+        (timed("1", None), 1.5, "budget:latency_ms_per_1k_rows"),  # champion not timed beside it
+        (timed("1", 10.0), None, "budget:latency_ms_per_1k_rows"),  # ratio switched off in the spec
+        (timed("1", 10.0), 1.5, "budget:latency_ratio"),
+    ],
+)
+def test_absolute_latency_budget_only_without_a_timed_champion(champion, ratio, expected):
+    p = policy(budgets={"latency_ms_per_1k_rows": 200, "max_latency_ratio": ratio})
+    v = decide("m", p, timed("2", 12.0), champion)
+    latency = [r.name for r in v.rules if r.name.startswith("budget:latency")]
+    assert latency == [expected]
+
+
+def test_an_untimed_candidate_fails_the_latency_ratio():
+    v = decide("m", policy(), timed("2", None), timed("1", 10.0))
+    r = rule(v, "budget:latency_ratio")
+    assert r.outcome is Outcome.FAIL and r.detail == "latency_ratio was not measured on the candidate"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import json
 import logging
 import uuid
 from pathlib import Path
@@ -76,16 +79,33 @@ def test_batches_ignores_files_not_named_by_date(churn_lake):
 
 
 def test_quarantined_batch_is_skipped_with_warning(churn_lake, caplog):
-    """A batch already in quarantine is left out of later windows, and a warning names it."""
+    """A batch already in quarantine is left out of later windows, and a warning names it; the
+    quarantine manifest records the copy's source, the SHA-256 and the size of its bytes."""
     bad = churn_lake.batch_path(dt.date(2026, 3, 7))
-    manifest = lk.Manifest("churn", [lk.uri_of(bad)], 30, "d", "window")
-    where = lk.quarantine(churn_lake, manifest, "manual__x", {"success": False})
+    where = lk.quarantine(churn_lake, "manual__x", [lk.uri_of(bad)], {"success": False})
     assert sorted(p.name for p in Path(str(where)).iterdir()) == [
         "2026-03-07.parquet",
         "manifest.json",
         "validation_result.json",
     ]
-    assert churn_lake.quarantined_names() == {"2026-03-07.parquet"}
+    data = Path(str(bad)).read_bytes()
+    assert lk.read_json(where / "manifest.json") == {
+        "model": "churn",
+        "run": "manual__x",
+        "files": [
+            {
+                "name": "2026-03-07.parquet",
+                "source": lk.uri_of(bad),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            }
+        ],
+    }
+    assert churn_lake.quarantine_index().records == [
+        lk.QuarantinedFile(
+            "2026-03-07.parquet", lk.uri_of(bad), hashlib.sha256(data).hexdigest(), len(data), "manual__x"
+        )
+    ]
     with caplog.at_level(logging.WARNING, logger="mlcycle.data.lake"):
         m = lk.resolve_training_data(churn_lake, window_days=3, as_of=dt.date(2026, 3, 8))
     assert day_names(m) == ["2026-03-06.parquet", "2026-03-08.parquet"]
@@ -93,13 +113,13 @@ def test_quarantined_batch_is_skipped_with_warning(churn_lake, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "2026-03-07.parquet" in warnings[0].getMessage()
-    assert "quarantine" in warnings[0].getMessage()
+    assert "quarantined by run manual__x" in warnings[0].getMessage()
 
 
 def test_window_of_only_quarantined_batches_is_empty(churn_lake):
     """If every batch of the window is quarantined there is nothing to train on."""
     bad = churn_lake.batch_path(dt.date(2026, 3, 7))
-    lk.quarantine(churn_lake, lk.Manifest("churn", [lk.uri_of(bad)], 30, "d", "window"), "r1", {})
+    lk.quarantine(churn_lake, "r1", [lk.uri_of(bad)], {})
     with pytest.raises(
         DataNotFoundError, match="no batches for model 'churn' between 2026-03-07 and 2026-03-07"
     ):
@@ -138,16 +158,16 @@ def test_batch_uri_accepts_file_scheme(churn_lake):
     assert m.batches == [str(path)]
 
 
-def test_batch_uri_missing_file(churn_lake, tmp_path):
+def test_batch_uri_missing_file(churn_lake):
     """A batch_uri that does not exist is refused with its URI."""
-    uri = str(tmp_path / "missing.parquet")
+    uri = str(Path(str(churn_lake.base)) / "uploads" / "missing.parquet")
     with pytest.raises(DataNotFoundError, match=rf"batch_uri {uri} does not exist"):
         lk.resolve_training_data(churn_lake, window_days=3, as_of=END, batch_uri=uri)
 
 
-def test_batch_uri_not_parquet(churn_lake, tmp_path):
+def test_batch_uri_not_parquet(churn_lake):
     """An existing file that is not Parquet is refused."""
-    path = tmp_path / "batch.csv"
+    path = Path(str(churn_lake.incoming)) / "batch.csv"
     path.write_text("a,b\n1,2\n")
     with pytest.raises(DataNotFoundError, match=r"is not a \.parquet file"):
         lk.resolve_training_data(churn_lake, window_days=3, as_of=END, batch_uri=str(path))
@@ -175,9 +195,12 @@ def test_digest_is_stable_and_follows_content(churn_lake):
     lk.write_parquet(original, paths[1])
     assert lk.digest_files(paths) == first
     lk.write_parquet(changed, paths[1])
-    # and the manifest carries it
+    # and the manifest carries it, with each file's SHA-256 (one file's digest is its sha256sum)
     m = lk.resolve_training_data(churn_lake, window_days=2, as_of=dt.date(2026, 3, 9))
     assert m.digest == lk.digest_files(paths)
+    assert m.digests == [hashlib.sha256(Path(str(p)).read_bytes()).hexdigest() for p in paths]
+    assert [lk.digest_files([p]) for p in paths] == m.digests
+    assert m.digest == lk.combine_digests(m.digests) != lk.combine_digests(m.digests[::-1])
 
 
 def test_digest_changes_when_a_batch_lands_in_the_window(churn_lake):
@@ -233,8 +256,11 @@ def test_lake_works_on_an_fsspec_uri():
 
 def test_manifest_round_trip():
     """A manifest survives to_dict/from_dict unchanged."""
-    m = lk.Manifest("churn", ["/a.parquet"], 3, "abc", "window", "2026-01-01", "2026-01-02")
+    m = lk.Manifest("churn", ["/a.parquet"], 3, "abc", "window", "2026-01-01", "2026-01-02", ["abc"])
     assert lk.Manifest.from_dict(m.to_dict()) == m
+    # a manifest written before per-file digests existed still loads
+    old = {k: v for k, v in m.to_dict().items() if k != "digests"}
+    assert lk.Manifest.from_dict(old).digests == []
 
 
 # --- run keys -------------------------------------------------------------------------------------
@@ -277,3 +303,210 @@ def test_run_key_is_a_single_safe_folder(tmp_path, run_id):
     lake = lk.Lake(str(tmp_path), "churn")
     run_dir = Path(str(lake.run_dir(key))).resolve()
     assert run_dir.parent == (tmp_path / "churn" / "runs").resolve()
+
+
+# --- quarantine by content ------------------------------------------------------------------------
+
+
+def _prior_model(batch: pd.DataFrame):
+    """The smallest real scikit-learn classifier of churn (the shadow check needs models that score)."""
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier(strategy="prior").fit(batch, batch["churned"])
+
+
+def test_a_bad_file_named_like_a_good_batch_never_removes_it(env):
+    """The issue's scenario: another model's ``2026-12-01.parquet`` is sent by batch_uri, fails
+    the churn contract and is quarantined under its name; churn's own ``incoming/2026-12-01.parquet``
+    stays in the next window (its rows too), in ``latest_only`` and in the shadow batch choice,
+    while the bad bytes are skipped wherever they land."""
+    from mlcycle.core.errors import ValidationFailedError
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import train
+
+    day = dt.date(2026, 12, 1)
+    spec = get_spec("churn")
+    write_batches(env.lake, "churn", day, days=3, rows=30)
+    (other,) = write_batches(env.lake, "demand", day, days=1, rows=40)
+    assert other.name == "2026-12-01.parquet"
+    bad_run = RunInfo("train_churn", "manual__bad")
+    res = train.resolve(spec, bad_run, lake_root=env.lake, as_of=day, batch_uri=str(other))
+    with pytest.raises(ValidationFailedError, match="quarantined 1 batch"):
+        train.validate(spec, bad_run, manifest_uri=res["manifest_uri"], lake_root=env.lake)
+    copy = Path(env.lake) / "churn" / "quarantine" / bad_run.key / "2026-12-01.parquet"
+    assert copy.read_bytes() == other.read_bytes()
+
+    lake = lk.Lake(env.lake, "churn")
+    good = Path(str(lake.batch_path(day)))
+    nxt = train.resolve(spec, RunInfo("train_churn", "scheduled__next"), lake_root=env.lake, as_of=day)
+    manifest = train.read_manifest(nxt["manifest_uri"])
+    assert manifest.batches[-1] == str(good)
+    assert (len(manifest.batches), manifest.rows) == (3, 90)
+    newest = lk.resolve_training_data(lake, window_days=3, as_of=day, latest_only=True)
+    assert newest.batches == [str(good)]
+    model = _prior_model(lk.read_parquet([good]))
+    shadow = train._shadow_on_newest_batch(spec, env.lake, model, model)
+    assert shadow is not None
+    assert (shadow["batch"], shadow["rows"]) == ("2026-12-01.parquet", 30)
+
+    # The same bad bytes landed as churn's next day are skipped, by content, under any name.
+    later_day = day + dt.timedelta(days=1)
+    Path(str(lake.batch_path(later_day))).write_bytes(other.read_bytes())
+    again = lk.resolve_training_data(lake, window_days=3, as_of=later_day)
+    assert [Path(b).name for b in again.batches] == ["2026-11-30.parquet", "2026-12-01.parquet"]
+    assert lk.resolve_training_data(lake, window_days=3, as_of=later_day, latest_only=True).batches == [
+        str(good)
+    ]
+
+
+def test_only_the_same_bytes_match_not_the_same_name_or_size(churn_lake, tmp_path):
+    """``find`` matches content: a copy under another name matches; a file of the same name, or of
+    the same size with other bytes, does not."""
+    bad = Path(str(churn_lake.batch_path(dt.date(2026, 3, 7))))
+    index_before = churn_lake.quarantine_index()
+    assert index_before.find(bad) is None
+    lk.quarantine(churn_lake, "r1", [str(bad)], {})
+    index = churn_lake.quarantine_index()
+    renamed = Path(str(churn_lake.base)) / "uploads" / "renamed.parquet"
+    renamed.parent.mkdir()
+    renamed.write_bytes(bad.read_bytes())
+    same_size = renamed.with_name("2026-03-07.parquet")
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    same_size.write_bytes(bytes(data))
+    assert index.find(renamed) == index.records[0]
+    assert index.find(same_size) is None
+    assert index.find(bad, sha256=lk.file_sha256(same_size)) is None
+
+
+def test_stray_and_broken_entries_in_quarantine_never_stop_a_run(churn_lake, caplog):
+    """A stray file, an empty folder, a manifest that is not JSON and a malformed record are
+    skipped with a warning; the valid records still apply."""
+    root = Path(str(churn_lake.base)) / "quarantine"
+    lk.quarantine(churn_lake, "good_run", [lk.uri_of(churn_lake.batch_path(dt.date(2026, 3, 9)))], {})
+    root.joinpath("README.txt").write_text("notes")
+    root.joinpath("empty").mkdir()
+    root.joinpath("broken").mkdir()
+    root.joinpath("broken", "manifest.json").write_text("{not json")
+    root.joinpath("odd").mkdir()
+    root.joinpath("odd", "manifest.json").write_text(json.dumps({"files": [{"name": 1}, "x"]}))
+    with caplog.at_level(logging.WARNING, logger="mlcycle.data.lake"):
+        index = churn_lake.quarantine_index()
+        m = lk.resolve_training_data(churn_lake, window_days=3, as_of=END)
+    assert [r.run for r in index.records] == ["good_run"]
+    assert day_names(m) == ["2026-03-08.parquet", "2026-03-10.parquet"]
+    text = caplog.text
+    assert "README.txt" in text and "not a JSON document" in text and "malformed record" in text
+
+
+def test_a_quarantine_folder_without_records_is_matched_by_its_copies(churn_lake):
+    """A folder written before per-file records existed (its manifest held the whole run's digest)
+    is described by hashing its copies: the copied bytes are skipped, a new file of that name is not."""
+    folder = Path(str(churn_lake.base)) / "quarantine" / "old_run"
+    folder.mkdir(parents=True)
+    bad = Path(str(churn_lake.batch_path(dt.date(2026, 3, 7))))
+    folder.joinpath(bad.name).write_bytes(bad.read_bytes())
+    folder.joinpath("2026-03-08.parquet").write_bytes(b"other bytes that failed once")
+    folder.joinpath("manifest.json").write_text(json.dumps({"batches": [str(bad)], "digest": "whole-run"}))
+    m = lk.resolve_training_data(churn_lake, window_days=3, as_of=dt.date(2026, 3, 8))
+    assert day_names(m) == ["2026-03-06.parquet", "2026-03-08.parquet"]
+
+
+# --- data errors are data errors ----------------------------------------------------------------
+
+
+def _good_bytes() -> bytes:
+    buf = io.BytesIO()
+    generate_batch("churn", dt.date(2026, 3, 11), 30).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _corrupt_page() -> bytes:
+    data = bytearray(_good_bytes())
+    data[4:60] = b"\xff" * 56  # the first page header; the footer stays readable
+    return bytes(data)
+
+
+def _nested() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"customer_id": [1, 2], "tags": [["a"], ["b", "c"]]}), buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "step", "problem"),
+    [
+        (lambda: b"customer_id,tenure_months\n1,2\n", "resolve", "not a Parquet file .no Parquet footer."),
+        (lambda: _good_bytes()[:700], "resolve", "not a Parquet file .no Parquet footer.*truncated"),
+        (lambda: b"", "resolve", r"the file is empty \(0 bytes\)"),
+        (_nested, "resolve", r"column\(s\) tags \(list<element: string>\) have a nested type"),
+        (
+            _corrupt_page,
+            "validate",
+            "Parquet data is corrupt or cannot be decoded .Couldn't deserialize thrift",
+        ),
+    ],
+    ids=["csv", "truncated", "empty", "nested-column", "corrupt-page"],
+)
+def test_an_unreadable_batch_is_one_clear_error_and_quarantined(churn_lake, make, step, problem):
+    """Unreadable bytes end in ``UnreadableDataError`` naming the file and what is wrong (no
+    pyarrow traceback as the message); the file is quarantined by digest and the next window
+    skips it."""
+    from mlcycle.core.errors import MlcycleError, UnreadableDataError
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import train
+
+    day = dt.date(2026, 3, 11)
+    bad = Path(str(churn_lake.batch_path(day)))
+    bad.write_bytes(make())
+    spec, run, lake_root = get_spec("churn"), RunInfo("train_churn", "manual__bad"), str(churn_lake.root)
+    with pytest.raises(UnreadableDataError, match=rf"cannot read {bad} as a batch: .*{problem}") as err:
+        res = train.resolve(spec, run, lake_root=lake_root, as_of=day)
+        assert step == "validate", "resolve should have refused the file"
+        train.validate(spec, run, manifest_uri=res["manifest_uri"], lake_root=lake_root)
+    assert isinstance(err.value, MlcycleError)
+    assert err.value.uri == str(bad)
+    assert "quarantined it in" in str(err.value) and "nothing downstream ran" in str(err.value)
+    assert "Traceback" not in str(err.value)
+    records = churn_lake.quarantine_index().records
+    assert [(r.name, r.sha256, r.run) for r in records] == [(bad.name, lk.file_sha256(bad), run.key)]
+    result = lk.read_json(churn_lake.quarantine(run.key) / "validation_result.json")
+    assert result == {"success": False, "uri": str(bad), "problem": err.value.problem}
+    nxt = lk.resolve_training_data(churn_lake, window_days=3, as_of=day)
+    assert day_names(nxt) == ["2026-03-09.parquet", "2026-03-10.parquet"]
+
+
+def test_a_missing_object_or_a_folder_is_not_found_not_quarantined(churn_lake):
+    """A missing file or object (any filesystem) and a folder named like a batch are
+    ``DataNotFoundError`` naming them; nothing is quarantined (no data arrived)."""
+    from upath import UPath
+
+    missing = f"memory://nowhere-{uuid.uuid4().hex}/churn/incoming/2026-03-11.parquet"
+    gone = rf"{missing} does not exist \(no such file, object or bucket\)"
+    with pytest.raises(DataNotFoundError, match=gone), lk.reading(missing):
+        lk.file_sha256(UPath(missing))
+    folder = Path(str(churn_lake.batch_path(dt.date(2026, 3, 11))))
+    folder.mkdir()
+    with pytest.raises(DataNotFoundError, match=rf"{folder} is a folder, not a Parquet file"):
+        lk.resolve_training_data(churn_lake, window_days=1, as_of=dt.date(2026, 3, 11))
+    assert churn_lake.quarantine_index().records == []
+
+
+def test_an_outage_while_reading_stays_retriable():
+    """A connection refused (a real socket to a closed loopback port) passes through ``reading``
+    unchanged: it is an outage for Airflow's retries, not a data error."""
+    import socket
+
+    from mlcycle.core.errors import MlcycleError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError) as err, lk.reading("s3://bucket/churn/incoming/x.parquet"):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert not isinstance(err.value, MlcycleError)

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "include" / "mlcycle"
 
 # Bottom to top. A module may import its own layer and the layers below it, never above.
-LAYERS = ["core", "data", "store", "ml", "monitor", "reports", "flows", "cli"]
+LAYERS = ["core", "data", "store", "ml", "monitor", "reports", "flows", "serving", "cli"]
 
 
 def layer_of(module: str) -> str:

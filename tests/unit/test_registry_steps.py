@@ -415,6 +415,8 @@ def test_promote_refuses_when_the_champion_moved(env, mlc, spec):
         steps.promote(spec, late, mlc, verdict=passed_verdict(v3, v1))
     assert alias_of(mlc, "churn", registry.CHAMPION) == v2
     assert [(r.previous_version, r.new_version, r.action) for r in ledger.history("churn")] == [
+        (v1, v3, "superseded"),
         (v1, v2, "promote"),
         (None, v1, "bootstrap"),
     ]
+    assert mlc.get_model_version("churn", v3).tags[registry.TAG_SUPERSEDED_BY] == v2

@@ -11,7 +11,17 @@ import yaml
 
 from mlcycle.core import settings
 from mlcycle.core.errors import SpecError
-from mlcycle.core.spec import Direction, Task, get_spec, load_spec, load_specs, parse_spec
+from mlcycle.core.spec import (
+    Direction,
+    ModelSpec,
+    Task,
+    encode_target,
+    estimator_problems,
+    get_spec,
+    load_spec,
+    load_specs,
+    parse_spec,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -319,3 +329,152 @@ def test_spec_is_immutable():
     spec = load_specs(SHIPPED)[0]
     with pytest.raises(ValueError, match="frozen"):
         spec.name = "other"  # type: ignore[misc]
+
+
+# --- data.labels, the target encoding and the estimator check ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaml_labels", "task", "key", "reason"),
+    [
+        (
+            "{No: 0, Yes: 1}",
+            "classification",
+            "data.labels",
+            "YAML read ['False', 'True'] as booleans; quote",
+        ),
+        ("{'No': 0, 'Yes': 2}", "classification", "data.labels", "map to something else than 0 or 1"),
+        ("{'No': 0, 'Nope': 0}", "classification", "data.labels", "no label maps to class [1]"),
+        ("{'No': 0, 'Yes': 1}", "regression", "data.labels", "a regression target is a number"),
+    ],
+    ids=["unquoted_yes_no", "class_2", "no_positive_class", "labels_on_a_regressor"],
+)
+def test_bad_labels_are_refused(tmp_path, yaml_labels, task, key, reason):
+    """``data.labels`` maps every raw target value to 0 or 1, both used, for classifiers only; the
+    YAML trap (bare Yes/No read as booleans) is named with the fix."""
+    raw = churn_raw()
+    if task == "regression":
+        raw["task"] = "regression"
+        raw["estimator"] = {"class": "sklearn.ensemble.RandomForestRegressor", "params": {}}
+        raw["gate"] = {"primary_metric": "rmse"}
+        raw["monitor"].pop("max_performance_drop", None)
+    raw["data"]["labels"] = "__LABELS__"
+    path = write_spec(tmp_path, raw)
+    path.write_text(path.read_text().replace("__LABELS__", yaml_labels))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    message = str(err.value)
+    assert f"{key}: " in message and reason in message, message
+
+
+def test_misspelled_key_names_the_closest_valid_one(tmp_path):
+    """A typo in a key is refused with the key it most likely meant, in any section."""
+    raw = churn_raw()
+    raw["data"]["traning_window_days"] = raw["data"].pop("training_window_days")
+    raw["gate"]["thresholds"]["roc_auc"] = {"mni": 0.7}
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path, raw))
+    message = str(err.value)
+    assert "data.traning_window_days: unknown key; did you mean 'training_window_days'?" in message
+    assert "gate.thresholds.roc_auc.mni: unknown key; did you mean 'min'?" in message
+
+
+def _labelled(labels: dict[str, int] | None) -> ModelSpec:
+    raw = churn_raw()
+    raw["data"]["labels"] = labels
+    return ModelSpec.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("labels", "values", "expected"),
+    [
+        (None, [0, 1, 1], [0, 1, 1]),
+        (None, [True, False], [1, 0]),
+        (None, [1.0, None, 0.0], [1.0, None, 0.0]),
+        ({"No": 0, "Yes": 1}, ["Yes", "No", "No"], [1, 0, 0]),
+        ({"N": 0, "No": 0, "Y": 1}, ["Y", "N", "No", None], [1.0, 0.0, 0.0, None]),
+    ],
+)
+def test_encode_target_gives_classes_0_and_1(labels, values, expected):
+    """The target becomes 0/1 (int64, or float64 keeping missing labels missing)."""
+    import pandas as pd
+
+    dtype = "float64" if None in values else "int64"
+    pd.testing.assert_series_equal(
+        encode_target(_labelled(labels), pd.Series(values)), pd.Series(expected, dtype=dtype)
+    )
+
+
+@pytest.mark.parametrize(
+    ("labels", "values", "message"),
+    [
+        (
+            None,
+            ["No", "Yes"],
+            r"holds \['No', 'Yes'\], not the classes 0 and 1; .* labels: \{'No': 0, 'Yes': 1\}",
+        ),
+        (None, [0, 1, 2], r"holds \[0, 1, 2\], not the classes 0 and 1"),
+        ({"No": 0, "Yes": 1}, ["Yes", "yes", "No"], r"holds \['yes'\], which data\.labels does not map"),
+    ],
+)
+def test_encode_target_refuses_values_it_cannot_map(labels, values, message):
+    """A value neither 0/1 nor in ``data.labels`` is refused, naming it and the key to set."""
+    import pandas as pd
+
+    with pytest.raises(SpecError, match=message):
+        encode_target(_labelled(labels), pd.Series(values))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "problem"),
+    [
+        ({"class": "sklearn.ensemble.RandomForrestClassifier"}, "did you mean 'RandomForestClassifier'?"),
+        (
+            {"class": "sklearn.ensembel.RandomForestClassifier"},
+            "module 'sklearn.ensembel' does not exist; did you mean 'sklearn.ensemble'?",
+        ),
+        (
+            {"params": {"n_estimator": 5}},
+            "estimator.params.n_estimator: RandomForestClassifier takes no parameter 'n_estimator'; did you mean 'n_estimators'?",
+        ),
+        (
+            {"params": {"n_estimators": "many"}},
+            "The 'n_estimators' parameter of RandomForestClassifier must be an int",
+        ),
+        ({"class": "sklearn.cluster.KMeansClassifier"}, "sklearn.cluster has no class 'KMeansClassifier'"),
+        ({"class": "sklearn.svm.SVC"}, "SVC is not a classifier with predict_proba"),
+    ],
+)
+def test_estimator_problems_name_the_closest_valid_name(estimator, problem):
+    """The estimator is imported and built from its params without training; each mistake names the fix."""
+    raw = churn_raw()
+    raw["estimator"] = {"class": "sklearn.ensemble.RandomForestClassifier", "params": {}, **estimator}
+    problems = estimator_problems(ModelSpec.model_validate(raw))
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_shipped_estimators_build():
+    """Both shipped specs name estimators that build with their params."""
+    assert [estimator_problems(s) for s in load_specs(SHIPPED)] == [[], []]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "retrains"),
+    [
+        ("data", "rows_per_batch", 5, False),  # the demo generator's batch size
+        ("data", "generator", "demand", False),
+        ("data", "training_window_days", 7, False),  # the data digest covers what it selects
+        ("data", "split_seed", 5, True),
+        ("data", "holdout_fraction", 0.3, True),
+        ("data", "target", "other", True),
+    ],
+)
+def test_spec_digest_changes_only_with_what_changes_a_model(section, key, value, retrains):
+    """The skip rule ("identical data, same spec") must not retrain for a demo setting, and must
+    retrain when the split or the columns change."""
+    from mlcycle.core.spec import load_spec, spec_digest
+
+    spec = load_spec(settings.specs_dir() / "churn.yaml")
+    part = getattr(spec, section)
+    changed = spec.model_copy(update={section: part.model_copy(update={key: value})})
+    assert (spec_digest(changed) != spec_digest(spec)) is retrains

@@ -83,7 +83,9 @@ def test_only_categorical_features():
 def test_bad_override_is_a_spec_error():
     """A parameter the estimator does not take is a SpecError naming the model and the class."""
     with pytest.raises(
-        SpecError, match=r"model churn: estimator.params are not accepted by .*HistGradientBoosting"
+        SpecError,
+        match=r"model churn: the estimator cannot be built: estimator\.params\.n_trees: "
+        r"HistGradientBoostingClassifier takes no parameter 'n_trees'\. Fix the run's estimator_params",
     ):
         tr.build_pipeline(make_spec(), {"n_trees": 10})
 
@@ -93,7 +95,7 @@ def test_bad_spec_param_is_a_spec_error():
     spec = make_spec(
         estimator={"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"depth": 3}}
     )
-    with pytest.raises(SpecError, match=r"estimator\.params are not accepted"):
+    with pytest.raises(SpecError, match=r"estimator\.params\.depth: .* takes no parameter 'depth'"):
         tr.build_pipeline(spec)
 
 

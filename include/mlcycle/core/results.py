@@ -72,15 +72,33 @@ class MeasurementResult(TypedDict):
     model_size_mb: float | None
 
 
+class TrustedEvaluation(TypedDict):
+    """Candidate and champion on the trusted evaluation set (``mlcycle.data.lake`` trusted
+    section): which version of the set, how many of its rows were used (rows the candidate
+    trained on are left out), the metrics of both, or why they were not measured."""
+
+    version: int
+    uri: str
+    digest: str
+    rows: int
+    rows_used: int
+    excluded_training_rows: int
+    candidate: dict[str, float] | None
+    champion: dict[str, float] | None
+    skipped: str | None  # why the set could not be used; None when both were measured
+
+
 class EvaluationResult(TypedDict):
     """Candidate and champion on the same holdout rows, with the paired bootstrap and the
-    shadow comparison on the newest batch when a champion exists."""
+    shadow comparison on the newest batch when a champion exists, and both on the trusted
+    evaluation set when one exists (``trusted`` None otherwise)."""
 
     candidate: MeasurementResult
     champion: MeasurementResult | None
     confidence: dict[str, float] | None
     shadow: dict[str, Any] | None
     holdout_rows: int
+    trusted: TrustedEvaluation | None
 
 
 class GateResult(TypedDict):

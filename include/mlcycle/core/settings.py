@@ -12,6 +12,9 @@ Every location the library touches has one variable; nothing else is hard-coded:
 - ``MLCYCLE_LEDGER_URI``: SQLAlchemy URI of the promotion ledger
   (default ``sqlite:///$MLCYCLE_HOME/.local/ledger.db``).
 - ``MLCYCLE_MLFLOW_UI_URL``: where people open MLflow, for links (default ``http://localhost:5000``).
+- ``MLCYCLE_ALLOWED_INPUTS``: where a run may read batches besides the lake root (``batch_uri``):
+  comma-separated absolute folders and ``s3://bucket/prefix`` or ``gs://bucket/prefix`` URIs
+  (default none: only the lake root).
 """
 
 from __future__ import annotations
@@ -82,3 +85,36 @@ def ledger_uri() -> str:
 def mlflow_ui_url() -> str:
     """MLflow UI base for links: ``MLCYCLE_MLFLOW_UI_URL``, default ``http://localhost:5000`` (no final /)."""
     return (os.environ.get("MLCYCLE_MLFLOW_UI_URL") or "http://localhost:5000").rstrip("/")
+
+
+# Schemes a deployment may list in MLCYCLE_ALLOWED_INPUTS: object stores, never fetchers of
+# arbitrary URLs (http, ftp, ...), which would let a run parameter reach any host.
+ALLOWED_INPUT_SCHEMES = ("s3", "gs")
+
+
+def allowed_inputs() -> list[str]:
+    """Locations a run may read besides the lake root: ``MLCYCLE_ALLOWED_INPUTS`` (comma-separated
+    absolute folders, resolved, and ``s3://``/``gs://`` bucket prefixes without a final /).
+
+    ``MlcycleError`` for an entry of another scheme, without a bucket, or a relative folder."""
+    allowed = []
+    for raw in os.environ.get("MLCYCLE_ALLOWED_INPUTS", "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        scheme, sep, rest = entry.partition("://")
+        if sep:
+            if scheme not in ALLOWED_INPUT_SCHEMES or not rest.split("/", 1)[0]:
+                raise MlcycleError(
+                    f"MLCYCLE_ALLOWED_INPUTS: {entry!r} is not allowed; list absolute folders and "
+                    f"{' or '.join(f'{s}://bucket/prefix' for s in ALLOWED_INPUT_SCHEMES)} URIs, comma-separated"
+                )
+            allowed.append(entry.rstrip("/"))
+            continue
+        folder = Path(entry).expanduser()
+        if not folder.is_absolute():
+            raise MlcycleError(
+                f"MLCYCLE_ALLOWED_INPUTS: {entry!r} is a relative folder; give absolute folders, comma-separated"
+            )
+        allowed.append(str(folder.resolve()))
+    return allowed

@@ -8,15 +8,19 @@ loaded by Airflow).
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlcycle.core.errors import SpecError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Presets a cron timetable understands (``@once``/``@continuous`` are not schedules a nightly
@@ -72,6 +76,35 @@ class DataSpec(_Strict):
     split: Literal["time", "hash"] = "time"
     split_seed: int = 0
     rows_per_batch: int = Field(2000, ge=10)
+    # Classifiers: the target's values as they appear in the data, each mapped to class 0 or 1
+    # (1 is the positive class, the one roc_auc and f1 score). Without it the target must
+    # already hold 0/1 (or true/false).
+    labels: dict[str | int, int] | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("give a mapping from each target value to 0 or 1, e.g. {'No': 0, 'Yes': 1}")
+        if any(isinstance(k, bool) for k in value):
+            # PyYAML reads unquoted yes/no/on/off/true/false as booleans, so `{No: 0, Yes: 1}`
+            # would silently become {False: 0, True: 1} and match no value of a Yes/No column.
+            raise ValueError(
+                f"YAML read {sorted(str(k) for k in value if isinstance(k, bool))} as booleans; "
+                "quote every label as it appears in the data, e.g. labels: {'No': 0, 'Yes': 1}"
+            )
+        bad = {k: v for k, v in value.items() if isinstance(v, bool) or v not in (0, 1)}
+        if bad:
+            raise ValueError(f"{bad} map to something else than 0 or 1; map each label to 0 or 1")
+        missing = sorted({0, 1} - set(value.values()))
+        if missing:
+            raise ValueError(
+                f"no label maps to class {missing}; a binary classifier needs labels for class 0 "
+                "and class 1, e.g. {'No': 0, 'Yes': 1}"
+            )
+        return value
 
 
 class FeaturesSpec(_Strict):
@@ -133,6 +166,10 @@ class BudgetSpec(_Strict):
 
     latency_ms_per_1k_rows: float | None = Field(None, gt=0)
     model_size_mb: float | None = Field(None, gt=0)
+    # With a champion, latency is judged as candidate / champion, both timed interleaved in one
+    # process (best of several runs), so machine load cancels out; the absolute ceiling above
+    # then applies only to the first version. None: the absolute ceiling always applies.
+    max_latency_ratio: float | None = Field(1.5, gt=0)
 
 
 class ShadowSpec(_Strict):
@@ -144,6 +181,51 @@ class ShadowSpec(_Strict):
     @property
     def required(self) -> bool:
         return self.min_agreement is not None or self.max_mean_abs_diff is not None
+
+
+class TrustedSpec(_Strict):
+    """Validates ``gate.trusted``: the trusted evaluation set (validated holdout rows of earlier
+    champions) on which the candidate may not regress against the champion."""
+
+    max_rows: int = Field(20_000, ge=100)  # the newest rows are kept
+    max_rows_per_version: int = Field(5_000, ge=10)  # so one champion cannot crowd out the rest
+    # Fewer usable rows (after leaving out rows the candidate trained on): the rule is skipped.
+    min_rows: int = Field(200, ge=1)
+    # Allowed worsening of the primary metric on the trusted set. None: twice the primary
+    # metric's max_regression (0 without one). Looser than on the holdout on purpose: the
+    # trusted rows are older, a candidate fitted to newer data may rightly do a little worse on
+    # them, and the rule is there to catch gross damage the candidate's own holdout hides (a
+    # model trained on permuted columns lost 0.06 roc_auc / 9 rmse there, clean retrains
+    # moved by under 0.01 / 0.2).
+    tolerance: float | None = Field(None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _cap_within_total(self) -> TrustedSpec:
+        if self.max_rows_per_version > self.max_rows:
+            raise ValueError(
+                f"@max_rows_per_version: {self.max_rows_per_version} is above max_rows {self.max_rows}"
+            )
+        return self
+
+
+class DataShiftSpec(_Strict):
+    """Validates ``gate.data_shift``: how far training data may depart from the champion's
+    reference profile before a run is refused (``accept_data_shift`` overrides, with a reason)."""
+
+    max_null_rate_increase: float = Field(0.10, gt=0.0, le=1.0)  # absolute, per feature
+    # Relationships (association of each pair of columns, the target included) are compared
+    # only with at least this many rows, and only for pairs associated at least
+    # min_reference_association in the reference; a pair breaches below min_association_ratio
+    # times its reference association.
+    min_rows: int = Field(1000, ge=50)
+    min_reference_association: float = Field(0.2, gt=0.0, le=1.0)
+    min_association_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    # A feature whose association with the target reaches this, where the reference's did not,
+    # is refused as a likely leak of the label (a column filled from the outcome).
+    max_target_association: float = Field(0.9, gt=0.0, le=1.0)
+    # Marginal shift (PSI) is reported; it refuses only when set: a shift in the world is what
+    # drift-triggered retraining is for.
+    max_psi: float | None = Field(None, gt=0.0)
 
 
 class GateSpec(_Strict):
@@ -159,6 +241,15 @@ class GateSpec(_Strict):
     bootstrap_resamples: int = Field(200, ge=20, le=10000)
     budgets: BudgetSpec = Field(default_factory=BudgetSpec)
     shadow: ShadowSpec = Field(default_factory=ShadowSpec)
+    trusted: TrustedSpec = Field(default_factory=TrustedSpec)
+    data_shift: DataShiftSpec = Field(default_factory=DataShiftSpec)
+
+    @property
+    def trusted_tolerance(self) -> float:
+        """The allowed regression of the primary metric on the trusted set (see ``TrustedSpec``)."""
+        if self.trusted.tolerance is not None:
+            return self.trusted.tolerance
+        return 2 * self.max_regression.get(self.primary_metric, 0.0)
 
     @model_validator(mode="after")
     def _known_metrics(self) -> GateSpec:
@@ -279,6 +370,8 @@ class ModelSpec(_Strict):
         clash = sorted(reserved & set(self.features.all))
         if clash:
             raise ValueError(f"@features: {clash} are also the key, time or target column; remove them")
+        if self.task is Task.REGRESSION and self.data.labels is not None:
+            raise ValueError("@data.labels: a regression target is a number, not a label; remove labels")
         expected = f"{self.estimator.class_.rsplit('.', 1)[1]}"
         if self.task is Task.CLASSIFICATION and "Regressor" in expected:
             raise ValueError(f"@estimator.class: {expected} is a regressor but task is classification")
@@ -289,6 +382,42 @@ class ModelSpec(_Strict):
     @property
     def train_dag_id(self) -> str:
         return f"train_{self.name}"
+
+
+def _keys_at(loc: list[str]) -> list[str]:
+    """The keys the spec schema allows in the mapping that holds ``loc[-1]`` (empty if unknown)."""
+    import types
+    import typing
+
+    node: Any = ModelSpec
+    for part in [*loc[:-1], None]:
+        if typing.get_origin(node) in (typing.Union, types.UnionType):
+            node = next((a for a in typing.get_args(node) if a is not type(None)), node)
+        if typing.get_origin(node) is dict:
+            node = typing.get_args(node)[1]  # ``part`` is a key of the mapping, e.g. a metric name
+            continue
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return []
+        fields = {f.alias or name: f for name, f in node.model_fields.items()}
+        if part is None:
+            return sorted(fields)
+        if part not in fields:
+            return []
+        node = fields[part].annotation
+    return []
+
+
+def _unknown_key(loc: list[str]) -> str:
+    """ "unknown key" with the closest valid key (a misspelling is the usual cause) and the valid ones."""
+    import difflib
+
+    valid = _keys_at(loc)
+    close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6) if loc else []
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    if valid:
+        return f"unknown key; remove it or use one of {valid}"
+    return "unknown key; remove it or check its spelling"
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:
@@ -304,7 +433,7 @@ def _format_error(path: Path, exc: ValidationError) -> str:
         if err["type"] == "missing":
             msg = "required key is missing; add it"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling"
+            msg = _unknown_key(loc)
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)
 
@@ -381,9 +510,150 @@ def get_spec(name: str, directory: str | Path | None = None) -> ModelSpec:
 
 
 def spec_digest(spec: ModelSpec) -> str:
-    """What of the spec changes a model: features, estimator, target and split."""
+    """What of the spec changes a model trained on given data: features, estimator, the key, time
+    and target columns, the label mapping and the split. Not the window (the data digest covers
+    what it selects) nor the demo generator's settings: changing those retrains nothing."""
     import hashlib
     import json
 
-    relevant = spec.model_dump(mode="json", include={"features", "estimator", "data"}, by_alias=True)
+    data = {"key_column", "time_column", "target", "holdout_fraction", "split", "split_seed"}
+    if spec.data.labels is not None:
+        data.add("labels")
+    relevant = spec.model_dump(
+        mode="json", include={"features": True, "estimator": True, "data": data}, by_alias=True
+    )
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- the estimator and the target, checked against the libraries and the data --------------------
+# Called by training and by ``mlcycle check``/``models``, never at DAG parse time: they import
+# scikit-learn and pandas.
+
+
+def _close(word: str, options: list[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _estimator_or_problem(class_path: str) -> tuple[type | None, str]:
+    """(the class named ``class_path``, "") or (None, why it cannot be imported, with the closest name)."""
+    module_name, _, cls_name = class_path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        import pkgutil
+
+        import sklearn
+
+        modules = [f"sklearn.{m.name}" for m in pkgutil.iter_modules(sklearn.__path__) if m.name[0] != "_"]
+        return None, f"estimator.class: module {module_name!r} does not exist{_close(module_name, modules)}"
+    cls = getattr(module, cls_name, None)
+    if not isinstance(cls, type):
+        classes = [n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type)]
+        return None, f"estimator.class: {module_name} has no class {cls_name!r}{_close(cls_name, classes)}"
+    if not (hasattr(cls, "fit") and hasattr(cls, "get_params")):
+        return (
+            None,
+            f"estimator.class: {class_path} is not a scikit-learn estimator (it has no fit/get_params)",
+        )
+    return cls, ""
+
+
+def estimator_class(spec: ModelSpec) -> type:
+    """The class named by ``estimator.class``, imported; ``SpecError`` naming the closest valid name."""
+    cls, problem = _estimator_or_problem(spec.estimator.class_)
+    if cls is None:
+        raise SpecError(
+            f"model {spec.name}: estimator.class {spec.estimator.class_!r} cannot be imported; check the "
+            f"module and class name ({problem.removeprefix('estimator.class: ')})"
+        )
+    return cls
+
+
+def estimator_problems(spec: ModelSpec) -> list[str]:
+    """Every reason the spec's estimator cannot be built: a class that cannot be imported, a
+    parameter its constructor does not take (with the closest one it does), a value it refuses,
+    or a classifier/regressor that does not fit ``task``. Empty when it can be built."""
+    import inspect
+
+    from sklearn.base import is_classifier, is_regressor
+
+    cls, problem = _estimator_or_problem(spec.estimator.class_)
+    if cls is None:
+        return [problem]
+    short = cls.__name__
+    accepted = [
+        name
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    unknown = [name for name in spec.estimator.params if name not in accepted]
+    if unknown:
+        return [
+            f"estimator.params.{name}: {short} takes no parameter {name!r}{_close(name, accepted)}"
+            for name in unknown
+        ]
+    try:
+        estimator = cls(**spec.estimator.params)
+        # scikit-learn checks types and ranges only in fit(); its own validator runs them now.
+        validate = getattr(estimator, "_validate_params", None)
+        if validate is not None:
+            validate()
+    except (TypeError, ValueError) as exc:
+        return [f"estimator.params: {short} refuses them: {exc}"]
+    if spec.task is Task.CLASSIFICATION and not (
+        is_classifier(estimator) and hasattr(estimator, "predict_proba")
+    ):
+        return [
+            f"estimator.class: {short} is not a classifier with predict_proba, but task is classification "
+            "(some classifiers need a parameter for it, e.g. SVC's probability: true)"
+        ]
+    if spec.task is Task.REGRESSION and not is_regressor(estimator):
+        return [f"estimator.class: {short} is not a regressor, but task is regression"]
+    return []
+
+
+def _some(values: list[Any], limit: int = 10) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
+def encode_target(spec: ModelSpec, values: pd.Series) -> pd.Series:
+    """The target as the estimator and the metrics need it. A classifier's values become class
+    0/1 through ``data.labels`` (without it they must already be 0/1 or booleans); a regressor's
+    must be numbers. Missing values stay missing (the result is then float64). ``SpecError``
+    naming the values seen and the spec key to set."""
+    import pandas as pd
+
+    name = spec.data.target
+    present = values[values.notna()]
+    if spec.task is Task.REGRESSION:
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            raise SpecError(
+                f"model {spec.name}: the target {name!r} of a regression must be numeric; it holds "
+                f"{values.dtype} values such as {_some(list(present.unique()), 5)}: fix the data or the task"
+            )
+        return values
+    labels = spec.data.labels
+    if labels is None:
+        seen = sorted(present.unique().tolist(), key=repr)
+        if any(isinstance(v, str) or v not in (0, 1) for v in seen):
+            example = ", ".join(f"{v!r}: {i}" for i, v in enumerate(seen[:2]))
+            raise SpecError(
+                f"model {spec.name}: the target {name!r} holds {_some(seen)}, not the classes 0 and 1; "
+                f"map them in the spec with data.labels (1 is the positive class), e.g. labels: {{{example}}}"
+            )
+        codes = values.astype("float64")
+    else:
+        codes = values.map(labels).astype("float64")
+        unknown = sorted(present[codes[values.notna()].isna()].unique().tolist(), key=repr)
+        if unknown:
+            raise SpecError(
+                f"model {spec.name}: the target {name!r} holds {_some(unknown)}, which data.labels "
+                f"does not map (it maps {_some(list(labels))}; the data holds "
+                f"{_some(sorted(present.unique().tolist(), key=repr))}); add them to data.labels "
+                "in the spec or fix the data"
+            )
+    return codes if codes.isna().any() else codes.astype("int64")

@@ -3,13 +3,19 @@
 ::
 
     <root>/<model>/incoming/<YYYY-MM-DD>.parquet    daily batches as they land
-    <root>/<model>/quarantine/<run>/                 batches that broke the contract + result
+    <root>/<model>/quarantine/<run>/                 files that failed (copies), manifest.json
+                                                     (per file: source, SHA-256, size), result
     <root>/<model>/runs/<run>/                       per-run manifest, holdout, reports
     <root>/<model>/predictions/                      scored batches
+    <root>/<model>/trusted/v<N>.parquet, index.json  the trusted evaluation set (immutable versions)
 
 Functions take path objects with the pathlib interface (``pathlib.Path``,
 ``upath.UPath`` or Airflow's ``ObjectStoragePath``, which is a ``UPath``) or URI
 strings, so the same code reads a local folder in tests and S3 in production.
+
+Quarantine is keyed by content: a later run skips a file only when its bytes have the SHA-256
+of a file that failed, never because it shares a name with one. Every location a run reads is
+confined (``confine``) to the lake root and the deployment's ``MLCYCLE_ALLOWED_INPUTS``.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ import json
 import logging
 import re
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from mlcycle.core.errors import DataNotFoundError
+from mlcycle.core.errors import DataNotFoundError, InputNotAllowedError, UnreadableDataError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -49,6 +55,8 @@ class LakePath(Protocol):
     def __truediv__(self, other: str, /) -> Any: ...
     def exists(self) -> bool: ...
     def is_file(self) -> bool: ...
+    def is_dir(self) -> bool: ...
+    def stat(self) -> Any: ...
     def iterdir(self) -> Iterator[Any]: ...
     @property
     def open(self) -> Callable[..., Any]: ...
@@ -93,6 +101,7 @@ class RunFile(StrEnum):
     SCORING_JSON = "scoring/report.json"
     SCORING = "scoring/report.html"
     SHADOW_FLIPS = "scoring/shadow_flips.json"
+    DATA_SHIFT = "data_shift.json"  # the pre-training check against the champion's reference
 
 
 class Lake:
@@ -139,16 +148,98 @@ class Lake:
                 found.append((dt.date.fromisoformat(m.group(1)), path))
         return sorted(found, key=lambda item: (item[0], item[1].name))
 
-    def quarantined_names(self) -> set[str]:
+    def quarantine_index(self) -> QuarantineIndex:
+        """Every file in quarantine, by content. Stray files, unreadable manifests and
+        malformed records are skipped with a warning: they never stop a run."""
         root = self._dir("quarantine")
         if not root.exists():
-            return set()
-        return {p.name for run in root.iterdir() for p in run.iterdir() if p.name.endswith(".parquet")}
+            return QuarantineIndex([])
+        records: list[QuarantinedFile] = []
+        for folder in root.iterdir():
+            if folder.is_dir():
+                records.extend(_quarantine_records(folder))
+            else:
+                log.warning("ignoring %s: quarantine/ holds one folder per run, not files", folder)
+        return QuarantineIndex(records)
+
+    @property
+    def trusted(self) -> LakePath:
+        """The trusted evaluation set: ``v<N>.parquet`` (immutable versions) and ``index.json``."""
+        return self._dir("trusted")
+
+
+QUARANTINE_MANIFEST = "manifest.json"  # in quarantine/<run>/: what failed, by content
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    """One file that failed: the copy's name, where it came from, and the SHA-256 and size of its bytes."""
+
+    name: str
+    source: str
+    sha256: str
+    size: int
+    run: str
+
+
+class QuarantineIndex:
+    """The quarantined files by content: ``find`` matches a file only by the SHA-256 of its
+    bytes, so a good file that shares a name with a bad one is never skipped."""
+
+    def __init__(self, records: list[QuarantinedFile]) -> None:
+        self.records = records
+        self._by_digest = {r.sha256: r for r in records}
+        self._sizes = {r.size for r in records}
+
+    def find(self, path: LakePath, sha256: str | None = None) -> QuarantinedFile | None:
+        """The record of the quarantined file with ``path``'s content, or None. Give ``sha256``
+        when it is known; else the file is hashed only if its size is that of a quarantined file."""
+        if not self.records:
+            return None
+        if sha256 is None:
+            if path.stat().st_size not in self._sizes:
+                return None
+            sha256 = file_sha256(path)
+        return self._by_digest.get(sha256)
+
+
+def _quarantine_records(folder: LakePath) -> list[QuarantinedFile]:
+    """The records of one quarantine run folder, from its manifest; a folder without records (made
+    before they existed, or by hand) is described by hashing its copies, which are the failed bytes."""
+    doc: Any = None
+    manifest = folder / QUARANTINE_MANIFEST
+    if manifest.exists():
+        try:
+            doc = read_json(manifest)
+        except ValueError:
+            log.warning("ignoring %s: not a JSON document", manifest)
+    if isinstance(doc, dict) and isinstance(doc.get("files"), list):
+        records = []
+        for item in doc["files"]:
+            try:
+                records.append(
+                    QuarantinedFile(
+                        name=str(item["name"]),
+                        source=str(item["source"]),
+                        sha256=str(item["sha256"]),
+                        size=int(item["size"]),
+                        run=folder.name,
+                    )
+                )
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignoring a malformed record in %s: %r", manifest, item)
+        return records
+    return [
+        QuarantinedFile(p.name, uri_of(p), file_sha256(p), int(p.stat().st_size), folder.name)
+        for p in folder.iterdir()
+        if p.name.endswith(".parquet") and p.is_file()
+    ]
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """Which files a run uses, and a digest of their bytes."""
+    """Which files a run uses, the SHA-256 of each (``digests``, in the order of ``batches``) and
+    one digest of them all (``combine_digests``)."""
 
     model: str
     batches: list[str]
@@ -157,6 +248,7 @@ class Manifest:
     source: str  # "window" or "batch_uri"
     window_start: str | None = None
     window_end: str | None = None
+    digests: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,14 +264,133 @@ def last_batch_date(uris: list[str]) -> str | None:
     return max(days) if days else None
 
 
-def digest_files(paths: list[LakePath]) -> str:
-    """SHA-256 (hex) of the files' bytes, concatenated in the order given, read in 1 MiB blocks."""
+def file_sha256(path: LakePath) -> str:
+    """SHA-256 (hex) of one file's bytes, read in 1 MiB blocks (what ``sha256sum`` prints)."""
     h = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
+
+
+def combine_digests(digests: list[str]) -> str:
+    """One digest for files whose SHA-256s are ``digests``, in order: the file's own for one file,
+    else the SHA-256 of the list (so files are read once, and skipping one needs no re-read)."""
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def digest_files(paths: list[LakePath]) -> str:
+    """The digest of the files' bytes in the order given (``combine_digests`` of their SHA-256s)."""
+    return combine_digests([file_sha256(p) for p in paths])
+
+
+def unreadable(uri: str, problem: str) -> UnreadableDataError:
+    """The error for a file that cannot be read as a batch, naming it and what is wrong."""
+    return UnreadableDataError(f"cannot read {uri} as a batch: {problem}", uri=uri, problem=problem)
+
+
+def _problem(exc: Exception) -> str:
+    """What a Parquet reader's error means for the person who landed the file, with the fix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "size is 0 bytes" in text:
+        return "the file is empty (0 bytes), e.g. an interrupted upload; land the complete file again"
+    if "magic bytes not found" in text:
+        return (
+            "it is not a Parquet file (no Parquet footer): a CSV or another format named .parquet, "
+            "or a truncated upload; export it as Parquet and land it again"
+        )
+    return (
+        f"its Parquet data is corrupt or cannot be decoded ({text}); export it as Parquet again and land it"
+    )
+
+
+@contextmanager
+def reading(uri: str) -> Iterator[None]:
+    """Turn what reading a bad file raises into domain errors that name it: ``DataNotFoundError``
+    for a missing file, object or bucket (or a folder), ``UnreadableDataError`` for bytes that are
+    not readable Parquet. Outages (connection refused, timeouts, disk errors) pass through
+    unchanged, so Airflow retries them."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise DataNotFoundError(
+            f"{uri} does not exist (no such file, object or bucket); check the URI or land the batch first"
+        ) from exc
+    except IsADirectoryError as exc:
+        raise DataNotFoundError(
+            f"{uri} is a folder, not a Parquet file; land each batch as one file"
+        ) from exc
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise unreadable(uri, _problem(exc)) from exc
+    except OSError as exc:
+        # The Parquet decoder reports a corrupt page as a bare OSError without an errno; a real
+        # I/O failure has an errno or a subclass (ConnectionError, TimeoutError) and is retried.
+        if type(exc) is OSError and exc.errno is None:
+            raise unreadable(uri, _problem(exc)) from exc
+        raise
+
+
+def _rows(path: LakePath, uri: str) -> int:
+    """Rows of one Parquet file, from its footer; ``UnreadableDataError`` if it is not readable
+    Parquet or has a nested column (list, struct, map), which no tabular step can use."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with reading(uri), path.open("rb") as fh:
+        parquet = pq.ParquetFile(fh)
+        nested = [f"{f.name} ({f.type})" for f in parquet.schema_arrow if pa.types.is_nested(f.type)]
+        rows = int(parquet.metadata.num_rows)
+    if nested:
+        raise unreadable(
+            uri,
+            f"column(s) {', '.join(nested)} have a nested type (list, struct or map), which tabular "
+            "training and scoring cannot use; flatten them into scalar columns and land it again",
+        )
+    return rows
+
+
+def confine(uri: str, lake_root: str | LakePath) -> LakePath:
+    """``uri`` as a path, if it lies under the lake root or a location of ``MLCYCLE_ALLOWED_INPUTS``;
+    else ``InputNotAllowedError`` naming what is allowed.
+
+    A local path must be absolute and is resolved first (``..`` and symlinks), so neither can leave
+    an allowed folder; a URI must start with an allowed prefix and hold no ``.``/``..`` segment."""
+    from mlcycle.core import settings
+
+    root = uri_of(as_path(lake_root))
+    extra = settings.allowed_inputs()
+    path = as_path(uri)
+    if isinstance(path, Path):
+        if not path.is_absolute():
+            why = "it is a relative path; give an absolute one"
+        else:
+            real = path.resolve()
+            folders = [Path(a).resolve() for a in (root, *extra) if "://" not in a]
+            if any(real.is_relative_to(folder) for folder in folders):
+                return path
+            why = f"it resolves to {real}, outside every allowed folder"
+    else:
+        text = uri_of(path)
+        scheme, _, rest = text.partition("://")
+        prefixes = [a.rstrip("/") + "/" for a in (root, *extra) if "://" in a]
+        if {".", ".."} & set(rest.split("/")):
+            why = "'.' and '..' segments are not allowed in a URI"
+        elif any(text.startswith(prefix) for prefix in prefixes):
+            return path
+        elif scheme not in {p.partition("://")[0] for p in prefixes}:
+            why = f"the scheme {scheme}:// is not allowed"
+        else:
+            why = "it is outside every allowed prefix"
+    raise InputNotAllowedError(
+        f"input {uri} is refused: {why}. Runs read only under the lake root ({root}) and the locations "
+        f"in MLCYCLE_ALLOWED_INPUTS ({', '.join(extra) if extra else 'not set'}), which takes "
+        "comma-separated absolute folders and s3://bucket/prefix or gs://bucket/prefix URIs. Move the "
+        "file under an allowed location, or ask the deployment to add its location to MLCYCLE_ALLOWED_INPUTS."
+    )
 
 
 def read_parquet(paths: list[LakePath], columns: list[str] | None = None) -> pd.DataFrame:
@@ -237,32 +448,87 @@ class AtomicFile:
         self.abandoned = True
 
 
+def _refused(path: LakePath, tmp: LakePath, exc: BaseException) -> OSError | None:
+    """``exc`` as a ``StorageWriteError`` naming ``path``, the cause and the fix, if it is the
+    storage refusing this write; None for anything else (an error of the block's own work, or
+    one about another file, which carries that file's name)."""
+    import errno
+    import os
+
+    from mlcycle.core.errors import StorageWriteError
+
+    fixes = {
+        errno.ENOSPC: "the file system holding it is full; free space or grow the volume",
+        errno.EDQUOT: "the worker's disk quota is used up; raise the quota or free space",
+        errno.EROFS: "the file system holding it is mounted read-only; remount it read-write",
+        errno.EACCES: "the worker's user may not write there; give it write access to the folder",
+        errno.EPERM: "the worker's user may not write there; give it write access to the folder",
+        errno.EFBIG: "the file would exceed the file size limit of the process or file system (ulimit -f)",
+    }
+    if isinstance(exc, StorageWriteError) or not isinstance(exc, OSError) or exc.errno not in fixes:
+        return None
+    named = None if exc.filename is None else str(exc.filename).rstrip("/")
+    if named is not None and named != str(tmp) and not f"{path}/".startswith(f"{named}/"):
+        return None  # about another file (the path itself, the temporary or a folder above are ours)
+    return StorageWriteError(
+        exc.errno,
+        f"cannot write {uri_of(path)}: {os.strerror(exc.errno)} ({errno.errorcode[exc.errno]}): "
+        f"{fixes[exc.errno]}, then retry the task. Nothing was published: an earlier file there is unchanged.",
+        uri_of(path),
+    )
+
+
+def _discard(fh: BinaryIO, tmp: LakePath) -> None:
+    """Close and remove a temporary file that will not be published. A failure here must not
+    hide the error that stopped the write, so it is only logged: a leftover ``.<name>.tmp`` is
+    never read as data (no reader matches that name) and the next write of the file replaces it."""
+    try:
+        fh.close()  # flushing may fail again (a full disk): the file descriptor is closed anyway
+    except OSError as exc:
+        log.debug("closing the unpublished %s failed too: %s", tmp, exc)
+    try:
+        if tmp.exists():
+            tmp.unlink()
+    except OSError as exc:
+        log.warning("could not remove the unpublished temporary file %s: %s", tmp, exc)
+
+
 @contextmanager
 def atomic_write(path: LakePath) -> Iterator[AtomicFile]:
     """Write to ``.<name>.tmp`` beside ``path`` and rename it into place at the end, so readers
     never see half a file and reruns replace their own output; on any error (or ``abandon()``)
     the temporary file is removed and ``path`` is left as it was. The one home of this
-    mechanic: every file the lake publishes goes through it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    mechanic: every file the lake publishes goes through it.
+
+    A write the storage refuses (disk full, read-only, no permission, file size limit) raises
+    ``StorageWriteError`` naming ``path``, the cause and the fix; it is an ``OSError``, not a
+    domain error, so the task is retried once the storage is fixed."""
     tmp = path.parent / f".{path.name}.tmp"
-    fh = tmp.open("wb")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = tmp.open("wb")
+    except OSError as exc:
+        if refused := _refused(path, tmp, exc):
+            raise refused from exc
+        raise
     target = AtomicFile(fh)
     try:
         yield target
-    except BaseException:
-        fh.close()
-        if tmp.exists():
-            tmp.unlink()
+        fh.close()  # flushes the buffer: a full disk may only show here, before anything is published
+        if not target.abandoned:
+            tmp.rename(path) if isinstance(path, Path) else tmp.rename(str(path))
+    except BaseException as exc:
+        _discard(fh, tmp)
+        if refused := _refused(path, tmp, exc):
+            raise refused from exc
         raise
-    fh.close()
     if target.abandoned:
         tmp.unlink()
-    else:
-        tmp.rename(path) if isinstance(path, Path) else tmp.rename(str(path))
 
 
 def write_bytes_atomic(path: LakePath, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never part
+    (``StorageWriteError`` if the storage refuses it, see ``atomic_write``)."""
     with atomic_write(path) as out:
         out.fh.write(data)
 
@@ -298,61 +564,247 @@ def resolve_training_data(
     """The files a training run uses: ``batch_uri`` if given, else the window's batches.
 
     With ``latest_only`` (scoring), the newest batch that is not in quarantine.
-    The window is the ``window_days`` days ending at ``as_of`` (inclusive). Batches
-    already in quarantine are left out, with a warning, so one bad day does not block
-    every nightly run after it.
+    The window is the ``window_days`` days ending at ``as_of`` (inclusive). Batches whose
+    content is in quarantine are left out, with a warning, so one bad day does not block
+    every nightly run after it; a file that shares only its name with a bad one stays in.
+
+    Every path is confined (``confine``) before it is read. Each file is read once (its SHA-256)
+    and its footer once (rows, column types): ``DataNotFoundError`` for a missing file,
+    ``UnreadableDataError`` for one that is not readable Parquet.
     """
-    if not batch_uri and latest_only:
-        found = [p for _, p in lake.batches() if p.name not in lake.quarantined_names()]
-        if not found:
-            raise DataNotFoundError(
-                f"no batch for model {lake.model!r} in {lake.incoming}; land one there or trigger with a batch_uri"
-            )
-        batch_uri = uri_of(found[-1])
+    # An explicit batch_uri is read even if its bytes failed before: the user asked for it.
+    quarantined = QuarantineIndex([]) if batch_uri else lake.quarantine_index()
+    window: tuple[str | None, str | None] = (None, None)
     if batch_uri:
-        path = as_path(batch_uri)
+        path = confine(batch_uri, lake.root)
         if not path.exists():
             raise DataNotFoundError(f"batch_uri {batch_uri} does not exist; pass the URI of a Parquet file")
         if not path.name.endswith(".parquet"):
             raise DataNotFoundError(f"batch_uri {batch_uri} is not a .parquet file; pass a Parquet file")
         paths, source = [path], "batch_uri"
-        window: tuple[str | None, str | None] = (None, None)
+    elif latest_only:
+        newest = next((p for _, p in reversed(lake.batches()) if not quarantined.find(p)), None)
+        if newest is None:
+            raise DataNotFoundError(
+                f"no batch for model {lake.model!r} in {lake.incoming}; land one there or trigger with a batch_uri"
+            )
+        paths, source = [confine(uri_of(newest), lake.root)], "batch_uri"
     else:
         start = as_of - dt.timedelta(days=window_days - 1)
-        quarantined = lake.quarantined_names()
-        paths = []
-        for day, path in lake.batches():
-            if not start <= day <= as_of:
-                continue
-            if path.name in quarantined:
-                log.warning("skipping %s: it is in quarantine (it failed validation before)", path)
-                continue
-            paths.append(path)
-        if not paths:
-            raise DataNotFoundError(
-                f"no batches for model {lake.model!r} between {start} and {as_of} in {lake.incoming}; "
-                f"generate some with `mlcycle generate {lake.model}` or trigger with a batch_uri"
-            )
+        paths = [confine(uri_of(p), lake.root) for day, p in lake.batches() if start <= day <= as_of]
         source, window = "window", (start.isoformat(), as_of.isoformat())
+    kept, digests, rows = [], [], 0
+    for path in paths:
+        uri = uri_of(path)
+        with reading(uri):
+            sha = file_sha256(path)
+        if record := quarantined.find(path, sha):
+            log.warning(
+                "skipping %s: its content failed before (quarantined by run %s, from %s)",
+                path,
+                record.run,
+                record.source,
+            )
+            continue
+        rows += _rows(path, uri)
+        kept.append(uri)
+        digests.append(sha)
+    if not kept:
+        raise DataNotFoundError(
+            f"no batches for model {lake.model!r} between {window[0]} and {window[1]} in {lake.incoming}; "
+            f"generate some with `mlcycle generate {lake.model}` or trigger with a batch_uri"
+        )
     return Manifest(
         model=lake.model,
-        batches=[uri_of(p) for p in paths],
-        rows=count_rows(paths),
-        digest=digest_files(paths),
+        batches=kept,
+        rows=rows,
+        digest=combine_digests(digests),
         source=source,
         window_start=window[0],
         window_end=window[1],
+        digests=digests,
     )
 
 
-def quarantine(lake: Lake, manifest: Manifest, key: str, result: dict[str, Any]) -> LakePath:
-    """Copy the manifest's batches and the validation result to ``quarantine/<key>/``."""
+def quarantine(lake: Lake, key: str, uris: list[str], result: dict[str, Any]) -> LakePath:
+    """Copy the files that failed and the result to ``quarantine/<key>/``, with a manifest that
+    records per file its source URI and the SHA-256 and size of its bytes: what later runs skip.
+
+    The digest is taken of the bytes copied, so the record always describes the copy."""
     target = lake.quarantine(key)
     target.mkdir(parents=True, exist_ok=True)
-    for uri in manifest.batches:
+    files = []
+    for uri in uris:
         src = as_path(uri)
         with src.open("rb") as fh:
-            write_bytes_atomic(target / src.name, fh.read())
+            data = fh.read()
+        write_bytes_atomic(target / src.name, data)
+        files.append(
+            {"name": src.name, "source": uri, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        )
     write_json(result, target / "validation_result.json")
-    write_json(manifest.to_dict(), target / "manifest.json")
+    write_json({"model": lake.model, "run": key, "files": files}, target / QUARANTINE_MANIFEST)
     return target
+
+
+def quarantine_unreadable(lake: Lake, key: str, exc: UnreadableDataError) -> UnreadableDataError:
+    """Quarantine the file ``exc`` names (it is data that arrived: later runs must skip it) and
+    return the error to raise, which says where it went."""
+    where = quarantine(lake, key, [exc.uri], {"success": False, "uri": exc.uri, "problem": exc.problem})
+    return UnreadableDataError(
+        f"{exc}\nquarantined it in {uri_of(where)}, so later windows skip these bytes; nothing downstream ran.",
+        uri=exc.uri,
+        problem=exc.problem,
+    )
+
+
+# --- the trusted evaluation set ---------------------------------------------------------------
+#
+#     <root>/<model>/trusted/v<N>.parquet    validated holdout rows of earlier champions
+#     <root>/<model>/trusted/index.json      every version: rows, SHA-256, where its rows came from
+#
+# A promotion adds the new champion's holdout rows (the newest ``max_rows_per_version``) and
+# writes the next version; the newest ``max_rows`` rows are kept. A version, once in the index,
+# is never rewritten: a gate verdict names the version and digest it was decided on.
+
+TRUSTED_INDEX = "index.json"
+TRUSTED_FROM = "__trusted_from__"  # column: the model version whose holdout a row came from
+
+
+@dataclass(frozen=True)
+class TrustedVersion:
+    """One immutable version of a model's trusted evaluation set, as its index records it."""
+
+    version: int
+    uri: str
+    rows: int
+    digest: str  # SHA-256 of the file's bytes
+    columns: list[str]  # the model's columns it holds (besides TRUSTED_FROM)
+    added_from: str  # the model version whose holdout rows this version added
+    added_rows: int
+    rows_per_version: dict[str, int]
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrustedVersion:
+        return cls(**data)
+
+
+def trusted_versions(lake: Lake) -> list[TrustedVersion]:
+    """Every published version of the model's trusted set, oldest first ([] before the first)."""
+    from mlcycle.core.errors import TrustedSetError
+
+    index = lake.trusted / TRUSTED_INDEX
+    if not index.exists():
+        return []
+    try:
+        return [TrustedVersion.from_dict(v) for v in read_json(index)["versions"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TrustedSetError(
+            f"the trusted set index {uri_of(index)} is malformed ({exc}); restore it from the "
+            "lake's backup or move the trusted/ folder away to start a new set"
+        ) from None
+
+
+def read_trusted(entry: TrustedVersion) -> pd.DataFrame:
+    """The rows of one trusted-set version, after checking its bytes against the index's
+    digest (``TrustedSetError`` when they differ: the set was changed outside mlcycle)."""
+    from mlcycle.core.errors import TrustedSetError
+
+    path = as_path(entry.uri)
+    if not path.exists():
+        raise TrustedSetError(
+            f"trusted set v{entry.version} ({entry.uri}) is in the index but missing; restore the "
+            "file, or move the trusted/ folder away to start a new set"
+        )
+    found = file_sha256(path)
+    if found != entry.digest:
+        raise TrustedSetError(
+            f"trusted set v{entry.version} ({entry.uri}) has SHA-256 {found[:12]}, its index records "
+            f"{entry.digest[:12]}: it was changed outside mlcycle. Restore the file, or move the "
+            "trusted/ folder away to start a new set"
+        )
+    return read_parquet([path])
+
+
+def add_trusted_rows(
+    lake: Lake,
+    rows: pd.DataFrame,
+    *,
+    model_version: str,
+    columns: list[str],
+    key_column: str | None,
+    time_column: str | None,
+    max_rows: int,
+    max_rows_per_version: int,
+) -> TrustedVersion | None:
+    """Publish the next version of the trusted set: the latest one plus the newest
+    ``max_rows_per_version`` of ``rows`` (by ``time_column``), a row's newest copy kept per
+    ``key_column``, then the newest ``max_rows`` rows. None when ``model_version`` already
+    added its rows (a rerun of a promotion). A change of ``columns`` (the spec's features
+    changed) starts a new set from ``rows`` alone."""
+    import pandas as pd
+
+    from mlcycle.core.errors import TrustedSetError
+
+    versions = trusted_versions(lake)
+    if done := [v for v in versions if v.added_from == str(model_version)]:
+        log.info("v%s already added its rows to the trusted set (v%d)", model_version, done[0].version)
+        return None
+    if missing := [c for c in columns if c not in rows.columns]:
+        raise TrustedSetError(
+            f"cannot add v{model_version}'s holdout to the trusted set: it lacks columns {missing}"
+        )
+    new = rows[columns]
+    if time_column and time_column in new.columns:
+        new = new.sort_values(time_column, kind="stable")
+    new = new.tail(max_rows_per_version).assign(**{TRUSTED_FROM: str(model_version)})
+    latest = versions[-1] if versions else None
+    if latest is not None and latest.columns == columns:
+        combined = pd.concat([read_trusted(latest), new], ignore_index=True)
+    else:
+        if latest is not None:
+            log.warning(
+                "the trusted set v%d holds columns %s, the model now has %s: starting a new set",
+                latest.version,
+                latest.columns,
+                columns,
+            )
+        combined = new
+    if key_column and key_column in combined.columns:
+        # Consecutive champions' holdouts overlap (a time split's newest days): keep one copy.
+        combined = combined.drop_duplicates(subset=[key_column], keep="last")
+    combined = combined.tail(max_rows).reset_index(drop=True)
+    number = latest.version + 1 if latest else 1
+    # Not yet in the index, so not published: a crash before the index is written leaves a
+    # file the rerun replaces.
+    path = lake.trusted / f"v{number}.parquet"
+    write_parquet(combined, path)
+    counts = combined[TRUSTED_FROM].value_counts(sort=False)
+    entry = TrustedVersion(
+        version=number,
+        uri=uri_of(path),
+        rows=len(combined),
+        digest=file_sha256(path),
+        columns=list(columns),
+        added_from=str(model_version),
+        added_rows=len(new),
+        rows_per_version={str(k): int(v) for k, v in counts.items()},
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    write_json(
+        {"model": lake.model, "versions": [*(v.to_dict() for v in versions), entry.to_dict()]},
+        lake.trusted / TRUSTED_INDEX,
+    )
+    log.info(
+        "trusted set v%d: %d rows (%d from v%s), SHA-256 %s",
+        number,
+        entry.rows,
+        len(new),
+        model_version,
+        entry.digest[:12],
+    )
+    return entry

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import DataNotFoundError, RegistryError
-from mlcycle.core.spec import ModelSpec, Task
+from mlcycle.core.spec import ModelSpec, Task, encode_target
 from mlcycle.data import lake as lk
 from mlcycle.data.lake import RunFile
 from mlcycle.monitor.profile import PREDICTION
@@ -40,14 +40,14 @@ def window_batches(lake: lk.Lake, days: int) -> tuple[list[lk.LakePath], lk.Lake
 
     The window follows the data, not the calendar: a check compares the most recent data
     there is, and the min-new-rows guardrail keeps an old window from retraining twice."""
-    quarantined = lake.quarantined_names()
+    quarantined = lake.quarantine_index()
     batches = lake.batches()
     if not batches:
         return [], None, False
     newest_day, newest = batches[-1]
     start = newest_day - dt.timedelta(days=days - 1)
-    window = [p for day, p in batches if day >= start and p.name not in quarantined]
-    return window, newest, newest.name in quarantined
+    window = [p for day, p in batches if day >= start and not quarantined.find(p)]
+    return window, newest, quarantined.find(newest) is not None
 
 
 def _stream(
@@ -78,8 +78,9 @@ def _stream(
                 acc.update(frame)
                 all_scores.append(s.astype("float32"))
                 if spec.data.target in chunk.columns:
-                    labelled = chunk[spec.data.target].notna().to_numpy()
-                    ys.append(chunk[spec.data.target].to_numpy()[labelled])
+                    y = encode_target(spec, chunk[spec.data.target])
+                    labelled = y.notna().to_numpy()
+                    ys.append(y.to_numpy()[labelled])
                     ss.append(s[labelled])
                 rows += len(chunk)
     scores = np.concatenate(all_scores) if all_scores else np.asarray([], dtype="float32")
@@ -140,8 +141,8 @@ def gather_facts(
     since_day = (
         dt.date.fromisoformat(seen) if seen else (last_training.date() if last_training else dt.date.min)
     )
-    quarantined = lake.quarantined_names()
-    new_paths = [p for day, p in lake.batches() if day > since_day and p.name not in quarantined]
+    quarantined = lake.quarantine_index()
+    new_paths = [p for day, p in lake.batches() if day > since_day and not quarantined.find(p)]
     requested = ledger.decisions(
         spec.name, since=now - dt.timedelta(days=7), requested_only=True, uri=ledger_uri
     )

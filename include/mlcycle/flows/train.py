@@ -12,10 +12,16 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from mlcycle.core.errors import GateFailedError, RegistryError, ValidationFailedError
-from mlcycle.core.spec import ModelSpec, spec_digest
+from mlcycle.core.errors import (
+    DataShiftError,
+    GateFailedError,
+    MlcycleError,
+    RegistryError,
+    ValidationFailedError,
+)
+from mlcycle.core.spec import ModelSpec, encode_target, spec_digest
 from mlcycle.data import lake as lk
 from mlcycle.data.lake import RunFile
 from mlcycle.store import ledger, registry
@@ -23,6 +29,7 @@ from mlcycle.store import ledger, registry
 if TYPE_CHECKING:
     import datetime as dt
 
+    import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
 
@@ -34,15 +41,22 @@ if TYPE_CHECKING:
         ResolveResult,
         TrainResult,
         TrainSkipped,
+        TrustedEvaluation,
         ValidateResult,
     )
     from mlcycle.core.run import RunInfo
     from mlcycle.ml.onnx_twin import Output
     from mlcycle.ml.training import TrainResult as Fitted
+    from mlcycle.monitor.shift import ShiftReport
 
 log = logging.getLogger(__name__)
 
 TAG_SKIPPED = "mlcycle.skipped"  # on the MLflow run of a training that had nothing to learn
+# The pre-training data check, on the training run and the version: pass | skipped | accepted |
+# refused; with the run's reason when a breach was accepted.
+TAG_DATA_SHIFT = "mlcycle.data_shift"
+TAG_DATA_SHIFT_REASON = "mlcycle.data_shift.accepted_because"
+DATA_SHIFT_ARTIFACT = "data_shift/report.json"
 
 
 def run_file(spec: ModelSpec, lake_root: str, run: RunInfo, what: RunFile) -> lk.LakePath:
@@ -67,15 +81,22 @@ def resolve(
     batch_uri: str | None = None,
     latest_only: bool = False,
 ) -> ResolveResult:
-    """Decide which files the run uses and write their manifest (with a digest of their bytes)."""
+    """Decide which files the run uses and write their manifest (with a digest of their bytes).
+    A file that is not readable Parquet is quarantined (by its digest) and ``UnreadableDataError``
+    names it; a location outside the allowed inputs is refused (``InputNotAllowedError``)."""
+    from mlcycle.core.errors import UnreadableDataError
+
     lake = lk.Lake(lake_root, spec.name)
-    manifest = lk.resolve_training_data(
-        lake,
-        window_days=spec.data.training_window_days,
-        as_of=as_of,
-        batch_uri=batch_uri,
-        latest_only=latest_only,
-    )
+    try:
+        manifest = lk.resolve_training_data(
+            lake,
+            window_days=spec.data.training_window_days,
+            as_of=as_of,
+            batch_uri=batch_uri,
+            latest_only=latest_only,
+        )
+    except UnreadableDataError as exc:
+        raise lk.quarantine_unreadable(lake, run.key, exc) from exc
     path = lake.run_file(run.key, RunFile.MANIFEST)
     lk.write_json(manifest.to_dict(), path)
     log.info(
@@ -103,27 +124,26 @@ def validate(
     spec: ModelSpec, run: RunInfo, *, manifest_uri: str, lake_root: str, contracts_dir: str | None = None
 ) -> ValidateResult:
     """Validate each batch against the model's contract. Failing batches are copied to
-    quarantine with the result, and ``ValidationFailedError`` lists each failure."""
+    quarantine with the result, and ``ValidationFailedError`` lists each failure; a batch whose
+    data cannot be decoded is quarantined too (``UnreadableDataError``)."""
     from mlcycle.core import settings
-    from mlcycle.data.contracts import load_suite_dict, validate_batches
+    from mlcycle.core.errors import UnreadableDataError
+    from mlcycle.data.contracts import load_suite_dict, validate_paths
 
     manifest = read_manifest(manifest_uri)
     suite = load_suite_dict(Path(contracts_dir or settings.contracts_dir()) / spec.contract)
-    frames = [(uri, lk.read_parquet([lk.as_path(uri)])) for uri in manifest.batches]
-    report = validate_batches(suite, frames)
     lake = lk.Lake(lake_root, spec.name)
+    try:
+        # One file at a time, chunk by chunk: memory does not grow with the window or the batch.
+        report = validate_paths(suite, manifest.batches)
+    except UnreadableDataError as exc:
+        raise lk.quarantine_unreadable(lake, run.key, exc) from exc
     lk.write_json(report.to_dict(), lake.run_file(run.key, RunFile.VALIDATION))
     if not report.success:
-        bad = lk.Manifest(
-            model=manifest.model,
-            batches=[b.uri for b in report.failed_batches],
-            rows=sum(b.rows for b in report.failed_batches),
-            digest=manifest.digest,
-            source=manifest.source,
-        )
-        where = lk.quarantine(lake, bad, run.key, report.to_dict())
+        failed = [b.uri for b in report.failed_batches]
+        where = lk.quarantine(lake, run.key, failed, report.to_dict())
         raise ValidationFailedError(
-            f"{report.summary()}\nquarantined {len(bad.batches)} batch(es) with the validation result "
+            f"{report.summary()}\nquarantined {len(failed)} batch(es) with the validation result "
             f"in {lk.uri_of(where)}; nothing downstream ran. Fix the source or drop the batch, then rerun."
         )
     log.info(report.summary())
@@ -180,11 +200,14 @@ def train(
     lake_root: str,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
+    accept_data_shift: bool = False,
 ) -> TrainResult | TrainSkipped:
     """Fit, log and register a candidate; alias it ``challenger``.
 
     Returns a ``TrainSkipped`` without training when the champion was trained on the same data
-    with the same spec (nothing could change) unless ``force``.
+    with the same spec (nothing could change) unless ``force``. Before fitting, the data is
+    checked against the champion's reference profile (``check_data_shift``): a breach raises
+    ``DataShiftError`` unless ``accept_data_shift``, which needs the run's reason.
     """
     from mlcycle.ml import training as tr
 
@@ -197,10 +220,17 @@ def train(
         challenger = registry.version_by_alias(mlc, spec.name, registry.CHALLENGER)
         if challenger is None or int(challenger.version) < int(existing.version):
             registry.set_alias(mlc, spec.name, registry.CHALLENGER, str(existing.version))
-        return _result(
-            spec, mlc, str(existing.version), registry.run_of(existing), existing.tags, created=False
-        )
+        run_id = registry.run_of(existing)
+        if mlc.get_run(run_id).info.status == "RUNNING":
+            mlc.set_terminated(run_id)  # an earlier try died before finishing its run
+        return _result(spec, mlc, str(existing.version), run_id, existing.tags, created=False)
     _, mlflow_run_id = open_run(mlc, spec, run, manifest_uri)
+    if accept_data_shift and not run.reason.strip():
+        mlc.set_terminated(mlflow_run_id, status="FAILED")
+        raise DataShiftError(
+            f"{spec.name}: accept_data_shift=true needs a reason; trigger again with reason set to why "
+            "this data is right (it is recorded on the MLflow run, the model version and the ledger)"
+        )
     if skipped := _skip_reason(mlc, spec, manifest.digest, force, overrides):
         log.info("skipping training: %s", skipped["reason"])
         mlc.set_tag(mlflow_run_id, TAG_SKIPPED, skipped["reason"])
@@ -209,7 +239,14 @@ def train(
 
     df = lk.read_parquet([lk.as_path(u) for u in manifest.batches])
     log.info("read %d rows from %d batch(es)", len(df), len(manifest.batches))
-    fitted = tr.train(df, spec, overrides)
+    shift = check_data_shift(
+        spec, run, mlc, df, lake_root=lake_root, mlflow_run_id=mlflow_run_id, accept=accept_data_shift
+    )
+    try:
+        fitted = tr.train(df, spec, overrides)
+    except MlcycleError:
+        mlc.set_terminated(mlflow_run_id, status="FAILED")  # a bad spec or param: no retry will fix it
+        raise
     holdout_path = run_file(spec, lake_root, run, RunFile.HOLDOUT)
     lk.write_parquet(fitted.holdout, holdout_path)
     started = time.perf_counter()
@@ -228,6 +265,10 @@ def train(
         size_mb=size_mb,
         onnx_report=onnx_report,
     )
+    shift_tags = {TAG_DATA_SHIFT: shift.status}
+    if shift.accepted:
+        shift_tags[TAG_DATA_SHIFT_REASON] = shift.accepted
+    registry.set_version_tags(mlc, spec.name, version, shift_tags)
     registry.set_alias(mlc, spec.name, registry.CHALLENGER, version)
     mlc.set_terminated(mlflow_run_id)
     log.info(
@@ -241,6 +282,60 @@ def train(
     out["holdout_metrics"] = {k: round(v, 6) for k, v in holdout_metrics.items()}
     out["train_seconds"] = round(fitted.seconds, 3)
     return out
+
+
+def check_data_shift(
+    spec: ModelSpec,
+    run: RunInfo,
+    mlc: MlflowClient,
+    df: pd.DataFrame,
+    *,
+    lake_root: str,
+    mlflow_run_id: str,
+    accept: bool = False,
+) -> ShiftReport:
+    """Compare training rows ``df`` with the champion's reference profile (``monitor.shift``)
+    and record the report: in the run folder (``data_shift.json``), on the MLflow run (artifact
+    and tag). A breach raises ``DataShiftError`` naming every breached check, unless ``accept``
+    (then the run's reason is recorded beside it). Skipped without a champion or its profile."""
+    from mlcycle.monitor import shift
+
+    champion = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
+    if champion is None:
+        report = shift.skipped_report(spec, len(df), "no champion yet: nothing to compare with")
+    else:
+        try:
+            profile = registry.load_profile(mlc, champion)
+        except RegistryError as exc:
+            log.warning("data shift check skipped: %s", exc)
+            report = shift.skipped_report(spec, len(df), str(exc), str(champion.version))
+        else:
+            report = shift.check_shift(spec, profile, df, champion_version=str(champion.version))
+    if report.breaches and accept:
+        report.accepted = run.reason
+    path = run_file(spec, lake_root, run, RunFile.DATA_SHIFT)
+    lk.write_json(report.to_dict(), path)
+    mlc.log_dict(mlflow_run_id, report.to_dict(), DATA_SHIFT_ARTIFACT)
+    mlc.set_tag(mlflow_run_id, TAG_DATA_SHIFT, report.status)
+    if report.status == "refused":
+        mlc.set_terminated(mlflow_run_id, status="FAILED")
+        listed = [f"  - {c.check} {c.detail}" for c in report.breaches[: shift.MAX_LISTED]]
+        if (more := len(report.breaches) - shift.MAX_LISTED) > 0:
+            listed.append(f"  - and {more} more")
+        raise DataShiftError(
+            f"{spec.name}: refusing to train on {report.rows} rows: they depart from champion "
+            f"v{report.champion_version}'s reference profile in {len(report.breaches)} check(s):\n"
+            + "\n".join(listed)
+            + f"\nNothing was trained. Full report: {lk.uri_of(path)} (and {DATA_SHIFT_ARTIFACT} on the "
+            "MLflow run). If the data is right (the world changed), trigger with accept_data_shift=true "
+            "and a reason to train anyway."
+        )
+    if report.status == "accepted":
+        mlc.set_tag(mlflow_run_id, TAG_DATA_SHIFT_REASON, run.reason)
+        log.warning(
+            "training despite a data shift, accepted by the run (%r): %s", run.reason, report.summary()
+        )
+    return report
 
 
 def _log_run(
@@ -401,13 +496,21 @@ def _result(
 def evaluate(
     spec: ModelSpec, run: RunInfo, mlc: MlflowClient, *, version: str, holdout_uri: str, lake_root: str
 ) -> EvaluationResult:
-    """Score the candidate and the current champion on the same holdout rows."""
+    """Score the candidate and the current champion on the same holdout rows, and on the
+    trusted evaluation set when one exists (``_on_trusted_set``); time both in turns in this
+    process, so the gate can compare their latencies as a ratio that load does not flip."""
     from mlcycle.ml import evaluation as ev
 
     path = run_file(spec, lake_root, run, RunFile.EVALUATION)
+    champion_mv = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
+    rival = champion_mv is not None and str(champion_mv.version) != str(version)
     if path.exists():
         earlier: EvaluationResult = lk.read_json(path)
-        if earlier.get("candidate", {}).get("version") == str(version):
+        # Reused only while the champion it compared against is still the champion.
+        expected = str(champion_mv.version) if champion_mv is not None and rival else None
+        earlier_champion = earlier.get("champion")
+        compared = earlier_champion["version"] if earlier_champion else None
+        if earlier.get("candidate", {}).get("version") == str(version) and compared == expected:
             log.info("evaluation of v%s was already done by this run; reusing %s", version, lk.uri_of(path))
             return earlier
 
@@ -422,14 +525,14 @@ def evaluate(
         return {
             "version": str(v),
             "metrics": ev.all_metrics(spec.task, y, s),
-            "latency_ms_per_1k_rows": ev.latency_ms_per_1k(model, X, spec.task),
+            "latency_ms_per_1k_rows": None,  # timed below, in turns with the champion
             "model_size_mb": float(size) if size else None,
         }, s
 
     candidate, cand_scores = measure(version)
-    champion_mv = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
     champion, confidence, shadow = None, None, None
-    if champion_mv is not None and str(champion_mv.version) != str(version):
+    trusted: TrustedEvaluation | None = None
+    if champion_mv is not None and rival:
         champion, champ_scores = measure(str(champion_mv.version))
         confidence = ev.paired_bootstrap(
             spec.gate.primary_metric, y, cand_scores, champ_scores, n=spec.gate.bootstrap_resamples
@@ -438,14 +541,28 @@ def evaluate(
             shadow = _shadow_on_newest_batch(
                 spec, lake_root, models[str(version)], models[str(champion_mv.version)]
             )
+        trusted = _on_trusted_set(
+            spec,
+            mlc,
+            lake_root=lake_root,
+            version=str(version),
+            candidate=models[str(version)],
+            champion=models[str(champion_mv.version)],
+            holdout=holdout,
+        )
     elif champion_mv is not None:
         log.warning("v%s is already the champion; evaluating it without a comparison", version)
+    measured = [m for m in (candidate, champion) if m is not None]
+    timed = ev.latencies_interleaved([models[m["version"]] for m in measured], X, spec.task)
+    for m, latency in zip(measured, timed, strict=True):
+        m["latency_ms_per_1k_rows"] = latency
     out: EvaluationResult = {
         "candidate": candidate,
         "champion": champion,
         "confidence": confidence,
         "shadow": shadow,
         "holdout_rows": len(holdout),
+        "trusted": trusted,
     }
     lk.write_json(out, path)
     primary = spec.gate.primary_metric
@@ -462,6 +579,118 @@ def evaluate(
     return out
 
 
+def _on_trusted_set(
+    spec: ModelSpec,
+    mlc: MlflowClient,
+    *,
+    lake_root: str,
+    version: str,
+    candidate: Any,
+    champion: Any,
+    holdout: pd.DataFrame,
+) -> TrustedEvaluation | None:
+    """Candidate and champion on the newest version of the trusted evaluation set, leaving out
+    the rows the candidate was fitted on (a model is never judged on its training rows). None
+    when there is no set yet; ``skipped`` says why a set could not be used."""
+    import numpy as np
+
+    from mlcycle.ml import evaluation as ev
+
+    versions = lk.trusted_versions(lk.Lake(lake_root, spec.name))
+    if not versions:
+        return None
+    entry = versions[-1]
+    out: TrustedEvaluation = {
+        "version": entry.version,
+        "uri": entry.uri,
+        "digest": entry.digest,
+        "rows": entry.rows,
+        "rows_used": 0,
+        "excluded_training_rows": 0,
+        "candidate": None,
+        "champion": None,
+        "skipped": None,
+    }
+    columns = [*spec.features.all, spec.data.target]
+    if missing := [c for c in columns if c not in entry.columns]:
+        out["skipped"] = f"it lacks columns {missing} of the spec; the next promotion starts a new set"
+        return out
+    rows = lk.read_trusted(entry)
+    trained = _training_fingerprints(
+        spec, mlc, lake_root=lake_root, version=version, holdout=holdout, columns=columns
+    )
+    if trained is not None:
+        keep = ~np.isin(ev.row_fingerprints(rows, columns), trained)
+        out["excluded_training_rows"] = int((~keep).sum())
+        rows = rows[keep]
+    out["rows_used"] = len(rows)
+    if len(rows) < spec.gate.trusted.min_rows:
+        out["skipped"] = (
+            f"{len(rows)} rows left after leaving out {out['excluded_training_rows']} the candidate trained "
+            f"on, fewer than gate.trusted.min_rows ({spec.gate.trusted.min_rows})"
+        )
+        return out
+    X, y = rows[spec.features.all], rows[spec.data.target].to_numpy()
+    out["candidate"] = cand = ev.all_metrics(spec.task, y, ev.scores(candidate, X, spec.task))
+    out["champion"] = champ = ev.all_metrics(spec.task, y, ev.scores(champion, X, spec.task))
+    primary = spec.gate.primary_metric
+    log.info(
+        "trusted set v%d, %d of %d rows: candidate %s=%.4f, champion %s=%.4f",
+        entry.version,
+        len(rows),
+        entry.rows,
+        primary,
+        cand[primary],
+        primary,
+        champ[primary],
+    )
+    return out
+
+
+def _training_fingerprints(
+    spec: ModelSpec,
+    mlc: MlflowClient,
+    *,
+    lake_root: str,
+    version: str,
+    holdout: pd.DataFrame,
+    columns: list[str],
+) -> np.ndarray | None:
+    """Fingerprints (``evaluation.row_fingerprints``) of the rows ``version`` was fitted on: its
+    training run's manifest minus its holdout. None, with a warning, when that manifest is gone
+    or is not the data the version records."""
+    import numpy as np
+
+    from mlcycle.core.run import run_key
+    from mlcycle.ml import evaluation as ev
+
+    tags = mlc.get_model_version(spec.name, version).tags
+    airflow_run = tags.get(registry.TAG_RUN_ID)
+    path = (
+        lk.Lake(lake_root, spec.name).run_file(run_key(airflow_run), RunFile.MANIFEST)
+        if airflow_run
+        else None
+    )
+    manifest = read_manifest(lk.uri_of(path)) if path is not None and path.exists() else None
+    if (
+        manifest is None
+        or manifest.digest != tags.get(registry.TAG_DIGEST)
+        or not all(lk.as_path(u).exists() for u in manifest.batches)
+    ):
+        log.warning(
+            "the training data of v%s cannot be read again (manifest %s): the trusted set is used whole, "
+            "rows the candidate trained on included",
+            version,
+            lk.uri_of(path) if path is not None else "unknown",
+        )
+        return None
+    frame = lk.read_parquet([lk.as_path(u) for u in manifest.batches], columns=columns)
+    if spec.data.target in frame.columns:  # the holdout and the trusted set hold encoded labels
+        frame[spec.data.target] = encode_target(spec, frame[spec.data.target])
+    seen = ev.row_fingerprints(frame, columns)
+    return np.setdiff1d(seen, ev.row_fingerprints(holdout, columns))
+
+
 def _shadow_on_newest_batch(
     spec: ModelSpec, lake_root: str, candidate: Any, champion: Any
 ) -> dict[str, Any] | None:
@@ -472,14 +701,15 @@ def _shadow_on_newest_batch(
     from mlcycle.ml import evaluation as ev
 
     lake = lk.Lake(lake_root, spec.name)
-    quarantined = lake.quarantined_names()
-    batches = [p for _, p in lake.batches() if p.name not in quarantined]
-    if not batches:
+    # The newest batch whose content never failed (a good file named like a bad one counts).
+    quarantined = lake.quarantine_index()
+    newest = next((p for _, p in reversed(lake.batches()) if not quarantined.find(p)), None)
+    if newest is None:
         return None
-    X: pd.DataFrame = lk.read_parquet([batches[-1]], columns=spec.features.all)
+    X: pd.DataFrame = lk.read_parquet([newest], columns=spec.features.all)
     c, b = ev.scores(candidate, X, spec.task), ev.scores(champion, X, spec.task)
     out: dict[str, Any] = {
-        "batch": batches[-1].name,
+        "batch": newest.name,
         "rows": len(X),
         "mean_abs_diff": float(np.abs(c - b).mean()),
     }
@@ -509,6 +739,7 @@ def gate(
         champ,
         confidence=evaluation.get("confidence"),
         shadow=evaluation.get("shadow"),
+        trusted=cast("dict[str, Any] | None", evaluation.get("trusted")),
     )
     json_path = run_file(spec, lake_root, run, RunFile.VERDICT_JSON)
     html_path = run_file(spec, lake_root, run, RunFile.VERDICT)
@@ -553,18 +784,36 @@ def gate(
 
 
 def promote(
-    spec: ModelSpec, run: RunInfo, mlc: MlflowClient, *, verdict: GateResult, ledger_uri: str | None = None
+    spec: ModelSpec,
+    run: RunInfo,
+    mlc: MlflowClient,
+    *,
+    verdict: GateResult,
+    ledger_uri: str | None = None,
+    lake_root: str | None = None,
 ) -> PromoteResult:
     """Move ``champion`` to the gated version (compare-and-set against the champion the gate
-    saw) and append the move to the ledger. A rerun changes nothing and records nothing twice."""
+    saw), append the move to the ledger and add the version's holdout rows to the trusted
+    evaluation set (``lake_root``, default ``MLCYCLE_LAKE_ROOT``). A rerun changes nothing and
+    records nothing twice."""
+    from mlcycle.core.errors import PromotionConflictError
+
     if not verdict.get("passed"):
         raise RegistryError(
             f"refusing to promote {spec.name}: the verdict did not pass ({verdict.get('summary')})"
         )
     version = str(verdict["version"])
-    previous = registry.set_alias(
-        mlc, spec.name, registry.CHAMPION, version, expected=verdict.get("champion_version")
-    )
+    try:
+        # One move of the champion at a time across every task sharing the ledger, so the
+        # compare-and-set sees a concurrent promotion that moved it first.
+        with ledger.alias_lock(
+            spec.name, registry.CHAMPION, holder=f"{run.dag_id}/{run.run_id}", uri=ledger_uri
+        ):
+            previous = registry.set_alias(
+                mlc, spec.name, registry.CHAMPION, version, expected=verdict.get("champion_version")
+            )
+    except PromotionConflictError as exc:
+        raise _superseded(spec, run, mlc, verdict=verdict, conflict=exc, ledger_uri=ledger_uri) from exc
     already = previous == version
     if already:
         # A retry after the alias moved: the move's "from" is what the gate compared against.
@@ -592,9 +841,79 @@ def promote(
         version,
         " (already there; ledger entry kept)" if already and not recorded else "",
     )
+    _add_to_trusted_set(spec, mlc, version, lake_root)
     return {
         "promoted": not already,
         "version": version,
         "previous_version": previous,
         "ledger_recorded": recorded,
     }
+
+
+def _superseded(
+    spec: ModelSpec,
+    run: RunInfo,
+    mlc: MlflowClient,
+    *,
+    verdict: GateResult,
+    conflict: Exception,
+    ledger_uri: str | None,
+) -> Exception:
+    """A candidate passed its gate, but the champion moved to another version since (a run
+    racing it promoted first): tag the version and append a ``superseded`` ledger entry (once
+    per run), and return the error that ends the task without retries."""
+    from mlcycle.core.errors import PromotionConflictError
+
+    version, judged_against = str(verdict["version"]), verdict.get("champion_version")
+    current = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
+    winner = str(current.version) if current else "-"
+    registry.set_version_tags(mlc, spec.name, version, {registry.TAG_SUPERSEDED_BY: winner})
+    ledger.append(
+        ledger.Entry(
+            model=spec.name,
+            alias=registry.CHAMPION,
+            previous_version=judged_against,
+            new_version=version,
+            action="superseded",
+            actor=f"{run.actor}:{run.dag_id}",
+            reason=f"passed its gate against v{judged_against or '-'}, but v{winner} became champion first",
+            evidence_uri=verdict.get("report_uri"),
+            verdict=verdict.get("summary"),
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+        ),
+        ledger_uri,
+    )
+    log.warning("%s v%s superseded: v%s became champion first", spec.name, version, winner)
+    return PromotionConflictError(
+        f"{conflict}\nv{version} stays registered and is recorded as superseded by v{winner} (ledger "
+        f"action 'superseded', version tag {registry.TAG_SUPERSEDED_BY}); the champion stays v{winner}. "
+        f"To judge a candidate against v{winner}, trigger train_{spec.name} again."
+    )
+
+
+def _add_to_trusted_set(spec: ModelSpec, mlc: MlflowClient, version: str, lake_root: str | None) -> None:
+    """The promoted version's holdout rows (validated, and checked against the previous
+    champion's reference before training) join the trusted evaluation set, once per version."""
+    from mlcycle.core import settings
+
+    holdout_uri = mlc.get_model_version(spec.name, version).tags.get(registry.TAG_HOLDOUT)
+    if not holdout_uri or not lk.as_path(holdout_uri).exists():
+        log.warning(
+            "v%s has no holdout file (%s): the trusted evaluation set is not extended",
+            version,
+            holdout_uri or f"no {registry.TAG_HOLDOUT} tag",
+        )
+        return
+    data = spec.data
+    policy = spec.gate.trusted
+    lk.add_trusted_rows(
+        lk.Lake(lake_root or settings.lake_root(), spec.name),
+        lk.read_parquet([lk.as_path(holdout_uri)]),
+        model_version=version,
+        columns=list(dict.fromkeys([data.key_column, data.time_column, *spec.features.all, data.target])),
+        key_column=data.key_column,
+        time_column=data.time_column,
+        max_rows=policy.max_rows,
+        max_rows_per_version=policy.max_rows_per_version,
+    )

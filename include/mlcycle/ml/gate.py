@@ -4,6 +4,11 @@ The verdict is an artifact: every rule with its numbers and pass/fail, serialisa
 to JSON (``mlcycle.reports.pages.gate_page`` renders it to HTML). The first model of a
 name has no champion to compare with and bootstraps under the absolute rules only
 (thresholds and budgets).
+
+Against a champion, the candidate must also not regress on the *trusted evaluation set*
+(validated holdout rows of earlier champions, ``mlcycle.data.lake``), so a candidate whose own
+holdout carries the same damage as its training data cannot win on it; and its latency is
+judged as a ratio to the champion's, both timed interleaved, so machine load cannot flip it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class Rule:
     """One evaluated gate rule: what was measured, the limit it had to meet, and a sentence for reviewers."""
 
     name: str
-    kind: str  # threshold | regression | improvement | confidence | budget
+    kind: str  # threshold | regression | improvement | confidence | budget | shadow | trusted
     outcome: Outcome
     observed: float | None
     limit: float | None
@@ -61,6 +66,7 @@ class Verdict:
     confidence: dict[str, float] | None = None
     shadow: dict[str, Any] | None = None
     evidence: dict[str, str] = field(default_factory=dict)
+    trusted: dict[str, Any] | None = None  # the trusted set's version, rows, digest and metrics
 
     @property
     def failed_rules(self) -> list[Rule]:
@@ -127,12 +133,39 @@ def _threshold_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
     return rules
 
 
-def _budget_rules(policy: GateSpec, cand: Measurement) -> list[Rule]:
+def _latency_ratio_rule(policy: GateSpec, cand: Measurement, champ: Measurement | None) -> Rule | None:
+    """Candidate latency / champion latency against ``budgets.max_latency_ratio``, when a
+    champion was timed beside the candidate; None when the absolute budget applies instead."""
+    limit = policy.budgets.max_latency_ratio
+    if limit is None or champ is None or champ.latency_ms_per_1k_rows is None:
+        return None
+    c, b = cand.latency_ms_per_1k_rows, champ.latency_ms_per_1k_rows
+    if c is None or math.isnan(c):
+        return _missing("latency_ratio", "budget", "candidate")
+    ratio = c / max(b, 1e-9)
+    ok = ratio <= limit
+    return Rule(
+        "budget:latency_ratio",
+        "budget",
+        Outcome.PASS if ok else Outcome.FAIL,
+        ratio,
+        limit,
+        f"latency {_fmt(c)} ms per 1k rows is {ratio:.2f}x the champion's {_fmt(b)} (timed interleaved, "
+        f"best of several runs), {'within' if ok else 'over'} the allowed {limit:.2f}x",
+    )
+
+
+def _budget_rules(policy: GateSpec, cand: Measurement, champ: Measurement | None = None) -> list[Rule]:
     rules = []
+    ratio = _latency_ratio_rule(policy, cand, champ)
+    if ratio is not None:
+        rules.append(ratio)
     for key, what, unit in (
         ("latency_ms_per_1k_rows", "latency", "ms per 1k rows"),
         ("model_size_mb", "model size", "MB"),
     ):
+        if key == "latency_ms_per_1k_rows" and ratio is not None:
+            continue  # beside a champion the ratio decides: an absolute time flips with load
         limit = getattr(policy.budgets, key)
         if limit is None:
             continue
@@ -233,6 +266,38 @@ def _shadow_rules(policy: GateSpec, shadow: dict[str, Any] | None) -> list[Rule]
     return rules
 
 
+def _trusted_rule(policy: GateSpec, trusted: dict[str, Any] | None) -> Rule:
+    """The candidate may not regress on the trusted set by more than the spec's tolerance
+    (``GateSpec.trusted_tolerance``); skipped when there is no usable set yet."""
+    metric = policy.primary_metric
+    name, tolerance = f"trusted:{metric}", policy.trusted_tolerance
+    if trusted is None:
+        why = "no trusted evaluation set yet: the next promotion seeds it with its holdout"
+        return Rule(name, "trusted", Outcome.SKIPPED, None, tolerance, why)
+    where = (
+        f"trusted set v{trusted.get('version')} ({trusted.get('rows_used')} of {trusted.get('rows')} rows, "
+        f"SHA-256 {str(trusted.get('digest', ''))[:12]})"
+    )
+    if trusted.get("skipped"):
+        return Rule(
+            name, "trusted", Outcome.SKIPPED, None, tolerance, f"{where} not used: {trusted['skipped']}"
+        )
+    c = (trusted.get("candidate") or {}).get(metric)
+    b = (trusted.get("champion") or {}).get(metric)
+    if c is None or math.isnan(c):
+        return _missing(metric, "trusted", f"{where} (candidate)")
+    if b is None or math.isnan(b):
+        return _missing(metric, "trusted", f"{where} (champion)")
+    gain = _gain(metric, c, b)
+    ok = gain >= -tolerance
+    better = "higher" if METRICS[metric][1] is Direction.HIGHER else "lower"
+    detail = (
+        f"on the {where}: {metric} {_fmt(c)} vs champion {_fmt(b)}: change {gain:+.4g} ({better} is better), "
+        f"allowed regression {_fmt(tolerance)}"
+    )
+    return Rule(name, "trusted", Outcome.PASS if ok else Outcome.FAIL, gain, tolerance, detail)
+
+
 def decide(
     model: str,
     policy: GateSpec,
@@ -241,19 +306,23 @@ def decide(
     *,
     confidence: dict[str, float] | None = None,
     shadow: dict[str, Any] | None = None,
+    trusted: dict[str, Any] | None = None,
 ) -> Verdict:
-    """The verdict on ``candidate``: absolute rules always, rules against ``champion`` if there is one."""
-    rules = _threshold_rules(policy, candidate) + _budget_rules(policy, candidate)
+    """The verdict on ``candidate``: absolute rules always, rules against ``champion`` if there
+    is one (on the holdout, and on the ``trusted`` set's measurements when it was used)."""
+    rules = _threshold_rules(policy, candidate) + _budget_rules(policy, candidate, champion)
     if champion is None:
         skipped = [f"regression:{m}" for m in policy.max_regression] + [
             f"improvement:{m}" for m in policy.min_improvement
         ]
+        skipped.append(f"trusted:{policy.primary_metric}")
         if policy.min_confidence is not None:
             skipped.append(f"confidence:{policy.primary_metric}")
         if policy.shadow.min_agreement is not None:
             skipped.append("shadow:agreement")
         if policy.shadow.max_mean_abs_diff is not None:
             skipped.append("shadow:mean_abs_diff")
+        seeds = {f"trusted:{policy.primary_metric}": "; promoting it seeds the trusted evaluation set"}
         rules += [
             Rule(
                 name,
@@ -261,13 +330,14 @@ def decide(
                 Outcome.SKIPPED,
                 None,
                 None,
-                "no champion yet: bootstrap under absolute rules",
+                f"no champion yet: bootstrap under absolute rules{seeds.get(name, '')}",
             )
             for name in skipped
         ]
     else:
         rules += _comparison_rules(policy, candidate, champion, confidence)
         rules += _shadow_rules(policy, shadow)
+        rules.append(_trusted_rule(policy, trusted))
     return Verdict(
         model=model,
         candidate_version=candidate.version,
@@ -279,4 +349,5 @@ def decide(
         champion_metrics=champion.metrics if champion else None,
         confidence=confidence,
         shadow=shadow,
+        trusted=trusted if champion is not None else None,
     )

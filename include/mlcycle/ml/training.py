@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import SpecError
-from mlcycle.core.spec import ModelSpec, Task
+from mlcycle.core.spec import ModelSpec, Task, encode_target, estimator_class, estimator_problems
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,18 +41,6 @@ def trusted_types_for(pipeline: Pipeline, spec: ModelSpec) -> list[str]:
     return needed
 
 
-def estimator_class(spec: ModelSpec) -> type:
-    """The class named by ``estimator.class``, imported; ``SpecError`` if it cannot be."""
-    module_name, _, cls_name = spec.estimator.class_.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError):
-        raise SpecError(
-            f"model {spec.name}: estimator.class {spec.estimator.class_!r} cannot be imported; "
-            "check the module and class name against scikit-learn's API"
-        ) from None
-
-
 def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> Pipeline:
     """Preprocessing (impute + one-hot) and the spec's estimator, with optional param overrides."""
     from sklearn.compose import ColumnTransformer
@@ -61,13 +48,18 @@ def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> 
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
+    estimator_cls = estimator_class(spec)  # an unknown class keeps its own message
     params = {**spec.estimator.params, **(overrides or {})}
-    try:
-        estimator = estimator_class(spec)(**params)
-    except TypeError as exc:
+    # Checked here (names, with the closest valid one, and values), not left to fit(): a wrong
+    # value would otherwise surface as a raw scikit-learn error that Airflow retries.
+    checked = spec.model_copy(update={"estimator": spec.estimator.model_copy(update={"params": params})})
+    if problems := estimator_problems(checked):
+        where = "the run's estimator_params or " if overrides else ""
         raise SpecError(
-            f"model {spec.name}: estimator.params are not accepted by {spec.estimator.class_}: {exc}"
-        ) from None
+            f"model {spec.name}: the estimator cannot be built: {'; '.join(problems)}. "
+            f"Fix {where}estimator.params in include/models/{spec.name}.yaml"
+        )
+    estimator = estimator_cls(**params)
     transformers = []
     if spec.features.numeric:
         transformers.append(
@@ -139,7 +131,8 @@ def check_columns(df: pd.DataFrame, spec: ModelSpec) -> None:
     if missing:
         raise SpecError(
             f"model {spec.name}: the data lacks columns {missing} named in the spec; "
-            f"it has {sorted(df.columns)}"
+            f"it has {sorted(df.columns)}. Add them to the batches (and the contract), or remove "
+            f"them from the spec's features in include/models/{spec.name}.yaml"
         )
 
 
@@ -155,8 +148,19 @@ class TrainResult:
 
 
 def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = None) -> TrainResult:
-    """Split ``df`` and fit the spec's pipeline; ``SpecError`` on missing columns, < 20 rows or one class."""
+    """Encode the target (``encode_target``), split ``df`` and fit the spec's pipeline; ``SpecError`` on
+    missing columns, target values the spec does not map, rows without a label, < 20 rows or one class."""
     check_columns(df, spec)
+    # The frames returned (and the holdout written from them) carry the target as class 0/1:
+    # every later reader (evaluation, reference profile) scores them without the spec's labels.
+    labels = encode_target(spec, df[spec.data.target])
+    if unlabelled := int(labels.isna().sum()):
+        raise SpecError(
+            f"model {spec.name}: {unlabelled} of {len(df)} rows have no value in the target "
+            f"{spec.data.target!r}; every training row needs one. Fix the data, or require it in the "
+            f"contract (expect_column_values_to_not_be_null on {spec.data.target!r}) so such batches are quarantined"
+        )
+    df = df.assign(**{spec.data.target: labels})
     train_df, holdout = split(df, spec)
     target = train_df[spec.data.target]
     if spec.task is Task.CLASSIFICATION and target.nunique() < 2:

@@ -20,14 +20,16 @@ def reference_profile(
     scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Profile of the training data, the holdout's prediction distribution, the model's
-    feature importance and its reference performance (measured and, for classifiers, the
-    confidence-based estimate) — everything a later check compares against. ``scores``: the
-    pipeline's ``evaluation.scores`` on the holdout, if the caller already has them."""
+    feature importance, its reference performance (measured and, for classifiers, the
+    confidence-based estimate) and the association of each pair of columns — everything a later
+    check compares against. ``scores``: the pipeline's ``evaluation.scores`` on the holdout, if
+    the caller already has them."""
     import numpy as np
 
     from mlcycle.ml import evaluation as ev
     from mlcycle.monitor import estimates
     from mlcycle.monitor.profile import build_profile
+    from mlcycle.monitor.shift import associations
 
     if scores is None:
         scores = ev.scores(pipeline, holdout[spec.features.all], spec.task)
@@ -44,6 +46,9 @@ def reference_profile(
         reference["cbpe_accuracy"] = estimates.cbpe_accuracy(np.asarray(scores))
         reference["cbpe_roc_auc"] = estimates.cbpe_roc_auc(np.asarray(scores))
     profile["reference_performance"] = reference
+    # How strongly each pair of columns (the target included) goes together: the pre-training
+    # check of the next candidate (``monitor.shift``) compares its data with these.
+    profile["associations"] = associations(spec, train)
     return profile
 
 

@@ -94,7 +94,7 @@ def _render(template: str, **context: Any) -> str:
 def gate_page(verdict: dict[str, Any]) -> str:
     """The promotion gate's verdict (``Verdict.to_dict()``): every rule with its outcome,
     the holdout metrics of candidate and champion, the paired bootstrap, the shadow
-    comparison and the evidence files."""
+    comparison, the trusted evaluation set and the evidence files."""
     v = {
         **verdict,
         "confidence": verdict.get("confidence") or {},
@@ -106,7 +106,21 @@ def gate_page(verdict: dict[str, Any]) -> str:
     cand = verdict.get("candidate_metrics") or {}
     champ = verdict.get("champion_metrics") or {}
     metrics = [(name, cand.get(name), champ.get(name)) for name in sorted(set(cand) | set(champ))]
-    return _render("gate.html.j2", v=v, rules=rules, metrics=metrics)
+    return _render(
+        "gate.html.j2", v=v, rules=rules, metrics=metrics, trusted=_trusted(verdict.get("trusted"))
+    )
+
+
+def _trusted(trusted: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The trusted-set section of a gate page: which version (rows, digest) and both models' metrics."""
+    if not trusted:
+        return None
+    keys = ("version", "rows", "rows_used", "excluded_training_rows", "digest", "uri", "skipped")
+    cand, champ = trusted.get("candidate") or {}, trusted.get("champion") or {}
+    return {
+        "info": {k: trusted[k] for k in keys if trusted.get(k) is not None},
+        "metrics": [(name, cand.get(name), champ.get(name)) for name in sorted(set(cand) | set(champ))],
+    }
 
 
 # --- drift check ----------------------------------------------------------------------------------

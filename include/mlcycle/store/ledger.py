@@ -12,6 +12,7 @@ promotion task records its move once.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from mlcycle.core import settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy import Engine, Table
 
 
@@ -41,7 +44,7 @@ class Entry(_Row):
     alias: str
     previous_version: str | None
     new_version: str
-    action: str  # promote | bootstrap | rollback
+    action: str  # promote | bootstrap | rollback | superseded (passed its gate, lost the race)
     actor: str
     reason: str
     evidence_uri: str | None
@@ -76,15 +79,23 @@ def _table() -> Table:
     )
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 @cache
 def _engine(uri: str) -> Engine:
     from sqlalchemy import create_engine
 
+    connect_args: dict[str, Any] = {}
     if uri.startswith("sqlite:///"):
         from pathlib import Path
 
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(uri, pool_pre_ping=True)
+        # Task processes append while the api-server's ledger page reads: wait for the lock
+        # instead of failing after pysqlite's 5 s. (WAL, which lets readers and the writer
+        # overlap, is a property of the file: scripts/up.sh sets it once on the embedded one.)
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
+    engine = create_engine(uri, pool_pre_ping=True, connect_args=connect_args)
     _decisions_table()  # both tables share the metadata: create them together
     _table().metadata.create_all(engine, checkfirst=True)
     return engine
@@ -197,3 +208,62 @@ def decisions(
         query = query.where(table.c.requested.is_(True))
     with _engine(uri or settings.ledger_uri()).connect() as conn:
         return [RetrainDecision(**row._mapping) for row in conn.execute(query)]
+
+
+# --- one alias move at a time ----------------------------------------------------------------------
+
+
+@cache
+def _locks_table() -> Table:
+    from sqlalchemy import Column, DateTime, String, Table
+
+    return Table(
+        "mlcycle_alias_locks",
+        _table().metadata,
+        Column("model", String(128), primary_key=True),
+        Column("alias", String(64), primary_key=True),
+        Column("holder", String(512)),
+        Column("locked_at", DateTime(timezone=True)),
+    )
+
+
+@cache
+def _lock_engine(uri: str) -> Engine:
+    """The ledger's engine, with the locks table made (``IF NOT EXISTS``: concurrent first
+    users of a new ledger both succeed)."""
+    from sqlalchemy.schema import CreateTable
+
+    engine = _engine(uri)
+    with engine.begin() as conn:
+        conn.execute(CreateTable(_locks_table(), if_not_exists=True))
+    return engine
+
+
+@contextmanager
+def alias_lock(model: str, alias: str, *, holder: str, uri: str | None = None) -> Iterator[None]:
+    """Hold the lock of ``model@alias`` for the block, so that moves of that alias happen one at
+    a time across the tasks, processes and machines that share the ledger: a compare-and-set of
+    the alias inside the block (``registry.set_alias(..., expected=...)``) sees every earlier move,
+    and no other move can come between its read and its write. MLflow has no compare-and-set of
+    its own, so without this two promotions could both read the old champion and both move it.
+
+    The lock is the alias's row in the ledger database, written by the block's transaction: a
+    row lock in PostgreSQL, the database's write lock in SQLite (keep the block short). The
+    database releases it when the block ends, also on an error, and when the holder dies (its
+    connection goes away). ``holder`` (who is moving it) is kept in the row for diagnosis."""
+    from sqlalchemy import insert, select, update
+    from sqlalchemy.exc import IntegrityError
+
+    engine = _lock_engine(uri or settings.ledger_uri())
+    table = _locks_table()
+    row = (table.c.model == model) & (table.c.alias == alias)
+    with engine.connect() as conn:
+        exists = conn.execute(select(table.c.model).where(row)).first() is not None
+    if not exists:
+        # Another mover may make the row first: either way it exists afterwards.
+        with suppress(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(table).values(model=model, alias=alias))
+    with engine.begin() as conn:
+        # Writing the row takes the lock; a concurrent mover waits here until this transaction ends.
+        conn.execute(update(table).where(row).values(holder=holder[:512], locked_at=dt.datetime.now(dt.UTC)))
+        yield

@@ -51,6 +51,7 @@ TAG_EVIDENCE = "gate.evidence"
 TAG_ONNX = "onnx.status"  # passed | failed | not_convertible | disabled
 TAG_ONNX_REASON = "onnx.reason"
 TAG_ONNX_DIFF = "onnx.max_diff"
+TAG_SUPERSEDED_BY = "promotion.superseded_by"  # passed its gate, but another version moved in first
 
 ONNX_ARTIFACT = "onnx/model.onnx"  # in the run that logged the version
 ONNX_REPORT = "onnx/parity.json"
@@ -182,9 +183,13 @@ def register_version(
     """Create the version with its identifying tags in one call, so a crash cannot
     leave a version that a rerun would fail to recognise."""
     ensure_registered_model(mlc, model, description)
-    # MLflow resolves a ``models:/m-…`` source with a client of the process-wide store.
+    # A tracking server accepts a ``models:/m-…`` source only with the logged model's id (a local
+    # store looks it up itself); MLflow resolves that source with a client of the process-wide store.
+    model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
     with fluent(mlc):
-        mv = mlc.create_model_version(model, source=source, run_id=mlflow_run_id, tags=tags)
+        mv = mlc.create_model_version(
+            model, source=source, run_id=mlflow_run_id, tags=tags, model_id=model_id
+        )
     return str(mv.version)
 
 
@@ -212,14 +217,20 @@ def set_version_tags(mlc: MlflowClient, model: str, version: str, tags: dict[str
 
 
 def load_sklearn(mlc: MlflowClient, model: str, version: str) -> Any:
-    """Load a version with the skops trusted types recorded at save time (never a pickle),
-    downloading it through ``mlc``'s store.
+    """Load a version's scikit-learn model with skops, never with pickle, downloading it
+    through ``mlc``'s store.
+
+    Refused with a ``RegistryError`` before a byte of the model is deserialised: a version
+    saved as pickle or cloudpickle (unpickling runs whatever code the artifact carries), and
+    one whose skops file needs types that were not trusted when it was saved or that lie
+    outside numpy, SciPy and scikit-learn (the trusted list is read from the artifact's own
+    MLmodel, which a crafted artifact could fill with anything).
 
     The version's artifact location is asked of ``mlc`` first: MLflow resolves a
     ``models:/<name>/<version>`` URI against the process-wide registry, whatever store is
     passed to the download."""
     import mlflow.artifacts
-    import mlflow.sklearn
+    import skops.io
 
     try:
         source = mlc.get_model_version_download_uri(model, version)
@@ -227,9 +238,48 @@ def load_sklearn(mlc: MlflowClient, model: str, version: str) -> Any:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=source, dst_path=tmp, tracking_uri=mlc.tracking_uri
             )
-            return mlflow.sklearn.load_model(local)
+            path, trusted = _skops_file(Path(local), f"models:/{model}/{version}")
+            return skops.io.load(path, trusted=trusted)
+    except RegistryError:
+        raise
     except Exception as exc:
         raise RegistryError(f"cannot load models:/{model}/{version}: {exc}") from exc
+
+
+# Where the types a model may rebuild beyond skops' own safe defaults may come from.
+_SKOPS_TRUSTED_PACKAGES = ("numpy.", "scipy.", "sklearn.")
+
+
+def _skops_file(local: Path, where: str) -> tuple[Path, list[str]]:
+    """The skops file of a downloaded sklearn-flavor model and the types it needs, checked
+    without deserialising anything (``RegistryError`` for any other format or type)."""
+    import skops.io
+    from mlflow.models import Model
+
+    flavor = Model.load(str(local)).flavors.get("sklearn")
+    if flavor is None:
+        raise RegistryError(
+            f"{where} has no scikit-learn flavor: mlcycle loads scikit-learn models saved with skops"
+        )
+    # MLflow reads a flavor without the key as pickle.
+    fmt = flavor.get("serialization_format", "pickle")
+    if fmt != "skops":
+        raise RegistryError(
+            f"{where} is saved as {fmt}, which is not loaded: unpickling runs whatever code the artifact "
+            "carries. mlcycle loads models saved with skops only: retrain it (trigger the train DAG with "
+            "force=true), or log it again with serialization_format='skops'"
+        )
+    path = local / flavor["pickled_model"]
+    needed = skops.io.get_untrusted_types(file=path)
+    recorded = set(flavor.get("skops_trusted_types") or ())
+    refused = [t for t in needed if t not in recorded or not t.startswith(_SKOPS_TRUSTED_PACKAGES)]
+    if refused:
+        raise RegistryError(
+            f"{where} needs the skops types {refused}, which are not loaded: only types trusted when the "
+            "model was saved, from numpy, scipy or sklearn, are rebuilt. Retrain it with the train DAG, "
+            "whose allow-list is mlcycle.ml.training.SKOPS_TRUSTED_TYPES"
+        )
+    return path, needed
 
 
 def load_run_json(mlc: MlflowClient, run_id: str, artifact: str) -> Any:
