@@ -9,6 +9,7 @@ in the Evidently venv, and ``parse_cost.py``'s children import it before measuri
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -215,6 +216,52 @@ def run_child(
         result=find_result(stdout or ""),
         timeout=timeout,
     )
+
+
+class CappedChild:
+    """Runs ``script --child KIND --job JSON`` children under one deadline for the whole run."""
+
+    def __init__(self, script: Path, python: Path, deadline: float, env: dict[str, str]) -> None:
+        self.script = script.resolve()
+        self.python = python
+        self.deadline = deadline
+        self.env = env
+
+    def run(self, kind: str, job: dict[str, Any], *, capped: bool = True) -> dict[str, Any]:
+        """The child's result, or {"error": ...} (time cap, crash, OOM kill)."""
+        left = self.deadline - time.monotonic()
+        if capped and left < 5:
+            return {"error": "skipped: time cap reached"}
+        cmd = [str(self.python), str(self.script), "--child", kind, "--job", json.dumps(job)]
+        done = run_child(cmd, env=self.env, timeout=left if capped else None)
+        if done.returncode is None:
+            return {"error": "killed: time cap reached during the run"}
+        if not done.ok:
+            return {"error": f"{kind} failed ({done.error(12)})"}
+        return done.result or {}
+
+
+def add_child_args(parser: argparse.ArgumentParser, children: Iterable[str]) -> None:
+    """The options every child-running script shares: where state goes, the venv, --keep, and
+    the hidden --child/--job a parent passes to its children."""
+    parser.add_argument(
+        "--tmp-dir", type=Path, default=Path("/tmp"), help="where the temporary directory goes"
+    )
+    parser.add_argument("--python", type=Path, default=default_python(), help="interpreter of the venv")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--child", choices=sorted(children), help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+
+
+def parse_sizes(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    """``--sizes`` (comma-separated row counts), sorted and unique, or the parser's error."""
+    try:
+        sizes = sorted({int(n) for n in text.split(",")})
+    except ValueError:
+        parser.error("--sizes takes comma-separated row counts")
+    if sizes[0] < 1:
+        parser.error("--sizes must be positive")
+    return sizes
 
 
 def free_port() -> int:

@@ -71,16 +71,17 @@ from typing import Any
 # bench/ is on sys.path when a script runs
 from _common import (
     SPECS_DIR,
+    CappedChild,
+    add_child_args,
     check_python,
-    default_python,
     emit,
     fmt_rows,
     machine,
     maxrss_mb,
+    parse_sizes,
     print_header,
     require_disk,
     revision,
-    run_child,
     scratch_dir,
 )
 
@@ -364,28 +365,6 @@ class Cell:
         return self.rows / self.median("seconds")
 
 
-class Child:
-    def __init__(self, python: Path, deadline: float, omp_threads: int = 0) -> None:
-        self.python = python
-        self.deadline = deadline
-        self.env = dict(os.environ)
-        if omp_threads:
-            self.env["OMP_NUM_THREADS"] = str(omp_threads)
-
-    def run(self, kind: str, job: dict[str, Any], *, capped: bool = True) -> dict[str, Any]:
-        """The child's result, or {"error": ...} (time cap, crash, OOM kill)."""
-        left = self.deadline - time.monotonic()
-        if capped and left < 5:
-            return {"error": "skipped: time cap reached"}
-        cmd = [str(self.python), str(Path(__file__).resolve()), "--child", kind, "--job", json.dumps(job)]
-        done = run_child(cmd, env=self.env, timeout=left if capped else None)
-        if done.returncode is None:
-            return {"error": "killed: time cap reached during the run"}
-        if not done.ok:
-            return {"error": f"{kind} failed ({done.error(12)})"}
-        return done.result or {}
-
-
 def check_disk(base: Path, sizes: list[int], models: int) -> None:
     need = models * max(sizes) * INPUT_BYTES_PER_ROW + max(sizes) * OUTPUT_BYTES_PER_ROW + DISK_MARGIN
     if len(sizes) > 1:
@@ -411,7 +390,9 @@ def schedule(cells: list[Cell], sizes: list[int]) -> list[list[Cell]]:
     return out
 
 
-def measure(cells: list[Cell], sizes: list[int], child: Child, jobs: dict[tuple[str, int], dict], t0: float):
+def measure(
+    cells: list[Cell], sizes: list[int], child: CappedChild, jobs: dict[tuple[str, int], dict], t0: float
+):
     for i, round_cells in enumerate(schedule(cells, sizes), 1):
         for cell in round_cells:
             if cell.note:
@@ -618,21 +599,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="OMP_NUM_THREADS for the children (default 0: leave the environment's setting)",
     )
-    parser.add_argument(
-        "--tmp-dir", type=Path, default=Path("/tmp"), help="where the temporary directory goes"
-    )
-    parser.add_argument("--python", type=Path, default=default_python(), help="interpreter of the venv")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
-    parser.add_argument("--job", help=argparse.SUPPRESS)
+    add_child_args(parser, CHILDREN)
     args = parser.parse_args(argv)
     if not args.child:
-        try:
-            args.sizes = sorted({int(n) for n in args.sizes.split(",")})
-        except ValueError:
-            parser.error("--sizes takes comma-separated row counts")
-        if args.sizes[0] < 1:
-            parser.error("--sizes must be positive")
+        args.sizes = parse_sizes(parser, args.sizes)
         if args.max_rows is None:
             args.max_rows = args.sizes[-1]
         if args.max_rows not in args.sizes:
@@ -660,7 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.omp_threads:
         os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)  # for the children and machine()
-    child = Child(args.python, time.monotonic() + args.time_limit * 60, args.omp_threads)
+    env = dict(os.environ)
+    if args.omp_threads:
+        env["OMP_NUM_THREADS"] = str(args.omp_threads)
+    child = CappedChild(Path(__file__), args.python, time.monotonic() + args.time_limit * 60, env)
     with scratch_dir("mlcycle-bench-scoring-", keep=args.keep, parent=args.tmp_dir) as tmp:
         print(f"{machine()}; project at {revision()}; state in {tmp}")
         jobs: dict[tuple[str, int], dict[str, Any]] = {}

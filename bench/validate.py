@@ -51,16 +51,17 @@ from typing import Any
 # bench/ is on sys.path when a script runs
 from _common import (
     REPO,
+    CappedChild,
+    add_child_args,
     check_python,
-    default_python,
     emit,
     fmt_rows,
     machine,
     maxrss_mb,
+    parse_sizes,
     print_header,
     require_disk,
     revision,
-    run_child,
     scratch_dir,
 )
 
@@ -207,31 +208,11 @@ class Cell:
         return max(s["peak_rss_mb"] for s in self.samples)
 
 
-class Child:
-    def __init__(self, python: Path, deadline: float) -> None:
-        self.python = python
-        self.deadline = deadline
-        self.env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
-
-    def run(self, kind: str, job: dict[str, Any], *, capped: bool = True) -> dict[str, Any]:
-        """The child's result, or {"error": ...} (time cap, crash, OOM kill)."""
-        left = self.deadline - time.monotonic()
-        if capped and left < 5:
-            return {"error": "skipped: time cap reached"}
-        cmd = [str(self.python), str(Path(__file__).resolve()), "--child", kind, "--job", json.dumps(job)]
-        done = run_child(cmd, env=self.env, timeout=left if capped else None)
-        if done.returncode is None:
-            return {"error": "killed: time cap reached during the run"}
-        if not done.ok:
-            return {"error": f"{kind} failed ({done.error(12)})"}
-        return done.result or {}
-
-
 def mb(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def measure(cells: list[Cell], child: Child, jobs: dict[int, dict[str, Any]], t0: float) -> None:
+def measure(cells: list[Cell], child: CappedChild, jobs: dict[int, dict[str, Any]], t0: float) -> None:
     """Round by round, smallest size first; within a round chunked, then gx."""
     for size in sorted({c.rows for c in cells}):
         group = [c for c in cells if c.rows == size]
@@ -355,21 +336,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--time-limit", type=float, default=20, help="minutes for the whole run; later runs are skipped"
     )
-    parser.add_argument(
-        "--tmp-dir", type=Path, default=Path("/tmp"), help="where the temporary directory goes"
-    )
-    parser.add_argument("--python", type=Path, default=default_python(), help="interpreter of the venv")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
-    parser.add_argument("--job", help=argparse.SUPPRESS)
+    add_child_args(parser, CHILDREN)
     args = parser.parse_args(argv)
     if not args.child:
-        try:
-            args.sizes = sorted({int(n) for n in args.sizes.split(",")})
-        except ValueError:
-            parser.error("--sizes takes comma-separated row counts")
-        if args.sizes[0] < 1:
-            parser.error("--sizes must be positive")
+        args.sizes = parse_sizes(parser, args.sizes)
         if min(args.runs, args.big_chunked_runs, args.big_gx_runs, args.chunk_rows, args.gen_chunk) < 1:
             parser.error("counts must be positive")
         if args.time_limit <= 0:
@@ -390,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     free = require_disk(args.tmp_dir, need, "free space or pass --tmp-dir elsewhere, or smaller --sizes")
     print(f"disk: {free / 2**30:.1f} GiB free in {args.tmp_dir}, about {need / 2**30:.1f} GiB needed")
     t0 = time.perf_counter()
-    child = Child(args.python, time.monotonic() + args.time_limit * 60)
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
+    child = CappedChild(Path(__file__), args.python, time.monotonic() + args.time_limit * 60, env)
     with scratch_dir("mlcycle-bench-validate-", keep=args.keep, parent=args.tmp_dir) as tmp:
         print(f"{machine()}; project at {revision()}; state in {tmp}")
         inputs = {str(n): str(tmp / f"churn-{n}.parquet") for n in sizes}

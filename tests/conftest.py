@@ -85,6 +85,25 @@ def env(tmp_path, monkeypatch) -> Env:
     return e
 
 
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory) -> Path:
+    """An empty, migrated MLflow SQLite store, made once per session (migrating takes seconds)."""
+    from mlcycle.store import registry
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlc = registry.client(f"sqlite:///{path}")
+    mlc.search_experiments()
+    mlc.search_registered_models()
+    return path
+
+
+@pytest.fixture
+def store(env, migrated_db) -> Env:
+    """``env`` with its MLflow store a copy of the migrated template."""
+    shutil.copy(migrated_db, env.root / "mlflow.db")
+    return env
+
+
 def write_batches(lake: str, model: str, end: dt.date, days: int, rows: int = 1500, **options) -> list[Path]:
     """Generate ``days`` daily batches ending at ``end`` into the lake's incoming area."""
     from mlcycle.data import lake as lk

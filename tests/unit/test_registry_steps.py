@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,22 +43,11 @@ def _one_thread():
         yield
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow SQLite store, made once; each test gets its own copy."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    mlc = registry.client(f"sqlite:///{path}")
-    mlc.search_experiments()
-    mlc.search_registered_models()
-    return path
-
-
 @pytest.fixture
-def mlc(env, migrated_db):
+def mlc(store):
     """A client on this test's own MLflow store (``env.tracking_uri``)."""
-    shutil.copy(migrated_db, env.root / "mlflow.db")
-    client = env.mlc
-    assert client.tracking_uri == env.tracking_uri
+    client = store.mlc
+    assert client.tracking_uri == store.tracking_uri
     return client
 
 

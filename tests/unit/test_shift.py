@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,23 +258,6 @@ def test_cramers_v_of_independent_columns_is_near_zero_whatever_the_size():
 
 
 RUN = RunInfo("train_churn", "manual__shifted", reason="", trigger="test")
-
-
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow SQLite store, made once per module (migrating takes seconds)."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    mlc = registry.client(f"sqlite:///{path}")
-    mlc.search_experiments()
-    mlc.search_registered_models()
-    return path
-
-
-@pytest.fixture
-def store(env, migrated_db):
-    """This test's lake, ledger and MLflow store (a copy of the migrated template)."""
-    shutil.copy(migrated_db, env.root / "mlflow.db")
-    return env
 
 
 @pytest.fixture

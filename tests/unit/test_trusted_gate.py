@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -183,23 +182,6 @@ def test_latencies_are_timed_in_turns_and_the_best_run_counts():
 # --- the whole scenario through the flows ------------------------------------------------------------
 
 END = dt.date(2026, 3, 10)
-
-
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow SQLite store, made once per module (migrating takes seconds)."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    mlc = registry.client(f"sqlite:///{path}")
-    mlc.search_experiments()
-    mlc.search_registered_models()
-    return path
-
-
-@pytest.fixture
-def store(env, migrated_db):
-    """This test's lake, ledger and MLflow store (a copy of the migrated template)."""
-    shutil.copy(migrated_db, env.root / "mlflow.db")
-    return env
 
 
 @pytest.fixture
