@@ -48,7 +48,7 @@ def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
         "tags": ["mlcycle", kind, *spec.tags],
         "default_args": {
             "owner": spec.owner,
-            # Outages (tracking server, object store) are retried after 1, 2 and 4 minutes; domain
+            # Outages (tracking server, object store) are retried after at least 1, 2, 4 minutes; domain
             # errors (bad data, refused gate, bad spec) fail at once (operators.domain_errors).
             "retries": 3,
             "retry_delay": dt.timedelta(minutes=1),

@@ -65,7 +65,7 @@ def test_conventions(dagbag, dag_id):
         assert task.owner and task.owner != "airflow", f"{task.task_id} has no owner"
         expected_retries = 0 if task.task_id == "gate" else 3
         assert task.retries == expected_retries, f"{task.task_id} retries {task.retries}"
-        if expected_retries:  # outages wait 1, 2, 4 minutes
+        if expected_retries:  # outages wait at least 1, 2, 4 minutes
             assert task.retry_exponential_backoff == 2.0, task.task_id
 
 
