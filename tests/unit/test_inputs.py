@@ -204,3 +204,23 @@ def test_a_remote_lake_root_allows_its_own_prefix_only():
     assert str(lk.confine(f"{root}/churn/incoming/2026-03-10.parquet", root)).startswith(root + "/")
     with pytest.raises(InputNotAllowedError, match="it is outside every allowed prefix"):
         lk.confine("memory://lake-confine-2/churn/x.parquet", root)
+
+
+def test_an_allowed_bucket_without_its_filesystem_package_fails_without_retries(lake, monkeypatch):
+    """gs:// is allowed by the deployment, but gcsfs is not installed: one clear domain error
+    saying what to install, not an ImportError that Airflow would retry."""
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed here: the missing-filesystem case cannot be shown with gs://")
+    monkeypatch.setenv("MLCYCLE_ALLOWED_INPUTS", "gs://bucket/landing")
+    with pytest.raises(
+        InputNotAllowedError,
+        match=r"gs://bucket/landing/2026-12-01\.parquet cannot be read by this deployment: .*gcsfs.*"
+        r"Install that package in the workers' environment",
+    ):
+        lk.resolve_training_data(
+            lake, window_days=1, as_of=DAY, batch_uri="gs://bucket/landing/2026-12-01.parquet"
+        )

@@ -310,7 +310,7 @@ def _problem(exc: Exception) -> str:
 def reading(uri: str) -> Iterator[None]:
     """Turn what reading a bad file raises into domain errors that name it: ``DataNotFoundError``
     for a missing file, object or bucket (or a folder), ``UnreadableDataError`` for bytes that are
-    not readable Parquet. Outages (connection refused, timeouts, disk errors) pass through
+    not readable Parquet, ``InputNotAllowedError`` for a scheme whose filesystem is not installed. Outages (connection refused, timeouts, disk errors) pass through
     unchanged, so Airflow retries them."""
     import pyarrow as pa
 
@@ -319,6 +319,12 @@ def reading(uri: str) -> Iterator[None]:
     except FileNotFoundError as exc:
         raise DataNotFoundError(
             f"{uri} does not exist (no such file, object or bucket); check the URI or land the batch first"
+        ) from exc
+    except ImportError as exc:
+        # fsspec has no implementation of the scheme here (e.g. s3fs for s3://): no retry installs it.
+        raise InputNotAllowedError(
+            f"{uri} cannot be read by this deployment: {exc}. Install that package in the workers' "
+            "environment (requirements.txt, the image), or land the file under the lake root"
         ) from exc
     except IsADirectoryError as exc:
         raise DataNotFoundError(
@@ -577,7 +583,9 @@ def resolve_training_data(
     window: tuple[str | None, str | None] = (None, None)
     if batch_uri:
         path = confine(batch_uri, lake.root)
-        if not path.exists():
+        with reading(batch_uri):
+            found = path.exists()
+        if not found:
             raise DataNotFoundError(f"batch_uri {batch_uri} does not exist; pass the URI of a Parquet file")
         if not path.name.endswith(".parquet"):
             raise DataNotFoundError(f"batch_uri {batch_uri} is not a .parquet file; pass a Parquet file")
