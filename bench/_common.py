@@ -218,6 +218,20 @@ def run_child(
     )
 
 
+class SampledRows:
+    """What a benchmark cell with ``rows`` and per-run ``samples`` (dicts with "seconds") reports."""
+
+    rows: int
+    samples: list[dict[str, Any]]
+
+    def median(self, key: str) -> float:
+        return statistics.median(s[key] for s in self.samples)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.median("seconds")
+
+
 class CappedChild:
     """Runs ``script --child KIND --job JSON`` children under one deadline for the whole run."""
 

@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -72,6 +71,7 @@ from typing import Any
 from _common import (
     SPECS_DIR,
     CappedChild,
+    SampledRows,
     add_child_args,
     check_python,
     emit,
@@ -348,7 +348,7 @@ def child_main(kind: str, job_json: str) -> int:
 
 
 @dataclass
-class Cell:
+class Cell(SampledRows):
     model: str
     rows: int
     path: str
@@ -356,13 +356,6 @@ class Cell:
     samples: list[dict[str, Any]] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
     note: str = ""
-
-    def median(self, key: str) -> float:
-        return statistics.median(s[key] for s in self.samples)
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.median("seconds")
 
 
 def check_disk(base: Path, sizes: list[int], models: int) -> None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from typing import Any
 from _common import (
     REPO,
     CappedChild,
+    SampledRows,
     add_child_args,
     check_python,
     emit,
@@ -188,20 +188,13 @@ CHILDREN = {"setup": child_setup, "gx": child_gx, "chunked": child_chunked}
 
 
 @dataclass
-class Cell:
+class Cell(SampledRows):
     rows: int
     path: str
     runs: int
     samples: list[dict[str, Any]] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
     note: str = ""
-
-    def median(self, key: str) -> float:
-        return statistics.median(s[key] for s in self.samples)
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.median("seconds")
 
     @property
     def peak(self) -> float:
