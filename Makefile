@@ -31,13 +31,14 @@ export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL ?= 1
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS ?= mlcycle_airflow.metadb.CONNECT_ARGS
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC ?= mlcycle_airflow.metadb.ASYNC_CONNECT_ARGS
 
-.PHONY: help install demo test test-fast lint format up serve bench clean
+.PHONY: help install demo test test-fast lint format up env serve bench clean
 
 help:
 	@echo "make demo   set up .venv, generate sample data, run train_<model> for every model, print a summary"
 	@echo "make test   lint (ruff, mypy) + the whole pytest suite"
 	@echo "make test-fast   lint + unit, DAG and operator tests (about a minute)"
 	@echo "make up     Airflow UI on :8080 and MLflow UI on :5000 (Ctrl-C stops both)"
+	@echo "make env    .env for docker compose with generated secrets (FORCE=1 replaces an existing one)"
 	@echo "make serve MODEL=churn [ALIAS=champion] [PORT=5001]   REST scoring of a model alias"
 	@echo "make bench  benchmarks (bench/), print tables"
 	@echo "make clean  remove generated state (.local/, lake/), keep .venv"
@@ -73,6 +74,9 @@ test-fast: lint
 
 up: install
 	bash scripts/up.sh
+
+env:
+	$(PYTHON) scripts/make_env.py $(if $(FORCE),--force)
 
 MODEL ?= churn
 ALIAS ?= champion

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTriggerTimetable, Param
 
+from mlcycle.core import settings
 from mlcycle.core.results import result_keys
 from mlcycle.core.spec import ModelSpec, load_specs
 from mlcycle_airflow.notifiers import failure_notifications
@@ -48,10 +49,11 @@ def _dag_kwargs(spec: ModelSpec, kind: str) -> dict:
         "tags": ["mlcycle", kind, *spec.tags],
         "default_args": {
             "owner": spec.owner,
-            # Outages (tracking server, object store) are retried after at least 1, 2, 4 minutes; domain
-            # errors (bad data, refused gate, bad spec) fail at once (operators.domain_errors).
+            # Outages (tracking server, object store, a lost worker) are retried after at least 1, 2, 4
+            # minutes (MLCYCLE_RETRY_DELAY_SECONDS sets the first); domain errors (bad data, refused
+            # gate, bad spec) fail at once (operators.domain_errors).
             "retries": 3,
-            "retry_delay": dt.timedelta(minutes=1),
+            "retry_delay": dt.timedelta(seconds=settings.retry_delay_s()),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": dt.timedelta(minutes=15),
             # A mail (and/or Slack message) per task that fails for good, when the deployment asks.

@@ -5,7 +5,12 @@ The connection (default ``mlflow_default``) says where MLflow is:
 - ``host`` (+ ``port``, ``schema`` http/https) for an MLflow server, e.g.
   ``AIRFLOW_CONN_MLFLOW_DEFAULT='{"conn_type": "mlflow", "host": "mlflow", "port": 5000}'``;
 - or ``extra.tracking_uri`` for anything else (``sqlite:///…``, ``databricks``);
-- ``extra.ui_url``: where people open the MLflow UI, for extra links.
+- ``extra.ui_url``: where people open the MLflow UI, for extra links;
+- ``login`` / ``password``: the account on an MLflow server with authentication
+  (``mlflow server --app-name basic-auth``, as in docker-compose.yaml). MLflow's client reads
+  them from ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, so the hook sets those
+  in the task's process: the credentials live in the connection (or a secrets backend), never
+  in a DAG or a spec.
 
 Without the connection the hook falls back to ``MLFLOW_TRACKING_URI`` (the embedded
 default), so a one-machine setup needs no Airflow connection at all.
@@ -38,8 +43,13 @@ class MLflowHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
-            "hidden_fields": ["login", "password"],
-            "relabeling": {"host": "MLflow server host", "schema": "Scheme (http or https)"},
+            "hidden_fields": [],
+            "relabeling": {
+                "host": "MLflow server host",
+                "schema": "Scheme (http or https)",
+                "login": "MLflow user (basic-auth)",
+                "password": "MLflow password",
+            },
             "placeholders": {
                 "extra": '{"tracking_uri": "sqlite:////path/mlflow.db", "ui_url": "http://localhost:5000"}'
             },
@@ -70,6 +80,11 @@ class MLflowHook(BaseHook):
                 f"connection {self.mlflow_conn_id!r} gives neither a host nor extra.tracking_uri; "
                 "set one of them (see mlcycle_airflow.hooks)"
             )
+        if conn.login:
+            import os
+
+            os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
         self._resolved = (uri, extra.get("ui_url"))
         return self._resolved
 

@@ -224,3 +224,23 @@ def test_an_allowed_bucket_without_its_filesystem_package_fails_without_retries(
         lk.resolve_training_data(
             lake, window_days=1, as_of=DAY, batch_uri="gs://bucket/landing/2026-12-01.parquet"
         )
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "1.5", "ten", "901"])
+def test_a_bad_retry_delay_is_one_clear_error(monkeypatch, raw):
+    from mlcycle.core import settings
+
+    monkeypatch.setenv("MLCYCLE_RETRY_DELAY_SECONDS", raw)
+    with pytest.raises(
+        MlcycleError, match=r"MLCYCLE_RETRY_DELAY_SECONDS=.*whole number of seconds from 1 to 900"
+    ):
+        settings.retry_delay_s()
+
+
+def test_the_retry_delay_defaults_to_a_minute_and_can_be_set(monkeypatch):
+    from mlcycle.core import settings
+
+    monkeypatch.delenv("MLCYCLE_RETRY_DELAY_SECONDS", raising=False)
+    assert settings.retry_delay_s() == 60
+    monkeypatch.setenv("MLCYCLE_RETRY_DELAY_SECONDS", "5")
+    assert settings.retry_delay_s() == 5

@@ -44,14 +44,22 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
 
 CONFIG_SUFFIXES = {".yaml", ".yml", ".env", ".sh", ".cfg", ".ini", ".toml", ".conf", ""}
 
-# Development placeholders that are documented (README "Security") and allowed on purpose:
-# (file, secret value) -> why it is not a secret.
+# Literals that look like secrets and are not, allowed on purpose (README "Security"):
+# (file, value) -> why it is not a secret.
 ALLOWED: dict[tuple[str, str], str] = {
-    # The compose stack's PostgreSQL user, reachable only on the compose network; README says
-    # to change it (and everything below) for anything but a laptop.
-    ("docker-compose.yaml", "airflow"): "dev PostgreSQL password of the compose network",
-    # A default that names itself as a placeholder; AIRFLOW_JWT_SECRET replaces it.
-    ("docker-compose.yaml", "change-me-for-anything-but-a-laptop"): "documented JWT secret placeholder",
+    # Names of Kubernetes Secrets and of their keys (secretName/secretKey, *SecretName): where
+    # the chart reads each secret from, not values. The values live in the cluster only.
+    **{
+        ("deploy/helm/values.yaml", name): "the name of a Kubernetes Secret or of one of its keys"
+        for name in (
+            "mlcycle-airflow",
+            "mlcycle-airflow-broker",
+            "AIRFLOW_CONN_MLFLOW_DEFAULT",
+            "MLCYCLE_LEDGER_URI",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        )
+    },
     # The auth test tries the documented user name as a password and expects a refusal.
     ("tests/services/test_concurrency.py", "admin"): "a wrong password the test expects refused",
 }
@@ -167,13 +175,9 @@ def test_the_scanner_leaves_references_alone(text, path):
 
 
 def test_an_allowed_placeholder_does_not_hide_a_real_secret_beside_it():
-    text = (
-        "x: postgresql://airflow:"
-        + "airflow@postgres/a\ny: postgresql://airflow:"
-        + "R3al-0ne"
-        + "@postgres/b\n"
-    )
-    found = scan_text(text, "docker-compose.yaml")
+    path, allowed = next(iter(ALLOWED))
+    text = f"x: postgresql://u:{allowed}@db/a\ny: postgresql://u:" + "R3al-0ne" + "@db/b\n"
+    found = scan_text(text, path)
     assert [(f.line, f.value) for f in found] == [(2, "R3al-0ne")]
 
 

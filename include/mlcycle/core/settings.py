@@ -15,6 +15,8 @@ Every location the library touches has one variable; nothing else is hard-coded:
 - ``MLCYCLE_ALLOWED_INPUTS``: where a run may read batches besides the lake root (``batch_uri``):
   comma-separated absolute folders and ``s3://bucket/prefix`` or ``gs://bucket/prefix`` URIs
   (default none: only the lake root).
+- ``MLCYCLE_RETRY_DELAY_SECONDS``: the first wait before a task that met an outage is retried
+  (default 60; each later retry waits twice as long, at most 15 minutes).
 """
 
 from __future__ import annotations
@@ -118,3 +120,15 @@ def allowed_inputs() -> list[str]:
             )
         allowed.append(str(folder.resolve()))
     return allowed
+
+
+def retry_delay_s() -> int:
+    """Seconds before the first retry of a task: ``MLCYCLE_RETRY_DELAY_SECONDS``, default 60.
+
+    ``MlcycleError`` for anything but a whole number of seconds from 1 to 900."""
+    raw = os.environ.get("MLCYCLE_RETRY_DELAY_SECONDS", "").strip() or "60"
+    if not raw.isdigit() or not 1 <= int(raw) <= 900:
+        raise MlcycleError(
+            f"MLCYCLE_RETRY_DELAY_SECONDS={raw!r}: give a whole number of seconds from 1 to 900 (default 60)"
+        )
+    return int(raw)

@@ -77,7 +77,10 @@ def as_path(uri: str | LakePath) -> LakePath:
     if "://" in uri:
         from upath import UPath
 
-        return UPath(uri)
+        # s3fs (and gcsfs, adlfs) cache listings for the life of the process, which in a worker
+        # outlives many tasks: an object another process wrote would stay invisible to listings
+        # and ``exists()``. The lake finds its work by listing, so it reads listings fresh.
+        return UPath(uri, use_listings_cache=False)
     return Path(uri)
 
 
@@ -484,6 +487,44 @@ def _refused(path: LakePath, tmp: LakePath, exc: BaseException) -> OSError | Non
     )
 
 
+# Object stores have no folders: fsspec's mkdir there creates the *bucket* when it is missing, so
+# a misspelt bucket in MLCYCLE_LAKE_ROOT would silently start a new, empty lake.
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
+def _on_object_store(path: LakePath) -> bool:
+    return getattr(path, "protocol", None) in OBJECT_STORES
+
+
+def _make_folder(folder: LakePath) -> None:
+    """Create ``folder`` and its parents, where folders exist (on an object store there is nothing to make)."""
+    if not _on_object_store(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _missing_bucket(path: LakePath, exc: BaseException) -> OSError | None:
+    """A ``StorageWriteError`` naming the bucket, if ``exc`` is an object store refusing the write
+    of ``path`` because its bucket does not exist; None for anything else."""
+    import errno
+
+    from mlcycle.core.errors import StorageWriteError
+
+    if not (isinstance(exc, FileNotFoundError) and _on_object_store(path)):
+        return None
+    bucket = str(path).partition("://")[2].partition("/")[0]
+    try:
+        if path.fs.exists(bucket):  # type: ignore[attr-defined]
+            return None
+    except OSError:  # cannot tell (e.g. no right to look at the bucket): keep the original error
+        return None
+    return StorageWriteError(
+        errno.ENOENT,
+        f"cannot write {uri_of(path)}: the bucket {bucket!r} does not exist; create it (mlcycle never "
+        "creates buckets) or fix MLCYCLE_LAKE_ROOT, then retry the task. Nothing was published.",
+        uri_of(path),
+    )
+
+
 def _discard(fh: BinaryIO, tmp: LakePath) -> None:
     """Close and remove a temporary file that will not be published. A failure here must not
     hide the error that stopped the write, so it is only logged: a leftover ``.<name>.tmp`` is
@@ -511,7 +552,7 @@ def atomic_write(path: LakePath) -> Iterator[AtomicFile]:
     domain error, so the task is retried once the storage is fixed."""
     tmp = path.parent / f".{path.name}.tmp"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path.parent)
         fh = tmp.open("wb")
     except OSError as exc:
         if refused := _refused(path, tmp, exc):
@@ -522,10 +563,13 @@ def atomic_write(path: LakePath) -> Iterator[AtomicFile]:
         yield target
         fh.close()  # flushes the buffer: a full disk may only show here, before anything is published
         if not target.abandoned:
+            # On an object store this is a server-side copy, then a delete: the copy is atomic, so
+            # ``path`` is the whole new object or the old one (an interrupted delete leaves the
+            # temporary behind, which no reader matches and the next write replaces).
             tmp.rename(path) if isinstance(path, Path) else tmp.rename(str(path))
     except BaseException as exc:
         _discard(fh, tmp)
-        if refused := _refused(path, tmp, exc):
+        if refused := _refused(path, tmp, exc) or _missing_bucket(path, exc):
             raise refused from exc
         raise
     if target.abandoned:
@@ -640,7 +684,7 @@ def quarantine(lake: Lake, key: str, uris: list[str], result: dict[str, Any]) ->
 
     The digest is taken of the bytes copied, so the record always describes the copy."""
     target = lake.quarantine(key)
-    target.mkdir(parents=True, exist_ok=True)
+    _make_folder(target)
     files = []
     for uri in uris:
         src = as_path(uri)
