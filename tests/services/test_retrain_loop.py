@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,31 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, train_champion, write_batches
+from tests.services.topology import Api, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 MODEL = "churn"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Api:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.token: str | None = None
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base}{path}", data=data, headers=headers, method=method)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read() or b"{}")
 
 
 @pytest.fixture
