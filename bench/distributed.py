@@ -9,7 +9,8 @@ DAGs unpaused at once. No run is triggered: unpausing creates one scheduled (cat
 DAG, and those are the runs measured (a manual run beside it would wait behind it,
 ``max_active_runs`` 1, and then find nothing new to train).
 
-Per configuration: wall time (first unpause -> last run finished), queued->running delay per
+Per configuration: runs that succeeded, of those how many promoted and how many the gate
+refused (``promote`` skipped), wall time (first unpause -> last run finished), queued->running delay per
 task (TI ``queued_when`` -> ``start_date``), the gap between consecutive tasks of a run
 (previous ``end_date`` -> next ``start_date``), and peak RSS per worker process tree (psutil,
 every 0.5 s, the worker and all its children; for LocalExecutor the scheduler's tree).
@@ -160,6 +161,7 @@ class Result:
     name: str
     wall: float
     states: list[str]
+    promote: list[str] = field(default_factory=list)  # the promote task's state per run
     queue: list[float] = field(default_factory=list)  # queued_when -> start_date, every task
     gaps: list[float] = field(default_factory=list)  # previous end_date -> next start_date
     busy: float = 0.0  # sum of task durations
@@ -202,6 +204,7 @@ def run_config(
             tis = topo.api.call(
                 "GET", f"/api/v2/dags/{dag}/dagRuns/{run['dag_run_id']}/taskInstances?limit=100"
             )
+            result.promote += [str(ti["state"]) for ti in tis["task_instances"] if ti["task_id"] == "promote"]
             ran = sorted(
                 (ti for ti in tis["task_instances"] if ti["start_date"] and ti["end_date"]),
                 key=lambda ti: ti["start_date"],
@@ -228,7 +231,7 @@ def run_config(
 def print_table(results: list[Result], n: int) -> None:
     print()
     header = (
-        f"{'config':<8} {'runs ok':>7} {'wall s':>7} {'queue med s':>11} {'queue max s':>11} "
+        f"{'config':<8} {'runs ok':>7} {'promoted':>8} {'refused':>7} {'wall s':>7} {'queue med s':>11} {'queue max s':>11} "
         f"{'gap med s':>9} {'gap max s':>9} {'tasks busy %':>12}  peak RSS per worker (MB)"
     )
     print_header(header)
@@ -238,7 +241,7 @@ def print_table(results: list[Result], n: int) -> None:
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in r.peak_mb.items())
         ok = f"{r.states.count('success')}/{n}"
         print(
-            f"{r.name:<8} {ok:>7} {r.wall:>7.1f} "
+            f"{r.name:<8} {ok:>7} {r.promote.count('success'):>8} {r.promote.count('skipped'):>7} {r.wall:>7.1f} "
             f"{fmt(median(r.queue), '.2f'):>11} {fmt(max(r.queue, default=None), '.2f'):>11} "
             f"{fmt(median(r.gaps), '.2f'):>9} {fmt(max(r.gaps, default=None), '.2f'):>9} "
             f"{fmt(100 * r.busy / spans if spans else None, '.0f'):>12}  {peaks}"

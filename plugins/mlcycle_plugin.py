@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlcycle_airflow.links import ALL_LINKS
+from mlcycle_airflow.links import ALL_LINKS, EVIDENCE_TAB, TASK_EVIDENCE_HREF, DropNullLinks
 from mlcycle_airflow.metadb import ROOT_MIDDLEWARES
 from mlcycle_airflow.webapp import LazyApp
 
@@ -28,8 +28,12 @@ class MlcyclePlugin(AirflowPlugin):
     fastapi_apps: list[dict[str, Any]] = [  # noqa: RUF012
         {"app": LazyApp(), "url_prefix": "/mlcycle", "name": "mlcycle"}
     ]
-    # One SQLite writer at a time in the api-server (mlcycle_airflow.metadb says why).
-    fastapi_root_middlewares: list[dict[str, Any]] = ROOT_MIDDLEWARES
+    # One SQLite writer at a time in the api-server (mlcycle_airflow.metadb says why), and no
+    # null extra links in the REST API (mlcycle_airflow.links.DropNullLinks says why).
+    fastapi_root_middlewares: list[dict[str, Any]] = [  # noqa: RUF012
+        *ROOT_MIDDLEWARES,
+        {"middleware": DropNullLinks, "name": "mlcycle: no null extra links"},
+    ]
     external_views: list[dict[str, Any]] = [  # noqa: RUF012
         {
             "name": "Promotion ledger",
@@ -37,7 +41,14 @@ class MlcyclePlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "mlcycle-ledger",
-        }
+        },
+        {
+            # A tab on every task instance, embedding what the task left (links.EVIDENCE_TAB).
+            "name": "Evidence",
+            "href": TASK_EVIDENCE_HREF,
+            "destination": "task_instance",
+            "url_route": EVIDENCE_TAB,
+        },
     ]
 
 

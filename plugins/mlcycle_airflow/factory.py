@@ -14,7 +14,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTrigg
 from mlcycle.core import settings
 from mlcycle.core.results import result_keys
 from mlcycle.core.spec import ModelSpec, load_specs
-from mlcycle_airflow.notifiers import failure_notifications
+from mlcycle_airflow.notifiers import failure_notifications, refusal_notifications
 from mlcycle_airflow.operators import (
     ChooseModelOperator,
     DriftCheckOperator,
@@ -75,11 +75,18 @@ def _param(default: object, **schema: Any) -> Param:
     return Param(default, **keywords)
 
 
+def _optional(kind: str, **schema: Any) -> Param:
+    """A param a user may leave empty: its type admits null and its default is null. The
+    trigger form marks every field whose type refuses null and whose value is empty (null or
+    ``""``) as required and disables Trigger until it is filled."""
+    return _param(None, type=["null", kind], **schema)
+
+
 def _batch_uri_param(description: str) -> Param:
     """The ``batch_uri`` param: empty, or a local absolute path or s3:// / gs:// URI of a Parquet
     file (http://, ftp://, file:// and other schemes are refused at trigger time)."""
-    return _param(
-        None, type=["null", "string"], pattern=URI_PATTERN, title="Batch URI", description=description
+    return _optional(
+        "string", pattern=URI_PATTERN, title="Batch URI", description=description, section="Data"
     )
 
 
@@ -146,34 +153,34 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 "A Parquet file to train on instead of the spec's window "
                 "(an absolute path or a URI such as s3://bucket/key.parquet). Leave empty for the window."
             ),
-            "reason": _param(
-                "",
-                type="string",
+            "reason": _optional(
+                "string",
                 maxLength=500,
                 title="Reason",
                 description="Why this run: recorded on the MLflow run, the model version and the ledger.",
+                section="Run",
             ),
-            "force": _param(
-                False,
-                type="boolean",
+            "force": _optional(
+                "boolean",
                 title="Force",
                 description="Train even if the champion was trained on identical data with the same spec.",
+                section="Run",
             ),
-            "estimator_params": _param(
-                {},
-                type="object",
+            "estimator_params": _optional(
+                "object",
                 title="Estimator params",
-                description='Hyper-parameter overrides, e.g. {"max_iter": 300}.',
+                description='Hyper-parameter overrides, e.g. {"max_iter": 300}. Empty: the spec\'s.',
+                section="Training",
             ),
-            "accept_data_shift": _param(
-                False,
-                type="boolean",
+            "accept_data_shift": _optional(
+                "boolean",
                 title="Accept data shift",
                 description=(
                     "Train even if the data departs from the champion's reference profile (null rates, "
                     "relationships). Requires a Reason: a run with this set and no reason is refused. "
                     "The breach and the reason are recorded on the MLflow run and the version."
                 ),
+                section="Data",
             ),
         },
     ) as dag:
@@ -196,7 +203,9 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
             **common,
         )
         gate = GateOperator(task_id="gate", evaluation=_out(evaluate), retries=0, **common)
-        promote = PromoteModelOperator(task_id="promote", verdict=_out(gate), **common)
+        promote = PromoteModelOperator(
+            task_id="promote", verdict=_out(gate), **refusal_notifications(), **common
+        )
         resolve >> validate >> train >> evaluate >> gate >> promote
     return dag
 
@@ -264,17 +273,31 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 enum=["champion", "challenger"],
                 title="Model alias",
                 description="Which alias to score with (ignored when a version is given).",
+                section="Model",
             ),
-            "version": _param(
-                None,
-                type=["null", "integer"],
+            "version": _optional(
+                "integer",
                 minimum=1,
                 title="Model version",
                 description="Pin a registered version instead of an alias.",
+                section="Model",
             ),
-            "rows_per_partition": _param(250_000, type="integer", minimum=1000, title="Rows per partition"),
+            "rows_per_partition": _param(
+                250_000,
+                type="integer",
+                minimum=1000,
+                title="Rows per partition",
+                description="Rows each mapped score_partition task scores (one task per partition).",
+                section="Throughput",
+            ),
             "chunk_rows": _param(
-                50_000, type="integer", minimum=100, maximum=1_000_000, title="Rows per chunk"
+                50_000,
+                type="integer",
+                minimum=100,
+                maximum=1_000_000,
+                title="Rows per chunk",
+                description="Rows a partition reads and scores at a time (bounds a worker's memory).",
+                section="Throughput",
             ),
         },
     ) as dag:
@@ -360,9 +383,8 @@ def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
         schedule=_cron_or_asset(spec.monitor.schedule, incoming_asset(spec)),
         **_dag_kwargs(spec, "monitor"),
         params={
-            "as_of": _param(
-                None,
-                type=["null", "string"],
+            "as_of": _optional(
+                "string",
                 format="date-time",
                 title="As of",
                 description="Evaluate the guardrails (cooldown, weekly cap) as of this UTC time (ISO 8601). "

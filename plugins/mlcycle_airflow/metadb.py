@@ -67,7 +67,7 @@ class SerializeSQLiteWrites:
             await self.app(scope, receive, send)
 
 
-# For ``AirflowPlugin.fastapi_root_middlewares``.
+# For ``AirflowPlugin.fastapi_root_middlewares`` (with links.DropNullLinks, see mlcycle_plugin).
 ROOT_MIDDLEWARES: list[dict[str, Any]] = [
     {"middleware": SerializeSQLiteWrites, "name": "mlcycle: one SQLite writer at a time"}
 ]

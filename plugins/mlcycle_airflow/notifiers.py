@@ -1,9 +1,10 @@
-"""Failure notifications through Airflow's notifier API, configured by the deployment.
+"""Failure and refusal notifications through Airflow's notifier API, configured by the deployment.
 
 A task that fails for good (after its retries) sends one message naming the DAG, the task
-and the run, with the error and a link to the task's log. A refused candidate fails the
-``gate`` task with a ``GateFailedError``: its message says "gate refused" instead of "task
-failed", so a refusal is not mistaken for an outage.
+and the run, with the error and a link to the task's log. A refused candidate is no failure:
+the gate task succeeds and ``promote`` is skipped with the refusal as its reason; that skip
+sends a message saying "gate refused" (with the verdict and the gate's log), so a refusal is
+neither missed nor mistaken for an outage.
 
 Channels, each on only when its variable is set (no variable: no notifier, no import):
 
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from mlcycle.core.errors import MlcycleError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.sdk import BaseNotifier, Context
 
 EMAIL_ENV = "MLCYCLE_NOTIFY_EMAIL"
@@ -76,8 +79,6 @@ class Failure:
 
 def failure_of(context: Context) -> Failure:
     """The failure a task's callback context describes."""
-    from mlcycle.core.errors import GateFailedError
-
     ti = context["ti"]
     exc = context.get("exception")
     chain: list[BaseException] = []
@@ -91,11 +92,32 @@ def failure_of(context: Context) -> Failure:
         try_number=int(ti.try_number or 0),
         error=(f"{type(chain[0]).__name__}: {chain[0]}" if chain else "no exception was recorded"),
         log_url=ti.log_url,
-        gate_refused=any(isinstance(e, GateFailedError) for e in chain),
+        gate_refused=False,
     )
 
 
-def _email(to: list[str]) -> BaseNotifier:
+SKIP_REASON_KEY = "skip_reason"
+"""The XCom key under which a task that skips itself pushes why (read by :func:`refusal_of`)."""
+
+
+def refusal_of(context: Context) -> Failure:
+    """The refusal a skipped ``promote`` task's callback context describes: the reason it pushed,
+    pointing at the gate (its upstream task), whose log lists every rule."""
+    ti, task = context["ti"], context["task"]
+    gate = next(iter(sorted(task.upstream_task_ids)), ti.task_id)
+    reason = ti.xcom_pull(task_ids=ti.task_id, key=SKIP_REASON_KEY)
+    return Failure(
+        dag_id=ti.dag_id,
+        task_id=gate,
+        run_id=ti.run_id,
+        try_number=int(ti.try_number or 0),
+        error=str(reason or "the gate refused the candidate (no reason was recorded)"),
+        log_url=f"{ti.log_url.split('/tasks/')[0]}/tasks/{gate}",
+        gate_refused=True,
+    )
+
+
+def _email(to: list[str], describe: Callable[[Context], Failure]) -> BaseNotifier:
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
     class FailureEmail(SmtpNotifier):
@@ -103,7 +125,7 @@ def _email(to: list[str]) -> BaseNotifier:
         templates: an error message may well contain ``{{``)."""
 
         def notify(self, context: Context) -> None:
-            failure = failure_of(context)
+            failure = describe(context)
             self.subject, self.html_content = failure.subject, failure.html()
             super().notify(context)
 
@@ -114,7 +136,7 @@ def _email(to: list[str]) -> BaseNotifier:
     )
 
 
-def _slack(conn_id: str) -> BaseNotifier:
+def _slack(conn_id: str, describe: Callable[[Context], Failure]) -> BaseNotifier:
     try:
         from airflow.providers.slack.notifications.slack import SlackNotifier  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
@@ -127,18 +149,31 @@ def _slack(conn_id: str) -> BaseNotifier:
         """``SlackNotifier`` with the text of ``failure_of``."""
 
         def notify(self, context: Context) -> None:
-            self.text = failure_of(context).text()
+            self.text = describe(context).text()
             super().notify(context)
 
     return FailureSlack(slack_conn_id=conn_id, text="")
 
 
+def _notifiers(describe: Callable[[Context], Failure]) -> list[BaseNotifier]:
+    """One notifier per configured channel (none configured: none, and nothing imported)."""
+    notifiers = []
+    if to := [a.strip() for a in os.environ.get(EMAIL_ENV, "").split(",") if a.strip()]:
+        notifiers.append(_email(to, describe))
+    if slack := os.environ.get(SLACK_CONN_ENV, "").strip():
+        notifiers.append(_slack(slack, describe))
+    return notifiers
+
+
 def failure_notifications() -> dict[str, Any]:
     """``default_args`` entries that notify on task failure: ``{"on_failure_callback": [...]}``
     with one notifier per configured channel, or ``{}`` when none is configured."""
-    notifiers = []
-    if to := [a.strip() for a in os.environ.get(EMAIL_ENV, "").split(",") if a.strip()]:
-        notifiers.append(_email(to))
-    if slack := os.environ.get(SLACK_CONN_ENV, "").strip():
-        notifiers.append(_slack(slack))
+    notifiers = _notifiers(failure_of)
     return {"on_failure_callback": notifiers} if notifiers else {}
+
+
+def refusal_notifications() -> dict[str, Any]:
+    """Arguments of the ``promote`` task that notify when it is skipped because the gate refused:
+    ``{"on_skipped_callback": [...]}``, or ``{}`` when no channel is configured."""
+    notifiers = _notifiers(refusal_of)
+    return {"on_skipped_callback": notifiers} if notifiers else {}

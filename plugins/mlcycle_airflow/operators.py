@@ -30,6 +30,7 @@ from mlcycle.core import results
 from mlcycle.data.lake import RunFile
 from mlcycle_airflow.hooks import MLflowHook
 from mlcycle_airflow.links import EvidenceLink, MLflowModelVersionLink, MLflowRunLink, XComLink, evidence_url
+from mlcycle_airflow.notifiers import SKIP_REASON_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -273,7 +274,7 @@ class GXValidateOperator(_ModelOperator):
         self.contracts_dir = contracts_dir
 
     def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
-        return {EvidenceLink: self._evidence(spec, run, RunFile.VALIDATION)}
+        return {EvidenceLink: self._evidence(spec, run, RunFile.VALIDATION_PAGE)}
 
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ValidateResult:
         from mlcycle.flows import train
@@ -361,7 +362,7 @@ class TrainModelOperator(_ModelOperator):
         )
         if out["skipped"]:
             reason = str(out.get("reason"))
-            context["ti"].xcom_push(key="skip_reason", value=reason)
+            context["ti"].xcom_push(key=SKIP_REASON_KEY, value=reason)
             raise AirflowSkipException(reason)
         trained = cast("results.TrainResult", out)
         MLflowModelVersionLink.push(context, self._version_url(trained["version"]))
@@ -409,7 +410,11 @@ class EvaluateModelOperator(_ModelOperator):
 
 
 class GateOperator(_ModelOperator):
-    """Apply the spec's gate policy to an evaluation; a failed gate fails the task, loudly.
+    """Apply the spec's gate policy to an evaluation and publish the verdict.
+
+    A refused candidate is an outcome, not a crash: the task succeeds with ``passed`` False in
+    its XCom, logs every rule, and ``promote`` is skipped with the verdict as the reason (a
+    distinct state in the grid; a crash fails the task).
 
     :param evaluation: the ``EvaluationResult`` of ``EvaluateModelOperator``.
     """
@@ -435,11 +440,13 @@ class GateOperator(_ModelOperator):
         return train.gate(spec, run, self.mlc, evaluation=self.evaluation, lake_root=self._lake())
 
     def summarize(self, out: results.GateResult) -> str:
-        return f"{out['summary']}. Verdict: {out['report_uri']}"
+        then = "promote runs next" if out["passed"] else "promote will be skipped, champion unchanged"
+        return f"{out['summary']}; {then}. Verdict: {out['report_uri']}"
 
 
 class PromoteModelOperator(_ModelOperator):
-    """Move alias ``champion`` to a version that passed the gate and record it in the ledger.
+    """Move alias ``champion`` to a version that passed the gate and record it in the ledger;
+    skipped, with the verdict as the reason, when the gate refused the candidate.
 
     :param verdict: the ``GateResult`` of ``GateOperator``.
     :param ledger_uri: SQLAlchemy URI of the ledger (default ``MLCYCLE_LEDGER_URI``).
@@ -463,6 +470,10 @@ class PromoteModelOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.PromoteResult:
         from mlcycle.flows import train
 
+        if not self.verdict["passed"]:
+            reason = str(train.refusal(spec, self.verdict))
+            context["ti"].xcom_push(key=SKIP_REASON_KEY, value=reason)
+            raise AirflowSkipException(reason)
         return train.promote(
             spec, run, self.mlc, verdict=self.verdict, ledger_uri=self.ledger_uri, lake_root=self._lake()
         )

@@ -4,16 +4,20 @@
 - ``GET /mlcycle/ledger.json``: the same as JSON.
 - ``GET /mlcycle/evidence/<path>``: a report file from the lake (``.html``, ``.json``),
   only below ``<lake root>/<model>/runs|quarantine/``.
+- ``GET /mlcycle/tasks/<dag_id>/<run_id>/<task_id>/<map_index>``: a task instance's evidence,
+  the page the UI's **Evidence** tab embeds: a redirect to the report the task pushed, else a
+  page with its state, why it was skipped, and the run's reports.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
 SERVED_AREAS = {"runs", "quarantine"}
@@ -24,6 +28,53 @@ def _require_user() -> Any:
     from airflow.api_fastapi.core_api.security import get_user
 
     return Depends(get_user)
+
+
+def _task_instance(
+    dag_id: str, run_id: str, task_id: str, map_index: int
+) -> tuple[str | None, dict[str, Any]]:
+    """The state of a task instance and its XComs by key, read from Airflow's metadata DB
+    (this app runs in the api-server, which owns it)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        state = session.scalar(
+            select(TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.map_index == map_index,
+            )
+        )
+        rows = session.execute(
+            select(XComModel.key, XComModel.value).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.map_index == map_index,
+            )
+        ).all()
+    return (str(state) if state else None), {row.key: XComModel.deserialize_value(row) for row in rows}
+
+
+def _run_pages(model: str, run_id: str) -> list[tuple[str, str]]:
+    """The report pages (``.html``) a run left in the lake, as (name in the run folder, URL)."""
+    from mlcycle.core import settings
+    from mlcycle.core.run import run_key
+    from mlcycle.data import lake as lk
+    from mlcycle_airflow.links import evidence_url
+
+    root = settings.lake_root()
+    folder = lk.Lake(root, model).run_dir(run_key(run_id))
+    if not folder.exists():
+        return []
+    # A run folder holds files and one level of folders (scoring/).
+    entries = [(p.name, p) for p in folder.iterdir()]
+    entries += [(f"{name}/{q.name}", q) for name, p in list(entries) if p.is_dir() for q in p.iterdir()]
+    return sorted((name, evidence_url(root, lk.uri_of(p))) for name, p in entries if name.endswith(".html"))
 
 
 def _ledger_rows(model: str | None) -> list[dict[str, Any]]:
@@ -62,6 +113,31 @@ def create_app() -> FastAPI:
         return pages.ledger_page(
             _ledger_rows(model), model, evidence_href=lambda uri: evidence_url(root, uri)
         )
+
+    @app.get("/tasks/{dag_id}/{run_id}/{task_id}/{map_index}", dependencies=[user], response_model=None)
+    def task_evidence(dag_id: str, run_id: str, task_id: str, map_index: str) -> Response:
+        from mlcycle.core.spec import NAME_RE
+        from mlcycle.reports import pages
+        from mlcycle_airflow.links import EvidenceLink
+        from mlcycle_airflow.notifiers import SKIP_REASON_KEY
+
+        # The UI fills {MAP_INDEX} in only for a mapped task instance; otherwise it stays literal.
+        index = int(map_index) if re.fullmatch(r"-?\d+", map_index) else -1
+        state, xcoms = _task_instance(dag_id, run_id, task_id, index)
+        if url := xcoms.get(EvidenceLink.key):
+            return RedirectResponse(str(url), status_code=307)
+        _, _, model = dag_id.partition("_")
+        model = model if NAME_RE.match(model) else ""
+        page = pages.task_page(
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            state=state,
+            reason=str(xcoms.get(SKIP_REASON_KEY) or "") or None,
+            model=model or None,
+            pages=_run_pages(model, run_id) if model else [],
+        )
+        return HTMLResponse(page)
 
     @app.get("/ledger.json", dependencies=[user])
     def ledger_json(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> JSONResponse:

@@ -120,14 +120,34 @@ def test_params_schemas_are_valid_json_schema(dagbag, dag_id):
         assert jsonschema.validators.validator_for(schema) is jsonschema.Draft7Validator, name
 
 
+@pytest.mark.parametrize("dag_id", ALL_DAGS)
+def test_the_trigger_form_opens_without_errors(dagbag, dag_id):
+    """The UI's trigger form marks a field required (and disables Trigger) when its type refuses
+    null and its value is empty (null or ""): every default must be a value or the type nullable.
+    Every field is in a section, with a title and a description."""
+    params = dagbag.dags[dag_id].params
+    for name in params:
+        param = params.get_param(name)
+        schema, value = param.schema, param.value
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if value is None or value == "":
+            assert "null" in types, (
+                f"{dag_id}.{name}: default {value!r} but type {types}: the form says required"
+            )
+        param.resolve(value)  # the default itself is valid
+        if len(params) > 1:
+            assert schema.get("section"), f"{dag_id}.{name} has no section"
+        assert schema.get("title") and param.description, f"{dag_id}.{name} needs a title and description"
+
+
 @pytest.mark.parametrize(
     ("conf", "error"),
     [
         ({"batch_uri": "not a uri"}, "does not match"),
         ({"batch_uri": "/data/batch.csv"}, "does not match"),
         ({"reason": "x" * 501}, "too long"),
-        ({"force": "yes"}, "is not of type 'boolean'"),
-        ({"estimator_params": [1, 2]}, "is not of type 'object'"),
+        ({"force": "yes"}, "is not of type 'null', 'boolean'"),
+        ({"estimator_params": [1, 2]}, "is not of type 'null', 'object'"),
     ],
 )
 def test_bad_params_are_refused(dagbag, conf, error):

@@ -73,3 +73,85 @@ def test_evidence_serves_reports_and_nothing_else(client, env):
     assert ui.get("/evidence/churn/runs/r1/missing.html").status_code == 404
     assert ui.get("/evidence/churn/incoming/2026-01-01.parquet").status_code == 404
     assert ui.get("/evidence/churn/runs/../../../etc/passwd.json").status_code == 404
+
+
+def test_the_evidence_tab_is_a_task_instance_view_embedded_in_the_ui():
+    from mlcycle_plugin import MlcyclePlugin
+
+    (tab,) = [v for v in MlcyclePlugin.external_views if v["destination"] == "task_instance"]
+    assert tab["url_route"] == "mlcycle-evidence"  # with a url_route the UI embeds it (an iframe)
+    assert tab["href"] == "/mlcycle/tasks/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}"
+
+
+@pytest.mark.parametrize(
+    ("run_id", "map_index", "expected"),
+    [
+        ("manual__2026-12-02T10:00:00+00:00", -1,
+         "/dags/train_churn/runs/manual__2026-12-02T10%3A00%3A00%2B00%3A00/tasks/gate/plugin/mlcycle-evidence"),
+        ("r1", 3, "/dags/train_churn/runs/r1/tasks/gate/mapped/3/plugin/mlcycle-evidence"),
+    ],
+)  # fmt: skip
+def test_links_fall_back_to_the_evidence_tab_never_to_an_empty_url(run_id, map_index, expected):
+    from mlcycle_airflow.links import evidence_tab
+
+    assert evidence_tab("train_churn", run_id, "gate", map_index) == expected
+
+
+def test_a_task_without_evidence_of_its_own_shows_its_state_and_the_runs_reports(client, env, airflow_db):
+    from pathlib import Path
+
+    ui, anonymous = client
+    run = Path(env.lake) / "churn" / "runs" / "manual__r1"
+    (run / "scoring").mkdir(parents=True)
+    (run / "verdict.html").write_text("<h1>FAILED</h1>")
+    (run / "scoring" / "report.html").write_text("<h1>scored</h1>")
+    (run / "verdict.json").write_text("{}")
+    page = ui.get("/tasks/train_churn/manual__r1/promote/-1", follow_redirects=False)
+    assert page.status_code == 200, page.text
+    assert "<code>promote</code> of <code>train_churn</code>" in page.text and "not started" in page.text
+    assert '<a href="/mlcycle/evidence/churn/runs/manual__r1/verdict.html">Gate verdict</a>' in page.text
+    assert (
+        '<a href="/mlcycle/evidence/churn/runs/manual__r1/scoring/report.html">Scoring report</a>'
+        in page.text
+    )
+    assert "verdict.json" not in page.text  # pages, not data
+    assert '<a href="/mlcycle/ledger?model=churn">' in page.text
+    assert anonymous.get("/tasks/train_churn/manual__r1/promote/-1").status_code == 401
+
+
+def test_the_api_answers_extra_links_without_nulls():
+    """A task that never ran has no links: they are left out, not null (the official client
+    cannot parse null), big answers stay whole, and every other route is untouched."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from mlcycle_airflow.links import DropNullLinks
+
+    seen: list[dict[bytes, bytes]] = []
+
+    async def inner(scope, receive, send):  # what Airflow's API answers
+        seen.append(dict(scope["headers"]))
+        links = {"Evidence": None, "MLflow run": "http://m/#/r/1", "x" * 2000: None}
+        body = json.dumps({"extra_links": links, "total_entries": 3}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body[:100], "more_body": True})
+        await send({"type": "http.response.body", "body": body[100:]})
+
+    client = TestClient(DropNullLinks(inner))
+    answer = client.get("/api/v2/dags/train_churn/dagRuns/manual__1/taskInstances/gate/links")
+    assert answer.status_code == 200
+    assert answer.json() == {"extra_links": {"MLflow run": "http://m/#/r/1"}, "total_entries": 1}
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    assert b"accept-encoding" not in seen[0]  # asked for uncompressed, so it can be read
+    other = client.get("/api/v2/dags/train_churn/dagRuns/manual__1/taskInstances/gate/logs/1")
+    assert other.json()["total_entries"] == 3 and b"accept-encoding" in seen[1]  # untouched

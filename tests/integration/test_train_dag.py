@@ -142,7 +142,8 @@ def test_comparable_run_follows_the_gate_policy(dag, env):
     assert verdict["passed"] is expected
     assert alias(env, "champion") == ("2" if expected else "1")
     assert alias(env, "challenger") == "2"
-    assert dr.state == ("success" if expected else "failed")
+    assert dr.state == "success"  # a refusal is an outcome: promote is skipped, nothing failed
+    assert states(dr)["promote"] == ("success" if expected else "skipped")
     assert len(ledger_entries(env)) == (2 if expected else 1)
 
 
@@ -200,8 +201,11 @@ def test_worse_candidate_is_registered_but_not_promoted(dag, env, tmp_path, make
     bootstrap_champion(dag, env)
     dr = run_dag(dag, **make_conf(tmp_path))
     s = states(dr)
-    assert dr.state == "failed"
-    assert s["train_model"] == "success" and s["gate"] == "failed" and s["promote"] == "upstream_failed"
+    # A refusal is an outcome, not a crash: the gate succeeds, promote is skipped with the verdict.
+    assert dr.state == "success"
+    assert s["train_model"] == "success" and s["gate"] == "success" and s["promote"] == "skipped"
+    gate_out = dr.get_task_instance("gate").xcom_pull(task_ids="gate")
+    assert gate_out["passed"] is False and gate_out["summary"].startswith("FAIL: v2")
     assert versions(env) == ["1", "2"]
     assert alias(env, "champion") == "1"
     assert alias(env, "challenger") == "2"

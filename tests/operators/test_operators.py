@@ -159,7 +159,10 @@ def test_train_chain_registers_and_promotes_v1(env):
     validated = op.execute(c)
     assert_typed(op, validated)
     assert validated["success"] is True and validated["rows"] == 4500 and validated["expectations"] > 0
-    assert json.loads(evidence_file(env, c["ti"].pushed[EVIDENCE_URL]).read_text())["success"] is True
+    page = evidence_file(env, c["ti"].pushed[EVIDENCE_URL])
+    assert (
+        "PASSED" in page.read_text() and json.loads(page.with_name("validation.json").read_text())["success"]
+    )
 
     c = ctx()
     op = TrainModelOperator(task_id="train_model", model=MODEL, manifest_uri=resolved["manifest_uri"])
@@ -209,6 +212,24 @@ def test_train_chain_registers_and_promotes_v1(env):
     assert len(ledger.history(MODEL, uri=env.ledger_uri)) == 1
 
 
+def test_a_refused_verdict_skips_promote_with_the_verdict_as_its_reason(env):
+    """A refusal is an outcome: promote is skipped (not failed), says why, and moves nothing."""
+    from mlcycle.store import ledger
+
+    verdict = {
+        "passed": False, "version": "1", "champion_version": None, "bootstrap": False,
+        "summary": "FAIL: v1 roc_auc 0.51 below 0.7", "verdict_uri": "/x/verdict.json",
+        "report_uri": "/x/verdict.html",
+    }  # fmt: skip
+    c = task_context(run_id="manual__refused")
+    op = PromoteModelOperator(task_id="promote", model=MODEL, verdict=verdict)
+    with pytest.raises(AirflowSkipException, match=r"FAIL: v1 roc_auc 0.51 below 0.7") as skipped:
+        op.execute(c)
+    assert "v1 stays registered but is not promoted" in str(skipped.value)
+    assert c["ti"].pushed["skip_reason"] == str(skipped.value)
+    assert ledger.history(MODEL, uri=env.ledger_uri) == []
+
+
 def test_invalid_batch_fails_validation_but_its_evidence_link_was_pushed(env, tmp_path):
     """The batch comes from an asset event (its ``batch_uri`` extra); GX refuses it."""
     from mlcycle.data.generators import generate_batch
@@ -236,7 +257,13 @@ def test_invalid_batch_fails_validation_but_its_evidence_link_was_pushed(env, tm
         assert expectation in message, message
     assert "quarantined" in message
 
-    result = json.loads(evidence_file(env, c["ti"].pushed[EVIDENCE_URL]).read_text())
+    page = evidence_file(env, c["ti"].pushed[EVIDENCE_URL])
+    text = page.read_text()
+    assert page.name == "validation.html" and "FAILED" in text and "<h2>Failures</h2>" in text
+    assert (
+        'class="rule fail"><td><code>expect_column_values_to_not_be_null</code></td><td>customer_id' in text
+    )
+    result = json.loads(page.with_name("validation.json").read_text())
     assert result["success"] is False
     quarantine = Path(env.lake) / MODEL / "quarantine" / run_key(run_id)
     assert (quarantine / bad.name).read_bytes() == bad.read_bytes()

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.services.test_retrain_loop import free_port
+from tests.services.topology import free_port
 
 pytestmark = [pytest.mark.slow]
 

@@ -51,7 +51,7 @@ from mlcycle_airflow.operators import PromoteModelOperator, TrainModelOperator
 from tests.conftest import Env, env_at, golden_end, relocate, today, write_batches
 from tests.operators.conftest import execute_outside_the_task_runner, no_mlflow_connection  # noqa: F401
 from tests.operators.test_operators import task_context
-from tests.services.test_retrain_loop import free_port
+from tests.services.topology import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

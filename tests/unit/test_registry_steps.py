@@ -16,7 +16,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from mlcycle.core import settings
-from mlcycle.core.errors import PromotionConflictError, RegistryError
+from mlcycle.core.errors import GateFailedError, PromotionConflictError
 from mlcycle.core.run import RunInfo
 from mlcycle.core.spec import ModelSpec, parse_spec, spec_digest
 from mlcycle.data import lake as lk
@@ -368,10 +368,9 @@ def passed_verdict(version: str, champion: str | None) -> dict:
 def test_promote_refuses_a_verdict_that_did_not_pass(env, mlc, spec, verdict):
     """A failed (or empty) verdict is refused: no alias moves and the ledger records nothing."""
     dummy_versions(mlc, "churn", 2)
-    with pytest.raises(RegistryError, match=r"refusing to promote churn: the verdict did not pass") as err:
+    with pytest.raises(GateFailedError, match=r"v2 stays registered but is not promoted") as err:
         steps.promote(spec, RUN, mlc, verdict={**verdict, "version": "2", "champion_version": None})
-    if verdict:
-        assert "FAIL: v2 failed 1 rule(s)" in str(err.value)
+    assert ("FAIL: v2 failed 1 rule(s)" if verdict else "gate verdict did not pass") in str(err.value)
     assert alias_of(mlc, "churn", registry.CHAMPION) is None
     assert ledger.history("churn") == []
 

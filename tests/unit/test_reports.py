@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,23 @@ def ledger_entries(lake: str) -> list[dict[str, Any]]:
     ]
 
 
+def validation_inputs(folder) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A real contract check of one clean and one corrupt churn batch, and its suite."""
+    from mlcycle.core.settings import contracts_dir
+    from mlcycle.data.contracts import load_suite_dict, validate_paths
+    from mlcycle.data.generators import generate_batch
+
+    paths = []
+    for i, corrupt in enumerate((False, True)):
+        path = folder / f"2026-01-0{i + 1}.parquet"
+        generate_batch("churn", dt.date(2026, 1, i + 1), 400, corrupt=corrupt).to_parquet(path)
+        paths.append(str(path))
+    suite = load_suite_dict(contracts_dir() / "churn.json")
+    report = validate_paths(suite, paths).to_dict()
+    report["batches"][1]["failures"][0]["examples"].insert(0, HOSTILE)  # a hostile value in the data
+    return report, suite
+
+
 @pytest.fixture
 def lake_root(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MLCYCLE_LAKE_ROOT", str(tmp_path / "lake"))
@@ -182,7 +200,19 @@ def lake_root(tmp_path, monkeypatch) -> str:
 
 def every_page(lake: str) -> dict[str, str]:
     report, flips = scoring_inputs()
+    folder = Path(lake).parent / "batches"
+    folder.mkdir(exist_ok=True)
     return {
+        "validation": pages.validation_page(*validation_inputs(folder)),
+        "task": pages.task_page(
+            dag_id="train_churn",
+            run_id="r1",
+            task_id="promote",
+            state="skipped",
+            reason=HOSTILE,
+            model="churn",
+            pages=[("verdict.html", evidence_url(lake, f"{lake}/churn/runs/r1/verdict.html"))],
+        ),
         "gate": pages.gate_page(gate_verdict(passed=False)),
         "drift": pages.drift_page(drift_result(shift=8.0)),
         "scoring": pages.scoring_page(report, flips),
@@ -200,7 +230,10 @@ def row_of(page: str, first_cell: str) -> str:
 # --- what every page shares -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["gate", "drift", "scoring", "ledger"])
+PAGES = ["gate", "drift", "scoring", "ledger", "validation", "task"]
+
+
+@pytest.mark.parametrize("name", PAGES)
 def test_every_page_extends_the_base_with_the_stylesheet_once(name, lake_root):
     page = every_page(lake_root)[name]
     assert page.startswith("<!doctype html>")
@@ -211,7 +244,7 @@ def test_every_page_extends_the_base_with_the_stylesheet_once(name, lake_root):
     assert page.rstrip().endswith("</html>")
 
 
-@pytest.mark.parametrize("name", ["gate", "drift", "scoring", "ledger"])
+@pytest.mark.parametrize("name", PAGES)
 def test_every_page_is_self_contained(name, lake_root):
     page = every_page(lake_root)[name]
     assert "<link" not in page
@@ -220,7 +253,7 @@ def test_every_page_is_self_contained(name, lake_root):
     assert "@import" not in page
 
 
-@pytest.mark.parametrize("name", ["gate", "drift", "scoring", "ledger"])
+@pytest.mark.parametrize("name", PAGES)
 def test_every_page_escapes_and_formats(name, lake_root):
     """Outside text is escaped; no Python repr (numpy scalars, dicts) reaches the page."""
     page = every_page(lake_root)[name]
@@ -418,3 +451,44 @@ def test_ledger_page_lists_moves_with_evidence_links(model, lake_root):
 def test_ledger_page_without_moves():
     page = pages.ledger_page([], None, evidence_href=partial(evidence_url, "/lake"))
     assert "no moves yet" in page and 'colspan="10"' in page
+
+
+def test_validation_page_shows_every_expectation_per_batch_and_the_failures(tmp_path):
+    report, suite = validation_inputs(tmp_path)
+    page = pages.validation_page(report, suite)
+    assert "FAILED" in page and page.count('<tr class="rule ') >= len(suite["expectations"]) + 2
+    for exp in suite["expectations"]:
+        assert f"<code>{exp['type']}</code>" in page
+    # The clean batch passes everything, the corrupt one fails what the operator message names.
+    failed = {(f["expectation"], (f["kwargs"] or {}).get("column")) for f in report["batches"][1]["failures"]}
+    assert ("expect_column_values_to_not_be_null", "customer_id") in failed
+    row = re.search(
+        r'<tr class="rule fail"><td><code>expect_column_values_to_not_be_null</code></td><td>customer_id</td>.*?</tr>',
+        page,
+    )
+    assert row and row.group(0).count("badge pass") == 1 and row.group(0).count("badge fail") == 1
+    assert "<h2>Failures</h2>" in page and page.count('<tr class="rule fail"><td class="num">#2</td>') == len(
+        failed
+    )
+    assert "#1</td>" not in page.split("<h2>Failures</h2>")[1]  # nothing of the clean batch failed
+
+
+def test_validation_page_of_a_clean_check_has_no_failures(tmp_path):
+    report, suite = validation_inputs(tmp_path)
+    clean = {**report, "success": True, "batches": report["batches"][:1]}
+    page = pages.validation_page(clean, suite)
+    assert "PASSED" in page and "badge fail" not in page and "<h2>Failures</h2>" not in page
+
+
+def test_task_page_without_reports_says_so():
+    page = pages.task_page(
+        dag_id="score_churn",
+        run_id="r9",
+        task_id="choose_model",
+        state=None,
+        reason=None,
+        model=None,
+        pages=[],
+    )
+    assert "not started" in page and "No report of this run is in the lake yet" in page
+    assert "Promotion ledger" not in page

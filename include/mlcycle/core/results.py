@@ -38,7 +38,8 @@ class ValidateResult(TypedDict):
     batches: int
     rows: int
     expectations: int
-    result_uri: str
+    result_uri: str  # validation.json
+    report_uri: str  # validation.html, the page people read
 
 
 class TrainSkipped(TypedDict):
@@ -102,7 +103,7 @@ class EvaluationResult(TypedDict):
 
 
 class GateResult(TypedDict):
-    """A verdict that passed (a failed gate raises instead)."""
+    """A gate verdict: ``passed`` False is a refused candidate (``promote`` then refuses to act)."""
 
     passed: bool
     version: str

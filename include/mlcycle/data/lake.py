@@ -95,6 +95,7 @@ class RunFile(StrEnum):
 
     MANIFEST = "manifest.json"
     VALIDATION = "validation.json"
+    VALIDATION_PAGE = "validation.html"
     HOLDOUT = "holdout.parquet"
     EVALUATION = "evaluation.json"
     VERDICT_JSON = "verdict.json"

@@ -129,6 +129,7 @@ def validate(
     from mlcycle.core import settings
     from mlcycle.core.errors import UnreadableDataError
     from mlcycle.data.contracts import load_suite_dict, validate_paths
+    from mlcycle.reports import pages
 
     manifest = read_manifest(manifest_uri)
     suite = load_suite_dict(Path(contracts_dir or settings.contracts_dir()) / spec.contract)
@@ -139,6 +140,8 @@ def validate(
     except UnreadableDataError as exc:
         raise lk.quarantine_unreadable(lake, run.key, exc) from exc
     lk.write_json(report.to_dict(), lake.run_file(run.key, RunFile.VALIDATION))
+    page = pages.validation_page(report.to_dict(), suite)
+    lk.write_bytes_atomic(lake.run_file(run.key, RunFile.VALIDATION_PAGE), page.encode())
     if not report.success:
         failed = [b.uri for b in report.failed_batches]
         where = lk.quarantine(lake, run.key, failed, report.to_dict())
@@ -154,6 +157,7 @@ def validate(
         "rows": sum(b.rows for b in report.batches),
         "expectations": report.batches[0].evaluated if report.batches else 0,
         "result_uri": lk.uri_of(lake.run_file(run.key, RunFile.VALIDATION)),
+        "report_uri": lk.uri_of(lake.run_file(run.key, RunFile.VALIDATION_PAGE)),
     }
 
 
@@ -725,7 +729,8 @@ def gate(
     spec: ModelSpec, run: RunInfo, mlc: MlflowClient, *, evaluation: EvaluationResult, lake_root: str
 ) -> GateResult:
     """Apply the spec's gate policy; write the verdict (JSON + HTML) to the lake and to the
-    candidate's MLflow run, tag the version, and raise ``GateFailedError`` on a fail."""
+    candidate's MLflow run, tag the version. A refusal is a result (``passed`` False), not an
+    error: the run that judged a candidate worked; :func:`promote` refuses to act on it."""
     from mlcycle.ml import gate as g
     from mlcycle.reports import pages
 
@@ -764,13 +769,8 @@ def gate(
     )
     for rule in verdict.rules:
         log.info("gate rule %-28s %-7s %s", rule.name, rule.outcome.upper(), rule.detail)
-    if not verdict.passed:
-        raise GateFailedError(
-            f"{spec.name} {verdict.summary()}\nv{cand.version} stays registered but is not promoted; "
-            f"champion unchanged (v{verdict.champion_version}). Full verdict: {lk.uri_of(html_path)}"
-        )
     return {
-        "passed": True,
+        "passed": verdict.passed,
         "version": str(cand.version),
         "champion_version": verdict.champion_version,
         "bootstrap": verdict.bootstrap,
@@ -778,6 +778,16 @@ def gate(
         "verdict_uri": lk.uri_of(json_path),
         "report_uri": lk.uri_of(html_path),
     }
+
+
+def refusal(spec: ModelSpec, verdict: GateResult) -> GateFailedError:
+    """The error that says a verdict refused its candidate: what failed, what stays, where to look."""
+    summary = verdict.get("summary") or "gate verdict did not pass"
+    return GateFailedError(
+        f"{spec.name} {summary}\nv{verdict.get('version')} stays registered but is not promoted; "
+        f"champion unchanged (v{verdict.get('champion_version')}). "
+        f"Full verdict: {verdict.get('report_uri') or 'none was written'}"
+    )
 
 
 # --- 6. promote -----------------------------------------------------------------------------
@@ -795,13 +805,11 @@ def promote(
     """Move ``champion`` to the gated version (compare-and-set against the champion the gate
     saw), append the move to the ledger and add the version's holdout rows to the trusted
     evaluation set (``lake_root``, default ``MLCYCLE_LAKE_ROOT``). A rerun changes nothing and
-    records nothing twice."""
+    records nothing twice. A refused verdict raises ``GateFailedError`` (:func:`refusal`)."""
     from mlcycle.core.errors import PromotionConflictError
 
     if not verdict.get("passed"):
-        raise RegistryError(
-            f"refusing to promote {spec.name}: the verdict did not pass ({verdict.get('summary')})"
-        )
+        raise refusal(spec, verdict)
     version = str(verdict["version"])
     try:
         # One move of the champion at a time across every task sharing the ledger, so the

@@ -123,6 +123,81 @@ def _trusted(trusted: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+# --- data validation ------------------------------------------------------------------------------
+
+MAX_EXAMPLES_SHOWN = 10
+
+
+def _kwarg_text(value: Any) -> str:
+    """An expectation argument as people write it: a list in brackets, a suite parameter as its
+    expression (``now() + timedelta(days=1)``), anything else as a number or text."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_kwarg_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if set(value) == {"$PARAMETER"}:
+            return str(value["$PARAMETER"])
+        return "{" + ", ".join(f"{k}: {_kwarg_text(v)}" for k, v in value.items()) + "}"
+    return fmt_number(value)
+
+
+def _rule_text(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_kwarg_text(v)}" for k, v in kwargs.items() if k != "column")
+
+
+def validation_page(report: Mapping[str, Any], suite: Mapping[str, Any]) -> str:
+    """A contract check (``ValidationReport.to_dict()``) beside its suite: one row per
+    expectation with its outcome on each batch, then every failure with what was observed,
+    how many values were unexpected and some of them."""
+    batches = [{**b, "name": str(b["uri"]).rstrip("/").rsplit("/", 1)[-1]} for b in report.get("batches", [])]
+    failed: dict[tuple[str, str | None], set[int]] = {}
+    failures = []
+    for i, b in enumerate(batches, start=1):
+        for f in b.get("failures", []):
+            column = (f.get("kwargs") or {}).get("column")
+            failed.setdefault((f["expectation"], column), set()).add(i)
+            failures.append(
+                {
+                    **f,
+                    "batch": i,
+                    "column": column,
+                    "examples": (f.get("examples") or [])[:MAX_EXAMPLES_SHOWN],
+                }
+            )
+    expectations = []
+    for exp in suite.get("expectations", []):
+        kwargs = exp.get("kwargs") or {}
+        bad = failed.pop((exp["type"], kwargs.get("column")), set())
+        expectations.append(
+            {
+                "type": exp["type"],
+                "column": kwargs.get("column"),
+                "rule": _rule_text(kwargs),
+                "failed": bool(bad),
+                "outcomes": ["fail" if i in bad else "pass" for i in range(1, len(batches) + 1)],
+            }
+        )
+    # A failure the suite does not list (a missing column diagnosed as one) still gets a row.
+    for (kind, column), bad in failed.items():
+        expectations.append(
+            {
+                "type": kind,
+                "column": column,
+                "rule": "",
+                "failed": True,
+                "outcomes": ["fail" if i in bad else "pass" for i in range(1, len(batches) + 1)],
+            }
+        )
+    return _render(
+        "validation.html.j2",
+        report=report,
+        batches=batches,
+        rows=sum(int(b.get("rows") or 0) for b in batches),
+        expectations=expectations,
+        failures=failures,
+        failed_cells=len(failures),
+    )
+
+
 # --- drift check ----------------------------------------------------------------------------------
 
 
@@ -210,6 +285,43 @@ def scoring_page(report: dict[str, Any], flips: list[dict[str, Any]]) -> str:
         shadow=report.get("shadow") or {},
         flips=shown,
         flip_columns=columns,
+    )
+
+
+# --- a task's evidence ----------------------------------------------------------------------------
+
+PAGE_TITLES = {
+    "validation.html": "Data validation",
+    "verdict.html": "Gate verdict",
+    "drift.html": "Drift check",
+    "scoring/report.html": "Scoring report",
+}
+
+
+def task_page(
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    state: str | None,
+    reason: str | None,
+    model: str | None,
+    pages: list[tuple[str, str]],
+) -> str:
+    """What a task left when it has no report of its own (skipped, refused, not run yet): its
+    state, why, and the run's report pages as ``(name relative to the run folder, href)``."""
+    listed = [{"name": name, "href": href, "title": PAGE_TITLES.get(name, name)} for name, href in pages]
+    ledger_href = "/mlcycle/ledger" + (f"?{urlencode({'model': model})}" if model else "")
+    return _render(
+        "task.html.j2",
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        state=state,
+        reason=reason,
+        model=model,
+        pages=listed,
+        ledger_href=ledger_href,
     )
 
 
