@@ -77,8 +77,10 @@ def run_dag(dag_id: str) -> int:
     state, tasks = outcome(dag_id)
     print(f"   run {state} in {time.monotonic() - started:.0f}s")
     for task, tstate, note in tasks:
-        print(f"   {task:15} {tstate:15} {note}")
-    refused = [t for t, s, _ in tasks if s == "failed"] == ["gate"]
+        print(f"   {task:15} {tstate:15} {note.splitlines()[0] if note else ''}")
+    # A refused candidate is an outcome, not a failure: the gate succeeds and promote is skipped.
+    states = {t: s for t, s, _ in tasks}
+    refused = states.get("gate") == "success" and states.get("promote") == "skipped"
     if refused:
         print("   the gate refused the candidate: the champion is unchanged (see the verdict below)")
     elif state != "success":

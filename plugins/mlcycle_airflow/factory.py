@@ -26,6 +26,7 @@ from mlcycle_airflow.operators import (
     PromoteModelOperator,
     RequestRetrainOperator,
     ResolveDataOperator,
+    RollbackOperator,
     ScorePartitionOperator,
     TrainModelOperator,
 )
@@ -410,3 +411,66 @@ def build_monitor_dag(spec: ModelSpec, specs_path: str) -> DAG:
 def monitor_dags() -> dict[str, DAG]:
     """Every spec's ``monitor_<model>`` DAG by DAG id, for ``globals().update`` in a ``dags/`` file."""
     return _dags(build_monitor_dag)
+
+
+def _rollback_doc(spec: ModelSpec) -> str:
+    return f"""# Roll back `{spec.name}`
+
+Moves the alias `champion` of the registered model `{spec.name}` back to an earlier version, on demand
+(no schedule). **Params**: `version` the version to roll back to (empty: the previous champion, the one
+the current champion replaced, from the promotion ledger); `reason` why (required: recorded in the ledger
+with who triggered the run); `force` allow a version that never passed a gate.
+
+The target is checked first: it passed its gate (unless `force`), it still loads (skops, never pickle),
+and its ONNX twin, if it has one, still matches it on its holdout rows. The move is a compare-and-set
+under the alias's ledger lock (a concurrent promotion makes it fail, not race) and is appended to the
+ledger as `rollback` (**Browse → Promotion ledger**). Retrying the run changes nothing.
+"""
+
+
+def build_rollback_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    """``rollback_<model>``, triggered by a person: check the target, move ``champion`` back, record it."""
+    with DAG(
+        dag_id=f"rollback_{spec.name}",
+        description=f"Move {spec.name}@champion back to an earlier version, checked and recorded",
+        doc_md=_rollback_doc(spec),
+        schedule=None,
+        **_dag_kwargs(spec, "rollback"),
+        params={
+            "version": _optional(
+                "integer",
+                minimum=1,
+                title="Version",
+                description="The version to roll back to. Empty: the previous champion (from the ledger).",
+                section="Target",
+            ),
+            "reason": _param(
+                "",
+                type="string",
+                minLength=3,
+                maxLength=500,
+                title="Reason",
+                description="Why roll back (required): recorded in the ledger with who triggered the run.",
+                section="Why",
+            ),
+            "force": _optional(
+                "boolean",
+                title="Force",
+                description="Allow a version that never passed a gate (needs the reason; recorded as forced).",
+                section="Target",
+            ),
+        },
+    ) as dag:
+        RollbackOperator(
+            task_id="rollback",
+            model=spec.name,
+            specs_dir=specs_path,
+            version="{{ params.version }}",
+            force="{{ params.force }}",
+        )
+    return dag
+
+
+def rollback_dags() -> dict[str, DAG]:
+    """Every spec's ``rollback_<model>`` DAG by DAG id, for ``globals().update`` in a ``dags/`` file."""
+    return _dags(build_rollback_dag)

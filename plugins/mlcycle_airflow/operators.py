@@ -486,6 +486,58 @@ class PromoteModelOperator(_ModelOperator):
         )
 
 
+class RollbackOperator(_ModelOperator):
+    """Move alias ``champion`` back to ``version`` (default: the previous champion) after checking
+    it passed its gate (unless ``force``), still loads and still matches its ONNX twin; compare-
+    and-set, recorded in the ledger as ``rollback`` with the run's reason (required).
+
+    :param version: the version to roll back to (templated; empty: the previous champion).
+    :param force: allow a version that never passed a gate (the reason is recorded as forced).
+    :param ledger_uri: SQLAlchemy URI of the ledger (default ``MLCYCLE_LEDGER_URI``).
+    """
+
+    template_fields: Sequence[str] = ("model", "version", "force", "ledger_uri")
+    operator_extra_links = (MLflowModelVersionLink(),)
+    ui_color = "#fff4d6"
+    result_type = results.RollbackResult
+
+    def __init__(
+        self,
+        *,
+        version: int | str | None = None,
+        force: bool | str | None = False,
+        ledger_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.force = force
+        self.ledger_uri = ledger_uri
+
+    def _target(self) -> str | None:
+        return str(self.version) if self.version not in (None, "", "None") else None
+
+    def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
+        return {MLflowModelVersionLink: self._version_url(self._target())}
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.RollbackResult:
+        from mlcycle.flows import rollback
+
+        force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
+        out = rollback.rollback(
+            spec, run, self.mlc, version=self._target(), force=force, ledger_uri=self.ledger_uri
+        )
+        MLflowModelVersionLink.push(context, self._version_url(out["version"]))
+        return out
+
+    def summarize(self, out: results.RollbackResult) -> str:
+        moved = "rolled back" if out["moved"] else "already rolled back by this run"
+        return (
+            f"{self.model}@champion {moved} to v{out['version']} (was v{out['previous_version']}). "
+            f"Checks: {'; '.join(out['checks'])}"
+        )
+
+
 class ChooseModelOperator(_ModelOperator):
     """Pick the version to score with (``version`` wins over ``alias``) and the challenger
     to run in shadow when the champion is served.

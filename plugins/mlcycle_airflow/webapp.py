@@ -1,6 +1,7 @@
 """The plugin's web app: the promotion ledger and run evidence, behind Airflow's login.
 
-- ``GET /mlcycle/ledger``: the ledger as an HTML table (``?model=churn`` to filter).
+- ``GET /mlcycle/ledger``: the ledger as an HTML table (``?model=churn&action=promote`` to
+  filter), with links to the MLflow versions, the Airflow runs and the verdicts.
 - ``GET /mlcycle/ledger.json``: the same as JSON.
 - ``GET /mlcycle/evidence/<path>``: a report file from the lake (``.html``, ``.json``),
   only below ``<lake root>/<model>/runs|quarantine/``.
@@ -104,14 +105,28 @@ def create_app() -> FastAPI:
     user = _require_user()
 
     @app.get("/ledger", response_class=HTMLResponse, dependencies=[user])
-    def ledger_page(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> str:
+    def ledger_page(
+        model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$"),
+        action: str | None = Query(None, pattern=r"^[a-z]+$"),
+    ) -> str:
+        from urllib.parse import quote
+
         from mlcycle.core import settings
+        from mlcycle.core.spec import load_specs
         from mlcycle.reports import pages
+        from mlcycle.store import registry
+        from mlcycle_airflow.hooks import MLflowHook
         from mlcycle_airflow.links import evidence_url
 
-        root = settings.lake_root()
+        root, ui = settings.lake_root(), MLflowHook().ui_url
         return pages.ledger_page(
-            _ledger_rows(model), model, evidence_href=lambda uri: evidence_url(root, uri)
+            _ledger_rows(model),
+            model,
+            action=action,
+            models=[s.name for s in load_specs(settings.specs_dir())],
+            evidence_href=lambda uri: evidence_url(root, uri),
+            version_href=lambda name, version: registry.version_url(ui, name, version),
+            run_href=lambda dag_id, run_id: f"/dags/{dag_id}/runs/{quote(run_id, safe='')}",
         )
 
     @app.get("/tasks/{dag_id}/{run_id}/{task_id}/{map_index}", dependencies=[user], response_model=None)
@@ -140,8 +155,11 @@ def create_app() -> FastAPI:
         return HTMLResponse(page)
 
     @app.get("/ledger.json", dependencies=[user])
-    def ledger_json(model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$")) -> JSONResponse:
-        return JSONResponse(_ledger_rows(model))
+    def ledger_json(
+        model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$"),
+        action: str | None = Query(None, pattern=r"^[a-z]+$"),
+    ) -> JSONResponse:
+        return JSONResponse([row for row in _ledger_rows(model) if not action or row["action"] == action])
 
     @app.get("/evidence/{path:path}", dependencies=[user])
     def evidence(path: str) -> Response:

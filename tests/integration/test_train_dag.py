@@ -127,6 +127,7 @@ def test_comparable_run_follows_the_gate_policy(dag, env):
     verdict = json.loads((run_dir(env, dr) / "verdict.json").read_text())
     policy = get_spec(MODEL).gate
     cand, champ = verdict["candidate_metrics"], verdict["champion_metrics"]
+    sign = 1  # roc_auc: higher is better
     assert verdict["champion_version"] == "1" and verdict["bootstrap"] is False
     # Recompute the comparison rules from the numbers, independently of the gate code.
     expected = (
@@ -138,7 +139,16 @@ def test_comparable_run_follows_the_gate_policy(dag, env):
         and verdict["confidence"]["prob_not_worse"] >= policy.min_confidence
         and verdict["shadow"]["agreement"] >= policy.shadow.min_agreement
         and all(r["outcome"] != "fail" for r in verdict["rules"] if r["kind"] == "budget")
+        and all(
+            sign * (c["candidate"] - c["champion"]) >= -policy.slices.tolerance
+            for c in verdict["slices"]
+            if c["rows"] >= policy.slices.min_rows
+            and c["candidate"] is not None
+            and c["champion"] is not None
+        )
     )
+    judged = [r for r in verdict["rules"] if r["kind"] == "slice" and r["outcome"] != "skipped"]
+    assert {r["name"].split("=")[0] for r in judged} == {f"slice:{c}" for c in policy.slices.columns}
     assert verdict["passed"] is expected
     assert alias(env, "champion") == ("2" if expected else "1")
     assert alias(env, "challenger") == "2"

@@ -76,10 +76,10 @@ class Shots:
     folder: Path
     taken: list[Path] = field(default_factory=list)
 
-    def save(self, name: str) -> Path:
+    def save(self, name: str, page: Page | None = None) -> Path:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         path = self.folder / f"{len(self.taken) + 1:02d}-{slug}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        (page or self.page).screenshot(path=str(path), full_page=True)
         self.taken.append(path)
         return path
 

@@ -153,3 +153,30 @@ def test_bootstrap_without_any_valid_resample_is_nan():
     assert out["resamples"] == 0
     assert math.isnan(out["gain_p05"])
     assert math.isnan(out["prob_not_worse"])
+
+
+def test_slice_metrics_measure_both_models_on_the_same_rows_of_each_slice():
+    import numpy as np
+    import pandas as pd
+
+    from mlcycle.ml.evaluation import metric_value, slice_metrics
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    frame = pd.DataFrame({"region": rng.choice(["north", "south", "east"], n, p=[0.6, 0.35, 0.05])})
+    frame.loc[:9, "region"] = None
+    y = rng.integers(0, 2, n)
+    good, bad = np.clip(y * 0.6 + rng.random(n) * 0.4, 0, 1), rng.random(n)
+    out = slice_metrics("roc_auc", y, frame, columns=["region"], candidate=good, champion=bad, min_rows=100)
+    assert [s["value"] for s in out][:2] == ["north", "south"]  # largest first
+    by = {s["value"]: s for s in out}
+    north = (frame["region"] == "north").to_numpy()
+    assert by["north"]["rows"] == north.sum()
+    assert by["north"]["candidate"] == pytest.approx(metric_value("roc_auc", y[north], good[north]))
+    assert by["north"]["champion"] == pytest.approx(metric_value("roc_auc", y[north], bad[north]))
+    assert by["east"]["rows"] < 100 and by["east"]["candidate"] is None  # listed, not measured
+    assert by["<missing>"]["rows"] == 10
+    alone = slice_metrics(
+        "roc_auc", y, frame, columns=["region"], candidate=good, champion=None, min_rows=100
+    )
+    assert all(s["champion"] is None for s in alone)

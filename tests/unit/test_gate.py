@@ -321,14 +321,14 @@ def test_gate_page(passed):
     assert page.count(">PASS<") == sum(r.outcome is Outcome.PASS for r in v.rules)
     assert page.count(">FAIL<") == len(v.failed_rules)
     assert "champion version <b>6</b>" in page
-    assert "/lake/churn/runs/r/verdict.json" in page
+    assert '<a href="verdict.json">verdict json</a>' in page and "/lake/churn" not in page
 
 
 def test_gate_page_bootstrap_and_escaping():
     """Bootstrap verdicts say so and show SKIPPED rules; text from outside is HTML-escaped."""
     cand = Measurement("1", {"roc_auc": 0.8, "log_loss": 0.4}, latency_ms_per_1k_rows=1.0, model_size_mb=1.0)
     v = decide("churn", policy(**FULL_POLICY), cand, None)
-    v.evidence = {"note": "<script>alert(1)</script>"}
+    v.evidence = {"<script>alert(1)</script>": "/lake/churn/runs/r/notes.html"}
     page = gate_page(v.to_dict())
     assert "no champion yet (bootstrap: absolute rules only)" in page
     assert page.count(">SKIPPED<") == 5
@@ -547,3 +547,62 @@ def test_an_untimed_candidate_fails_the_latency_ratio():
     v = decide("m", policy(), timed("2", None), timed("1", 10.0))
     r = rule(v, "budget:latency_ratio")
     assert r.outcome is Outcome.FAIL and r.detail == "latency_ratio was not measured on the candidate"
+
+
+# --- per-slice non-regression ---------------------------------------------------------------------
+
+
+def a_slice(value: str, rows: int, candidate: float | None, champion: float | None, column: str = "region"):
+    return {"column": column, "value": value, "rows": rows, "candidate": candidate, "champion": champion}
+
+
+@pytest.mark.parametrize(
+    ("metric", "candidate", "champion", "passed"),
+    [
+        ("roc_auc", 0.75, 0.80, True),  # exactly the tolerance
+        ("roc_auc", 0.7499, 0.80, False),
+        ("roc_auc", 0.90, 0.80, True),
+        ("rmse", 10.05, 10.0, True),  # lower is better: a rise is the regression
+        ("rmse", 10.0501, 10.0, False),
+    ],
+)
+def test_a_slice_may_not_regress_beyond_its_tolerance(metric, candidate, champion, passed):
+    p = policy(primary_metric=metric, slices={"columns": ["region"], "min_rows": 100, "tolerance": 0.05})
+    overall = {metric: 0.8}
+    slices = [a_slice("north", 500, candidate, champion), a_slice("south", 400, champion, champion)]
+    v = decide("m", p, measure("2", **overall), measure("1", **overall), slices=slices)
+    r = rule(v, "slice:region=north")
+    assert (r.kind, r.outcome) == ("slice", Outcome.PASS if passed else Outcome.FAIL)
+    assert r.limit == 0.05 and "slice region=north (500 holdout rows)" in r.detail
+    assert rule(v, "slice:region=south").outcome is Outcome.PASS
+    assert v.passed is passed  # one bad slice refuses a candidate that is fine overall
+    assert v.slices == slices and Verdict.from_dict(json.loads(json.dumps(v.to_dict()))).slices == slices
+
+
+def test_small_undefined_and_bootstrap_slices_are_listed_not_judged():
+    p = policy(slices={"columns": ["contract"], "min_rows": 200, "tolerance": 0.01})
+    slices = [
+        a_slice("monthly", 900, 0.50, 0.90, "contract"),  # far worse: fails
+        a_slice("two-year", 150, None, None, "contract"),  # too few rows
+        a_slice("one-year", 300, None, 0.8, "contract"),  # one class only: AUC undefined
+    ]
+    v = decide("m", p, measure("2", roc_auc=0.8), measure("1", roc_auc=0.8), slices=slices)
+    assert [r.outcome for r in v.rules if r.kind == "slice"] == [
+        Outcome.FAIL,
+        Outcome.SKIPPED,
+        Outcome.SKIPPED,
+    ]
+    assert "fewer than gate.slices.min_rows (200)" in rule(v, "slice:contract=two-year").detail
+    assert "undefined" in rule(v, "slice:contract=one-year").detail
+    first = decide("m", p, measure("1", roc_auc=0.8), None, slices=slices)
+    assert {r.outcome for r in first.rules if r.kind == "slice"} == {Outcome.SKIPPED} and first.passed
+
+
+def test_slices_need_categorical_features():
+    from mlcycle.core.spec import get_spec
+
+    spec = get_spec("churn")
+    raw = spec.model_dump(by_alias=True)
+    raw["gate"]["slices"] = {"columns": ["tenure_months", "nope"]}
+    with pytest.raises(ValueError, match=r"\['tenure_months', 'nope'\] are not categorical features"):
+        type(spec).model_validate(raw)

@@ -58,7 +58,7 @@ def gate_verdict(passed: bool, *, bootstrap: bool = False) -> dict[str, Any]:
         confidence=None if bootstrap else conf,
         shadow=None if bootstrap else shadow,
     )
-    v.evidence = {"verdict_json": "/lake/churn/runs/r/verdict.json", "note": HOSTILE}
+    v.evidence = {"verdict_json": "/lake/churn/runs/r/verdict.json", HOSTILE: "/lake/churn/runs/r/notes.html"}
     return v.to_dict()
 
 
@@ -330,7 +330,7 @@ def test_gate_page_lists_every_rule_with_its_outcome(passed):
     assert "<td>log_loss</td>" in page and "0.42" in page
     assert "<th>prob_not_worse</th>" in page
     assert "<th>agreement</th>" in page and "0.9512" in page
-    assert "/lake/churn/runs/r/verdict.json" in page
+    assert '<a href="verdict.json">verdict json</a>' in page and "/lake/churn/runs/r/verdict.json" not in page
 
 
 def test_gate_page_of_a_failing_threshold_marks_it():
@@ -450,7 +450,40 @@ def test_ledger_page_lists_moves_with_evidence_links(model, lake_root):
 
 def test_ledger_page_without_moves():
     page = pages.ledger_page([], None, evidence_href=partial(evidence_url, "/lake"))
-    assert "no moves yet" in page and 'colspan="10"' in page
+    assert "no moves yet" in page and 'colspan="11"' in page
+
+
+def test_ledger_page_links_versions_and_runs_reads_utc_and_filters(lake_root):
+    page = pages.ledger_page(
+        ledger_entries(lake_root),
+        "churn",
+        evidence_href=partial(evidence_url, lake_root),
+        version_href=lambda model, v: f"http://mlflow/#/models/{model}/versions/{v}",
+        run_href=lambda dag, run: f"/dags/{dag}/runs/{run}",
+        action="promote",
+        models=["churn", "demand"],
+    )
+    assert "2026-01-02 10:00:00 UTC" in page and "+00:00" not in page
+    assert '<a href="http://mlflow/#/models/churn/versions/2" target="_blank" rel="noopener">2</a>' in page
+    assert '<a href="http://mlflow/#/models/churn/versions/1" target="_blank" rel="noopener">1</a>' in page
+    assert '<a href="/dags/train_churn/runs/r2" target="_top">Airflow run</a>' in page
+    assert "first version" not in page  # the bootstrap row is filtered out by action=promote
+    assert '<option value="promote" selected>' in page and '<option value="demand">' in page
+    assert 'href="/mlcycle/ledger.json?model=churn&amp;action=promote"' in page
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("2026-01-02T10:00:00.123456+00:00", "2026-01-02 10:00:00 UTC"),
+        ("2026-01-02T12:00:00+02:00", "2026-01-02 10:00:00 UTC"),
+        ("2026-01-02T10:00:00", "2026-01-02 10:00:00 UTC"),  # naive: stored as UTC
+        (None, "-"),
+        ("not a time", "not a time"),
+    ],
+)
+def test_times_read_in_utc(value, text):
+    assert pages.fmt_time(value) == text
 
 
 def test_validation_page_shows_every_expectation_per_batch_and_the_failures(tmp_path):
@@ -492,3 +525,62 @@ def test_task_page_without_reports_says_so():
     )
     assert "not started" in page and "No report of this run is in the lake yet" in page
     assert "Promotion ledger" not in page
+
+
+def holdout_curves(task: str, versions: tuple[str, ...]) -> dict[str, Any]:
+    """``evaluation.curves`` of real scores: the candidate better than the champion."""
+    from mlcycle.core.spec import Task
+    from mlcycle.ml.evaluation import curves
+
+    rng = np.random.default_rng(1)
+    if task == "classification":
+        y = rng.integers(0, 2, 800)
+        scored = {
+            v: np.clip(y * (0.5 - 0.2 * i) + rng.random(800) * 0.5, 0, 1) for i, v in enumerate(versions)
+        }
+        return curves(Task.CLASSIFICATION, y, scored)
+    y = rng.normal(50, 10, 800)
+    return curves(Task.REGRESSION, y, {v: y + rng.normal(0, 2 + 3 * i, 800) for i, v in enumerate(versions)})
+
+
+def test_gate_page_plots_both_models_the_bootstrap_and_the_slices():
+    from mlcycle.ml.evaluation import paired_bootstrap
+
+    verdict = gate_verdict(passed=True)
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 600)
+    verdict["confidence"] = paired_bootstrap(
+        "roc_auc", y, y * 0.5 + rng.random(600) * 0.5, rng.random(600), n=50
+    )
+    verdict["slices"] = [
+        {"column": "region", "value": "north", "rows": 400, "candidate": 0.81, "champion": 0.80},
+        {"column": "region", "value": "east", "rows": 20, "candidate": None, "champion": None},
+    ]
+    verdict["rules"] += [
+        {"name": "slice:region=north", "kind": "slice", "outcome": "pass", "observed": 0.01, "limit": 0.05, "detail": "ok"},
+        {"name": "slice:region=east", "kind": "slice", "outcome": "skipped", "observed": None, "limit": 0.05, "detail": "small"},
+    ]  # fmt: skip
+    page = pages.gate_page(verdict, curves=holdout_curves("classification", ("7", "6")))
+    for title in ("ROC curve", "Precision-recall", "Calibration"):
+        assert f'aria-label="{title}"' in page
+    assert page.count('<polyline class="candidate"') == 2 and page.count('<polyline class="champion"') == 2
+    assert page.count('<circle class="candidate"') >= 5  # the calibration bins
+    assert "Gain of the candidate over the champion per resample" in page
+    assert page.count('<rect class="candidate" x=') == 20 and "allowed regression 0.01" in page  # 20 bins
+    north = row_of(page, "region = north")
+    assert "badge pass" in north and '<svg class="slice-bar"' in north
+    assert "not judged" in row_of(page, "region = east")
+    assert '<a href="verdict.json">verdict json</a>' in page and "/lake/churn" not in page  # URLs, not paths
+
+
+def test_gate_page_of_a_regressor_plots_predicted_vs_actual():
+    page = pages.gate_page(
+        gate_verdict(passed=True, bootstrap=True), curves=holdout_curves("regression", ("7",))
+    )
+    assert 'aria-label="Predicted vs actual"' in page and 'aria-label="Residual quantiles"' in page
+    assert page.count('<circle class="candidate"') == 300 and '<circle class="champion"' not in page
+    assert "Paired bootstrap" not in page  # no champion, no comparison
+
+
+def test_gate_page_without_curves_has_no_charts():
+    assert '<svg class="plot"' not in pages.gate_page(gate_verdict(passed=False))

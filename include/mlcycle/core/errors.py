@@ -27,6 +27,10 @@ class PromotionConflictError(MlcycleError):
     """The champion moved since the gate compared against it (compare-and-set refused)."""
 
 
+class RollbackError(MlcycleError):
+    """A rollback that cannot or may not happen: no champion, an unknown or unfit target."""
+
+
 class RegistryError(MlcycleError):
     """The model registry is not in the state an operation needs."""
 

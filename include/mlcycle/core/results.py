@@ -89,6 +89,16 @@ class TrustedEvaluation(TypedDict):
     skipped: str | None  # why the set could not be used; None when both were measured
 
 
+class SliceResult(TypedDict):
+    """The primary metric of candidate and champion on the holdout rows of one slice."""
+
+    column: str
+    value: str
+    rows: int
+    candidate: float | None  # None: the slice has too few rows, or the metric is undefined on it
+    champion: float | None
+
+
 class EvaluationResult(TypedDict):
     """Candidate and champion on the same holdout rows, with the paired bootstrap and the
     shadow comparison on the newest batch when a champion exists, and both on the trusted
@@ -96,10 +106,11 @@ class EvaluationResult(TypedDict):
 
     candidate: MeasurementResult
     champion: MeasurementResult | None
-    confidence: dict[str, float] | None
+    confidence: dict[str, Any] | None
     shadow: dict[str, Any] | None
     holdout_rows: int
     trusted: TrustedEvaluation | None
+    slices: list[SliceResult]
 
 
 class GateResult(TypedDict):
@@ -226,3 +237,14 @@ class RetrainRequest(TypedDict):
     monitor_dag_id: str
     monitor_run_id: str
     report: str | None
+
+
+class RollbackResult(TypedDict):
+    """A rollback of ``champion``: where it was, where it is, and what was checked on the way."""
+
+    version: str
+    previous_version: str | None
+    moved: bool  # False when a retry of the same run found the alias already moved
+    ledger_recorded: bool
+    forced: bool
+    checks: list[str]  # what the target passed (gate, loading, ONNX parity), one line each

@@ -183,6 +183,16 @@ class ShadowSpec(_Strict):
         return self.min_agreement is not None or self.max_mean_abs_diff is not None
 
 
+class SliceSpec(_Strict):
+    """Validates ``gate.slices``: per-slice non-regression on the primary metric. For each value of
+    each named categorical feature with at least ``min_rows`` holdout rows, the candidate may not
+    be worse than the champion by more than ``tolerance`` (smaller slices are listed, not judged)."""
+
+    columns: list[str] = Field(default_factory=list)
+    min_rows: int = Field(200, ge=10)
+    tolerance: float = Field(0.05, ge=0.0)
+
+
 class TrustedSpec(_Strict):
     """Validates ``gate.trusted``: the trusted evaluation set (validated holdout rows of earlier
     champions) on which the candidate may not regress against the champion."""
@@ -242,6 +252,7 @@ class GateSpec(_Strict):
     budgets: BudgetSpec = Field(default_factory=BudgetSpec)
     shadow: ShadowSpec = Field(default_factory=ShadowSpec)
     trusted: TrustedSpec = Field(default_factory=TrustedSpec)
+    slices: SliceSpec = Field(default_factory=SliceSpec)
     data_shift: DataShiftSpec = Field(default_factory=DataShiftSpec)
 
     @property
@@ -370,6 +381,12 @@ class ModelSpec(_Strict):
         clash = sorted(reserved & set(self.features.all))
         if clash:
             raise ValueError(f"@features: {clash} are also the key, time or target column; remove them")
+        not_categorical = [c for c in self.gate.slices.columns if c not in self.features.categorical]
+        if not_categorical:
+            raise ValueError(
+                f"@gate.slices.columns: {not_categorical} are not categorical features; slice on one of "
+                f"{self.features.categorical}"
+            )
         if self.task is Task.REGRESSION and self.data.labels is not None:
             raise ValueError("@data.labels: a regression target is a number, not a label; remove labels")
         expected = f"{self.estimator.class_.rsplit('.', 1)[1]}"

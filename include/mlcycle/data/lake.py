@@ -98,6 +98,7 @@ class RunFile(StrEnum):
     VALIDATION_PAGE = "validation.html"
     HOLDOUT = "holdout.parquet"
     EVALUATION = "evaluation.json"
+    CURVES = "curves.json"  # what the verdict page plots (ROC, PR, calibration or residuals)
     VERDICT_JSON = "verdict.json"
     VERDICT = "verdict.html"
     DRIFT_JSON = "drift.json"

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         MeasurementResult,
         PromoteResult,
         ResolveResult,
+        SliceResult,
         TrainResult,
         TrainSkipped,
         TrustedEvaluation,
@@ -534,7 +535,7 @@ def evaluate(
         }, s
 
     candidate, cand_scores = measure(version)
-    champion, confidence, shadow = None, None, None
+    champion, confidence, shadow, champ_scores = None, None, None, None
     trusted: TrustedEvaluation | None = None
     if champion_mv is not None and rival:
         champion, champ_scores = measure(str(champion_mv.version))
@@ -560,6 +561,7 @@ def evaluate(
     timed = ev.latencies_interleaved([models[m["version"]] for m in measured], X, spec.task)
     for m, latency in zip(measured, timed, strict=True):
         m["latency_ms_per_1k_rows"] = latency
+    slices = spec.gate.slices
     out: EvaluationResult = {
         "candidate": candidate,
         "champion": champion,
@@ -567,8 +569,24 @@ def evaluate(
         "shadow": shadow,
         "holdout_rows": len(holdout),
         "trusted": trusted,
+        "slices": cast(
+            "list[SliceResult]",
+            ev.slice_metrics(
+                spec.gate.primary_metric,
+                y,
+                holdout,
+                columns=slices.columns,
+                candidate=cand_scores,
+                champion=champ_scores if champion is not None else None,
+                min_rows=slices.min_rows,
+            ),
+        ),
     }
     lk.write_json(out, path)
+    scored = {str(version): cand_scores}
+    if champion is not None and champ_scores is not None:
+        scored[champion["version"]] = champ_scores
+    lk.write_json(ev.curves(spec.task, y, scored), run_file(spec, lake_root, run, RunFile.CURVES))
     primary = spec.gate.primary_metric
     log.info(
         "holdout %d rows: candidate v%s %s=%.4f%s",
@@ -745,11 +763,15 @@ def gate(
         confidence=evaluation.get("confidence"),
         shadow=evaluation.get("shadow"),
         trusted=cast("dict[str, Any] | None", evaluation.get("trusted")),
+        slices=cast("list[dict[str, Any]] | None", evaluation.get("slices")),
     )
     json_path = run_file(spec, lake_root, run, RunFile.VERDICT_JSON)
     html_path = run_file(spec, lake_root, run, RunFile.VERDICT)
     verdict.evidence = {"verdict_json": lk.uri_of(json_path), "verdict_html": lk.uri_of(html_path)}
-    page = pages.gate_page(verdict.to_dict())
+    curves_path = run_file(spec, lake_root, run, RunFile.CURVES)
+    page = pages.gate_page(
+        verdict.to_dict(), curves=lk.read_json(curves_path) if curves_path.exists() else None
+    )
     lk.write_json(verdict.to_dict(), json_path)
     lk.write_bytes_atomic(html_path, page.encode())
 

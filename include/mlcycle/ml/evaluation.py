@@ -116,9 +116,96 @@ def row_fingerprints(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return np.asarray(pd.util.hash_pandas_object(normal, index=False), dtype="uint64")
 
 
+def slice_metrics(
+    metric: str,
+    y: np.ndarray,
+    frame: pd.DataFrame,
+    *,
+    columns: list[str],
+    candidate: np.ndarray,
+    champion: np.ndarray | None,
+    min_rows: int,
+) -> list[dict[str, Any]]:
+    """``metric`` of each model on the rows of each value of each of ``columns`` (the same rows for
+    both), largest slices first. A slice under ``min_rows`` rows, or one where the metric is
+    undefined (one class only, for AUC), gets None: it is listed, never judged."""
+    import numpy as np
+
+    out: list[dict[str, Any]] = []
+    for column in columns:
+        values = frame[column].astype("string").fillna("<missing>").to_numpy()
+        kinds, counts = np.unique(values, return_counts=True)
+        for value, rows in sorted(zip(kinds, counts, strict=True), key=lambda vc: (-vc[1], vc[0])):
+            mask = values == value
+            measured: dict[str, float | None] = {"candidate": None, "champion": None}
+            if rows >= min_rows:
+                for who, s in (("candidate", candidate), ("champion", champion)):
+                    if s is not None:
+                        v = metric_value(metric, y[mask], s[mask])
+                        measured[who] = None if np.isnan(v) else v
+            out.append({"column": column, "value": str(value), "rows": int(rows), **measured})
+    return out
+
+
+CURVE_POINTS = 60
+BOOTSTRAP_BINS = 20
+SCATTER_POINTS = 300
+
+
+def _thin(xs: np.ndarray, ys: np.ndarray, n: int = CURVE_POINTS) -> list[list[float]]:
+    """At most ``n`` points of a curve, first and last kept, rounded for a small JSON file."""
+    import numpy as np
+
+    idx = np.unique(np.linspace(0, len(xs) - 1, min(n, len(xs))).round().astype(int))
+    return [[round(float(xs[i]), 4), round(float(ys[i]), 4)] for i in idx]
+
+
+def curves(task: Task, y: np.ndarray, by_version: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What the gate page plots, per model version on the same holdout rows: for a classifier the
+    ROC and precision-recall curves and a 10-bin calibration curve; for a regressor predicted vs
+    actual (a sample of rows) and the residuals' quantiles. Small: a few hundred numbers each."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    out: dict[str, Any] = {"task": str(task), "rows": len(y), "models": {}}
+    for version, s in by_version.items():
+        if task is Task.CLASSIFICATION:
+            if len(np.unique(y)) < 2:
+                continue
+            fpr, tpr, _ = m.roc_curve(y, s)
+            precision, recall, _ = m.precision_recall_curve(y, s)
+            edges = np.linspace(0, 1, 11)
+            which = np.clip(np.digitize(s, edges[1:-1]), 0, 9)
+            calibration = [
+                [
+                    round(float(s[which == b].mean()), 4),
+                    round(float(y[which == b].mean()), 4),
+                    int((which == b).sum()),
+                ]
+                for b in range(10)
+                if (which == b).any()
+            ]
+            out["models"][version] = {
+                "roc": _thin(fpr, tpr),
+                "pr": _thin(recall[::-1], precision[::-1]),
+                "calibration": calibration,
+            }
+        else:
+            rng = np.random.default_rng(0)
+            pick = rng.choice(len(y), min(len(y), SCATTER_POINTS), replace=False)
+            residual = s - y
+            out["models"][version] = {
+                "predicted_vs_actual": [[round(float(y[i]), 4), round(float(s[i]), 4)] for i in pick],
+                "residual_quantiles": [
+                    round(float(q), 4) for q in np.quantile(residual, np.linspace(0, 1, 21))
+                ],
+            }
+    return out
+
+
 def paired_bootstrap(
     metric: str, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, *, n: int = 200, seed: int = 0
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Resample holdout rows (the same rows for both models) and report how often the
     candidate is at least as good as the champion, and a 90 % interval of the gain
     (positive = better, whatever the metric's direction)."""
@@ -136,9 +223,12 @@ def paired_bootstrap(
         nan = float("nan")
         return {"prob_not_worse": nan, "gain_p05": nan, "gain_p95": nan, "resamples": 0}
     arr = np.asarray(gains)
+    counts, edges = np.histogram(arr, bins=BOOTSTRAP_BINS)
     return {
         "prob_not_worse": float(np.mean(arr >= 0)),
         "gain_p05": float(np.quantile(arr, 0.05)),
         "gain_p95": float(np.quantile(arr, 0.95)),
         "resamples": len(gains),
+        # The distribution of the gain, for the verdict page's plot.
+        "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
     }

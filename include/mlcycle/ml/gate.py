@@ -34,7 +34,7 @@ class Rule:
     """One evaluated gate rule: what was measured, the limit it had to meet, and a sentence for reviewers."""
 
     name: str
-    kind: str  # threshold | regression | improvement | confidence | budget | shadow | trusted
+    kind: str  # threshold | regression | improvement | confidence | budget | shadow | trusted | slice
     outcome: Outcome
     observed: float | None
     limit: float | None
@@ -63,10 +63,11 @@ class Verdict:
     rules: list[Rule]
     candidate_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
-    confidence: dict[str, float] | None = None
+    confidence: dict[str, Any] | None = None
     shadow: dict[str, Any] | None = None
     evidence: dict[str, str] = field(default_factory=dict)
     trusted: dict[str, Any] | None = None  # the trusted set's version, rows, digest and metrics
+    slices: list[dict[str, Any]] | None = None  # the primary metric per slice (gate.slices)
 
     @property
     def failed_rules(self) -> list[Rule]:
@@ -188,7 +189,7 @@ def _budget_rules(policy: GateSpec, cand: Measurement, champ: Measurement | None
 
 
 def _comparison_rules(
-    policy: GateSpec, cand: Measurement, champ: Measurement, confidence: dict[str, float] | None
+    policy: GateSpec, cand: Measurement, champ: Measurement, confidence: dict[str, Any] | None
 ) -> list[Rule]:
     rules = []
     for kind, table in (("regression", policy.max_regression), ("improvement", policy.min_improvement)):
@@ -298,18 +299,52 @@ def _trusted_rule(policy: GateSpec, trusted: dict[str, Any] | None) -> Rule:
     return Rule(name, "trusted", Outcome.PASS if ok else Outcome.FAIL, gain, tolerance, detail)
 
 
+def _slice_rules(policy: GateSpec, slices: list[dict[str, Any]] | None, *, bootstrap: bool) -> list[Rule]:
+    """One rule per slice of ``gate.slices``: on the holdout rows of that slice, the candidate's
+    primary metric may not be worse than the champion's by more than ``slices.tolerance``. A slice
+    with too few rows, or where the metric is undefined, is listed as skipped."""
+    metric, spec = policy.primary_metric, policy.slices
+    rules = []
+    for s in slices or []:
+        name = f"slice:{s['column']}={s['value']}"
+        where = f"slice {s['column']}={s['value']} ({s['rows']} holdout rows)"
+        c, b = s.get("candidate"), s.get("champion")
+        if bootstrap:
+            why = f"{where}: no champion yet, candidate {metric} {_fmt(c)}"
+            rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, why))
+        elif s["rows"] < spec.min_rows:
+            why = f"{where}: fewer than gate.slices.min_rows ({spec.min_rows}), not judged"
+            rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, why))
+        elif c is None or b is None:
+            why = f"{where}: {metric} is undefined on it (one class only?), not judged"
+            rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, why))
+        else:
+            gain = _gain(metric, c, b)
+            ok = gain >= -spec.tolerance
+            detail = (
+                f"{where}: {metric} {_fmt(c)} vs champion {_fmt(b)}, change {gain:+.4g}, "
+                f"allowed regression {_fmt(spec.tolerance)}"
+            )
+            rules.append(
+                Rule(name, "slice", Outcome.PASS if ok else Outcome.FAIL, gain, spec.tolerance, detail)
+            )
+    return rules
+
+
 def decide(
     model: str,
     policy: GateSpec,
     candidate: Measurement,
     champion: Measurement | None,
     *,
-    confidence: dict[str, float] | None = None,
+    confidence: dict[str, Any] | None = None,
     shadow: dict[str, Any] | None = None,
     trusted: dict[str, Any] | None = None,
+    slices: list[dict[str, Any]] | None = None,
 ) -> Verdict:
     """The verdict on ``candidate``: absolute rules always, rules against ``champion`` if there
-    is one (on the holdout, and on the ``trusted`` set's measurements when it was used)."""
+    is one (on the holdout, per slice of it, and on the ``trusted`` set's measurements when it
+    was used)."""
     rules = _threshold_rules(policy, candidate) + _budget_rules(policy, candidate, champion)
     if champion is None:
         skipped = [f"regression:{m}" for m in policy.max_regression] + [
@@ -338,6 +373,7 @@ def decide(
         rules += _comparison_rules(policy, candidate, champion, confidence)
         rules += _shadow_rules(policy, shadow)
         rules.append(_trusted_rule(policy, trusted))
+    rules += _slice_rules(policy, slices, bootstrap=champion is None)
     return Verdict(
         model=model,
         candidate_version=candidate.version,
@@ -350,4 +386,5 @@ def decide(
         confidence=confidence,
         shadow=shadow,
         trusted=trusted if champion is not None else None,
+        slices=slices or None,
     )

@@ -91,13 +91,18 @@ def _render(template: str, **context: Any) -> str:
 # --- gate verdict ---------------------------------------------------------------------------------
 
 
-def gate_page(verdict: dict[str, Any]) -> str:
-    """The promotion gate's verdict (``Verdict.to_dict()``): every rule with its outcome,
-    the holdout metrics of candidate and champion, the paired bootstrap, the shadow
-    comparison, the trusted evaluation set and the evidence files."""
+def gate_page(verdict: dict[str, Any], curves: Mapping[str, Any] | None = None) -> str:
+    """The promotion gate's verdict (``Verdict.to_dict()``): every rule with its outcome, the
+    holdout metrics of candidate and champion, the plots (``curves`` of ``evaluation.curves``:
+    ROC, precision-recall and calibration, or predicted vs actual; the paired-bootstrap
+    distribution of the gain; the change per slice), the shadow comparison, the trusted
+    evaluation set and the evidence files (linked relative to the page, which sits beside them
+    in the lake and in the MLflow run's artifacts)."""
+    confidence = dict(verdict.get("confidence") or {})
+    histogram = confidence.pop("histogram", None)
     v = {
         **verdict,
-        "confidence": verdict.get("confidence") or {},
+        "confidence": confidence,
         "shadow": verdict.get("shadow") or {},
         "evidence": verdict.get("evidence") or {},
         "summary": verdict.get("summary", ""),
@@ -106,9 +111,177 @@ def gate_page(verdict: dict[str, Any]) -> str:
     cand = verdict.get("candidate_metrics") or {}
     champ = verdict.get("champion_metrics") or {}
     metrics = [(name, cand.get(name), champ.get(name)) for name in sorted(set(cand) | set(champ))]
+    evidence = [(key, str(uri).rstrip("/").rsplit("/", 1)[-1]) for key, uri in v["evidence"].items()]
     return _render(
-        "gate.html.j2", v=v, rules=rules, metrics=metrics, trusted=_trusted(verdict.get("trusted"))
+        "gate.html.j2",
+        v=v,
+        rules=rules,
+        metrics=metrics,
+        trusted=_trusted(verdict.get("trusted")),
+        charts=_model_charts(verdict, curves),
+        bootstrap=_bootstrap_chart(histogram, verdict),
+        slices=_slice_rows(verdict, rules),
+        evidence=evidence,
     )
+
+
+# --- charts: plain SVG drawn server-side (no script, no external file) ---------------------------
+
+CHART_W, CHART_H, PAD = 300, 220, 36
+SERIES = ("candidate", "champion")
+
+
+def _scale(lo: float, hi: float, size: float, *, flip: bool = False) -> Callable[[float], float]:
+    span = (hi - lo) or 1.0
+
+    def to_px(value: float) -> float:
+        frac = (value - lo) / span
+        return round(PAD + (1 - frac if flip else frac) * (size - 2 * PAD), 1)
+
+    return to_px
+
+
+def _chart(
+    title: str,
+    series: list[tuple[str, list[list[float]]]],
+    *,
+    x_label: str,
+    y_label: str,
+    diagonal: bool = False,
+    dots: bool = False,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> dict[str, Any]:
+    """A line (or dot) chart: ``series`` as (candidate|champion, [[x, y], ...]) in pixel space."""
+    xs = [p[0] for _, pts in series for p in pts] or [0.0, 1.0]
+    ys = [p[1] for _, pts in series for p in pts] or [0.0, 1.0]
+    x0, x1, y0, y1 = bounds or (min(xs), max(xs), min(ys), max(ys))
+    sx, sy = _scale(x0, x1, CHART_W), _scale(y0, y1, CHART_H, flip=True)
+    drawn = [
+        {
+            "side": side,
+            "points": " ".join(f"{sx(x)},{sy(y)}" for x, y in pts),
+            "dots": [(sx(x), sy(y)) for x, y in pts],
+        }
+        for side, pts in series
+    ]
+    return {
+        "title": title,
+        "width": CHART_W,
+        "height": CHART_H,
+        "pad": PAD,
+        "series": drawn,
+        "dots": dots,
+        "diagonal": (sx(max(x0, y0)), sy(max(x0, y0)), sx(min(x1, y1)), sy(min(x1, y1)))
+        if diagonal
+        else None,
+        "x_label": x_label,
+        "y_label": y_label,
+        "x_ticks": [(sx(t), fmt_number(t, 2)) for t in (x0, (x0 + x1) / 2, x1)],
+        "y_ticks": [(sy(t), fmt_number(t, 2)) for t in (y0, (y0 + y1) / 2, y1)],
+    }
+
+
+def _model_charts(verdict: Mapping[str, Any], curves: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """ROC, precision-recall and calibration (classifier) or predicted vs actual (regressor), the
+    candidate in blue and the champion in grey, on the same holdout rows."""
+    if not curves or not curves.get("models"):
+        return []
+    models = curves["models"]
+    order = [(side, models.get(str(verdict.get(f"{side}_version")))) for side in SERIES]
+    present = [(side, m) for side, m in order if m]
+    unit = (0.0, 1.0, 0.0, 1.0)
+    if curves.get("task") == "classification":
+        return [
+            _chart("ROC curve", [(s, m["roc"]) for s, m in present], x_label="false positive rate",
+                   y_label="true positive rate", diagonal=True, bounds=unit),
+            _chart("Precision-recall", [(s, m["pr"]) for s, m in present], x_label="recall",
+                   y_label="precision", bounds=unit),
+            _chart("Calibration", [(s, [c[:2] for c in m["calibration"]]) for s, m in present],
+                   x_label="mean predicted probability", y_label="observed frequency", diagonal=True,
+                   dots=True, bounds=unit),
+        ]  # fmt: skip
+    pts = [p for _, m in present for p in m["predicted_vs_actual"]]
+    lo, hi = min(min(p) for p in pts), max(max(p) for p in pts)
+    residuals = [(s, [[i / 20, q] for i, q in enumerate(m["residual_quantiles"])]) for s, m in present]
+    return [
+        _chart("Predicted vs actual", [(s, m["predicted_vs_actual"]) for s, m in present], x_label="actual",
+               y_label="predicted", diagonal=True, dots=True, bounds=(lo, hi, lo, hi)),
+        _chart("Residual quantiles", residuals, x_label="quantile", y_label="predicted - actual"),
+    ]  # fmt: skip
+
+
+def _bootstrap_chart(
+    histogram: Mapping[str, Any] | None, verdict: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The paired-bootstrap distribution of the candidate's gain over the champion (positive is
+    better), with the line at zero (``min_confidence`` is the share of resamples right of it)
+    and the allowed regression of the primary metric."""
+    if not histogram or not histogram.get("counts"):
+        return None
+    counts, edges = histogram["counts"], histogram["edges"]
+    regression = next(
+        (r for r in verdict.get("rules", []) if str(r.get("name", "")).startswith("regression:")), None
+    )
+    allowed = -float(regression["limit"]) if regression and regression.get("limit") is not None else None
+    lo, hi = min(edges[0], 0.0, allowed if allowed is not None else 0.0), max(edges[-1], 0.0)
+    sx, top = _scale(lo, hi, CHART_W), max(counts) or 1
+    sy = _scale(0, top, CHART_H, flip=True)
+    bars = [
+        {
+            "x": sx(a),
+            "w": max(sx(b) - sx(a) - 1, 1),
+            "y": sy(c),
+            "h": sy(0) - sy(c),
+            "label": f"{a:+.3g} to {b:+.3g}: {c}",
+        }
+        for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
+    ]
+    markers = [(sx(0.0), "not worse", "zero")]
+    if allowed is not None:
+        markers.append((sx(allowed), f"allowed regression {fmt_number(-allowed)}", "limit"))
+    return {
+        "width": CHART_W,
+        "height": CHART_H,
+        "pad": PAD,
+        "bars": bars,
+        "markers": markers,
+        "base": sy(0),
+        "x_ticks": [(sx(t), fmt_number(t, 2)) for t in (lo, 0.0, hi)],
+    }
+
+
+def _slice_rows(verdict: Mapping[str, Any], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each slice with both models' primary metric, the change, its rule's outcome and a bar of
+    the change against the tolerance."""
+    by_name = {r["name"]: r for r in rules if r.get("kind") == "slice"}
+    out = []
+    changes = [abs(r["observed"]) for r in by_name.values() if r.get("observed") is not None]
+    limit = max((float(r["limit"]) for r in by_name.values() if r.get("limit") is not None), default=0.0)
+    half = max([*changes, limit, 1e-9])
+    sx = _scale(-half, half, 160)
+    for s in verdict.get("slices") or []:
+        rule = by_name.get(f"slice:{s['column']}={s['value']}", {})
+        change = rule.get("observed")
+        bar = None
+        if change is not None:
+            a, b = sorted((sx(0.0), sx(change)))
+            bar = {
+                "x": a,
+                "w": max(b - a, 1),
+                "zero": sx(0.0),
+                "limit": sx(-limit),
+                "side": "pass" if rule["outcome"] == "pass" else "fail",
+            }
+        out.append(
+            {
+                **s,
+                "change": change,
+                "outcome": rule.get("outcome", "skipped"),
+                "bar": bar,
+                "detail": rule.get("detail", ""),
+            }
+        )
+    return out
 
 
 def _trusted(trusted: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -328,18 +501,74 @@ def task_page(
 # --- promotion ledger -----------------------------------------------------------------------------
 
 
+LEDGER_ACTIONS = ("promote", "bootstrap", "rollback", "superseded")
+
+
+def fmt_time(value: Any) -> str:
+    """An ISO timestamp as people read it: ``2026-12-02 14:35:49 UTC`` (naive ones are UTC)."""
+    import datetime as dt
+
+    if not value:
+        return "-"
+    try:
+        t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def ledger_page(
-    entries: list[dict[str, Any]], model: str | None, *, evidence_href: Callable[[str], str]
+    entries: list[dict[str, Any]],
+    model: str | None,
+    *,
+    evidence_href: Callable[[str], str],
+    version_href: Callable[[str, str], str] | None = None,
+    run_href: Callable[[str, str], str] | None = None,
+    action: str | None = None,
+    models: list[str] | None = None,
 ) -> str:
-    """The promotion ledger (``Entry.to_dict()`` rows, newest first), optionally of one model;
-    each move links to its verdict at ``evidence_href(evidence_uri)`` (the app serving the page
-    knows where its evidence lives)."""
-    rows = [
-        {
-            "cells": {c: "-" if e.get(c) is None else str(e[c]) for c in LEDGER_COLUMNS},
-            "evidence_href": evidence_href(e["evidence_uri"]) if e.get("evidence_uri") else None,
+    """The promotion ledger (``Entry.to_dict()`` rows, newest first), optionally of one model
+    and one action: each move with its time in UTC, links to both versions in MLflow
+    (``version_href(model, version)``), to the Airflow run that moved it (``run_href(dag_id,
+    run_id)``) and to its verdict (``evidence_href(evidence_uri)``). The serving app knows
+    those addresses; the page only lays them out."""
+
+    def version_cell(e: Mapping[str, Any], key: str) -> dict[str, Any]:
+        v = e.get(key)
+        return {
+            "text": "-" if v is None else str(v),
+            "href": version_href(e["model"], str(v)) if v and version_href else None,
         }
-        for e in entries
-    ]
-    json_href = LEDGER_JSON_URL + (f"?{urlencode({'model': model})}" if model else "")
-    return _render("ledger.html.j2", rows=rows, model=model, columns=LEDGER_COLUMNS, json_href=json_href)
+
+    rows = []
+    for e in entries:
+        if action and e.get("action") != action:
+            continue
+        cells = {c: {"text": "-" if e.get(c) is None else str(e[c]), "href": None} for c in LEDGER_COLUMNS}
+        cells["created_at"] = {"text": fmt_time(e.get("created_at")), "href": None}
+        cells["previous_version"] = version_cell(e, "previous_version")
+        cells["new_version"] = version_cell(e, "new_version")
+        rows.append(
+            {
+                "cells": cells,
+                "action": e.get("action"),
+                "evidence_href": evidence_href(e["evidence_uri"]) if e.get("evidence_uri") else None,
+                "run_href": run_href(e["dag_id"], e["run_id"])
+                if run_href and e.get("dag_id") and e.get("run_id")
+                else None,
+            }
+        )
+    query = {k: v for k, v in (("model", model), ("action", action)) if v}
+    json_href = LEDGER_JSON_URL + (f"?{urlencode(query)}" if query else "")
+    return _render(
+        "ledger.html.j2",
+        rows=rows,
+        model=model,
+        action=action,
+        models=models or [],
+        actions=LEDGER_ACTIONS,
+        columns=LEDGER_COLUMNS,
+        json_href=json_href,
+    )

@@ -1,0 +1,145 @@
+"""rollback_<model> with dag.test(): back to the previous champion, to a named version, refused
+targets (never gated, unknown, no reason), each recorded in the ledger or changing nothing.
+
+One registry per test: v1 champion (bootstrap), v2 promoted over it, v3 refused by its gate;
+every version a real trained model (the checks load them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO, today, train_champion
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL = "churn"
+
+
+@pytest.fixture
+def dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.dags[f"rollback_{MODEL}"]
+
+
+@pytest.fixture
+def three_versions(env):
+    """v1 (bootstrap) then v2 (promoted) as champions, v3 refused by its gate; real models."""
+    from mlcycle.core.run import RunInfo
+    from mlcycle.flows import train as steps
+    from mlcycle.store import registry
+
+    spec = train_champion(env, MODEL, end=today(), days=3)
+    mlc = env.mlc
+    for version, verdict in (("2", "pass"), ("3", "fail")):
+        run = RunInfo(f"train_{MODEL}", f"setup-v{version}", reason="test setup")
+        m = steps.resolve(spec, run, lake_root=env.lake, as_of=today())
+        t = steps.train(spec, run, mlc, manifest_uri=m["manifest_uri"], lake_root=env.lake, force=True)
+        assert t["version"] == version
+        registry.set_version_tags(mlc, MODEL, version, {registry.TAG_VERDICT: verdict})
+    steps.promote(
+        spec, RunInfo(f"train_{MODEL}", "setup-v2", reason="v2 passed"), mlc,
+        verdict={"passed": True, "version": "2", "champion_version": "1", "bootstrap": False,
+                 "summary": "PASS: v2 (test setup)", "report_uri": None},
+        ledger_uri=env.ledger_uri, lake_root=env.lake,
+    )  # fmt: skip
+    assert champion(env) == "2"
+    return env
+
+
+def champion(env) -> str | None:
+    from mlcycle.store import registry
+
+    mv = registry.version_by_alias(env.mlc, MODEL, registry.CHAMPION)
+    return str(mv.version) if mv else None
+
+
+def moves(env) -> list[tuple[str | None, str, str]]:
+    from mlcycle.store import ledger
+
+    return [(e.previous_version, e.new_version, e.action) for e in ledger.history(MODEL, uri=env.ledger_uri)]
+
+
+def test_back_to_the_previous_champion_recorded_with_who_and_why(dag, three_versions):
+    env = three_versions
+    dr = dag.test(run_conf={"reason": "v2 misroutes premium customers"})
+    assert dr.state == "success"
+    assert champion(env) == "1"
+    assert moves(env)[0] == ("2", "1", "rollback")
+    from mlcycle.store import ledger
+
+    entry = ledger.history(MODEL, uri=env.ledger_uri)[0]
+    assert entry.reason == "v2 misroutes premium customers" and entry.run_id == dr.run_id
+    assert entry.actor.endswith(f":rollback_{MODEL}")
+    out = dr.get_task_instance("rollback").xcom_pull(task_ids="rollback")
+    assert out["version"] == "1" and out["previous_version"] == "2" and out["moved"] is True
+    assert (
+        any(c.startswith("gate: passed") for c in out["checks"])
+        and "loads: the skops model loads" in out["checks"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        ("3", r"v3 never passed a gate \(gate.verdict=fail\).*set force with a reason"),
+        ("99", r"v99 does not exist \(versions: 1, 2, 3\); pick one of them"),
+        ("2", r"v2 is already the champion; nothing to roll back"),
+    ],
+    ids=["never-gated", "unknown", "already-champion"],
+)
+def test_a_refused_target_says_why_and_changes_nothing(three_versions, version, message):
+    from mlcycle.core.errors import RollbackError
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import rollback
+
+    env = three_versions
+    before = moves(env)
+    run = RunInfo(f"rollback_{MODEL}", "manual__bad", reason="try a bad target")
+    with pytest.raises(RollbackError, match=message):
+        rollback.rollback(get_spec(MODEL), run, env.mlc, version=version, ledger_uri=env.ledger_uri)
+    assert champion(env) == "2" and moves(env) == before
+
+
+def test_a_refused_rollback_run_fails_without_moving_anything(dag, three_versions):
+    env = three_versions
+    before = moves(env)
+    dr = dag.test(run_conf={"reason": "try a version the gate refused", "version": 3})
+    assert dr.state == "failed" and str(dr.get_task_instance("rollback").state) == "failed"
+    assert champion(env) == "2" and moves(env) == before
+
+
+def test_the_first_champion_has_no_previous_one(env):
+    from mlcycle.core.errors import RollbackError
+    from mlcycle.core.run import RunInfo
+    from mlcycle.flows import rollback
+
+    spec = train_champion(env, MODEL, end=today(), days=2)
+    with pytest.raises(
+        RollbackError, match=r"v1 is the first champion: there is no previous one; name the version"
+    ):
+        rollback.rollback(
+            spec, RunInfo(f"rollback_{MODEL}", "r", reason="why not"), env.mlc, ledger_uri=env.ledger_uri
+        )
+
+
+def test_force_rolls_back_to_a_version_that_never_passed(dag, three_versions):
+    env = three_versions
+    dr = dag.test(
+        run_conf={"reason": "v3 is the only one trained on the new schema", "version": 3, "force": True}
+    )
+    assert dr.state == "success" and champion(env) == "3"
+    from mlcycle.store import ledger
+
+    entry = ledger.history(MODEL, uri=env.ledger_uri)[0]
+    assert (entry.new_version, entry.action) == ("3", "rollback") and entry.reason.endswith("(forced)")
+
+
+def test_a_rollback_needs_a_reason(dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="is too short"):
+        dag.params.get_param("reason").resolve("")

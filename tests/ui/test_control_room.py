@@ -1,0 +1,293 @@
+"""The Airflow UI as people use it, in headless Chromium: ``airflow standalone`` on a free port
+with a fresh home, a real ``mlflow server``, and a churn lake of four days.
+
+One stack for the module, one signed-in browser page; the tests run in order (each builds on
+the runs of the one before) and every step leaves a screenshot (tests/ui/conftest.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json as _json
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import write_batches
+from tests.services.standalone import ADMIN, Standalone, wait_for_run
+from tests.ui.conftest import missing_browser
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.services.topology import Api
+
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
+
+MODEL = "churn"
+DAGS = [f"train_{MODEL}", f"score_{MODEL}", f"monitor_{MODEL}"]
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if why := missing_browser():
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("ui-stack")
+    lake = root / "lake"
+    env = {
+        "MLCYCLE_LAKE_ROOT": str(lake),
+        "MLCYCLE_LEDGER_URI": f"sqlite:///{root / 'ledger.db'}",
+        "MLCYCLE_ARTIFACT_ROOT": str(root / "mlartifacts"),
+        "MLCYCLE_ALLOWED_INPUTS": str(root),
+        "OMP_NUM_THREADS": "1",
+    }
+    write_batches(str(lake), MODEL, dt.datetime.now(dt.UTC).date(), days=4, rows=1500)
+    st = Standalone(root, env, mlflow_server=True, dag_ids=set(DAGS))
+    try:
+        api = st.start()
+        yield st, api
+    finally:
+        st.stop()
+
+
+@pytest.fixture(scope="module")
+def ui(stack, browser) -> Page:
+    """A browser page signed in to the Airflow UI through its login form."""
+    st, _ = stack
+    context = browser.new_context(base_url=st.base, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto("/")  # redirected to the login form
+    page.locator("input[name=username]").wait_for()
+    page.fill("input[name=username]", ADMIN)
+    page.fill("input[name=password]", st.password())
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    yield page
+    context.close()
+
+
+def trigger_from_form(
+    page: Page,
+    dag_id: str,
+    *,
+    fill: dict[str, str] | None = None,
+    switch: dict[str, bool] | None = None,
+    json: dict[str, object] | None = None,
+) -> str:
+    """Open the DAG's Trigger form, check it opens without errors, fill ``fill`` (``Section/param``
+    -> text) and set the switches ``switch`` (``Section/param`` -> on/off), trigger; the new run's
+    id (from the page the UI goes to)."""
+    page.goto(f"/dags/{dag_id}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.locator("[role=dialog][data-state=open]")
+    dialog.get_by_text(f"Trigger Dag - {dag_id}").wait_for()
+    for where, value in {**(fill or {}), **(switch or {})}.items():
+        section, param = where.split("/")
+        field = dialog.locator(f"[name=element_{param}]").first  # the form names each field so
+        if not field.is_visible():
+            dialog.get_by_text(section, exact=True).click()  # open its section
+        if isinstance(value, bool):  # a switch: its input is hidden, its label is what people click
+            if field.is_checked() != value:
+                field.locator("xpath=ancestor::label[1]").click()
+            assert field.is_checked() is value, f"{param} did not switch to {value}"
+        else:
+            field.fill(value)
+    for where, document in (json or {}).items():  # a JSON field is a code editor
+        section, param = where.split("/")
+        editor = dialog.locator(f"#element_{param} .cm-content").first
+        if not editor.is_visible():
+            dialog.get_by_text(section, exact=True).click()
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(_json.dumps(document))
+    submit = dialog.get_by_role("button", name="Trigger")
+    assert submit.is_enabled(), f"the Trigger button of {dag_id} is disabled: {dialog.inner_text()[:2000]}"
+    assert "required" not in dialog.inner_text().lower(), dialog.inner_text()[:2000]
+    submit.click()
+    page.wait_for_url(re.compile(rf"/dags/{dag_id}/runs/manual__"))
+    return page.url.split("/runs/", 1)[1].split("/", 1)[0]
+
+
+def run_page(page: Page, dag_id: str, run_id: str) -> None:
+    """Open the run in the UI and wait until it shows the run finished."""
+    page.goto(f"/dags/{dag_id}/runs/{run_id}")
+    page.get_by_text(re.compile(r"^(Success|Failed)$")).first.wait_for()
+
+
+def links_of(api: Api, dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
+    return api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances/{task_id}/links")[
+        "extra_links"
+    ]
+
+
+def states_of(api: Api, dag_id: str, run_id: str) -> dict[str, str]:
+    tis = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id)}/taskInstances")["task_instances"]
+    return {ti["task_id"]: ti["state"] for ti in tis if ti["map_index"] in (-1, 0)}
+
+
+def evidence_frame_text(page: Page, dag_id: str, run_id: str, task_id: str) -> str:
+    """Open the task's Evidence tab (embedded in the UI) and return what the page in it says."""
+    page.goto(f"/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
+    page.get_by_role("link", name="Evidence", exact=True).first.click()
+    page.wait_for_url(re.compile(r"/plugin/mlcycle-evidence$"))
+    frame = page.frame_locator("iframe").first
+    frame.locator("h1").first.wait_for()
+    return frame.locator("body").inner_text()
+
+
+# --- the tests, in order ----------------------------------------------------------------------------
+
+
+def test_every_dag_triggers_from_its_form_with_the_defaults(stack, ui, shots_for):
+    _, api = stack
+    shots = shots_for(ui)
+    runs = {}
+    for dag_id in DAGS:  # train first: scoring and monitoring need a champion
+        with shots.step(f"trigger {dag_id} with the defaults"):
+            runs[dag_id] = run_id = trigger_from_form(ui, dag_id)
+        with shots.step(f"{dag_id} run finished"):
+            # Unpausing (the form's default) also starts the newest missed scheduled run first.
+            run = wait_for_run(api, dag_id, run_id=run_id, timeout=600)
+            run_page(ui, dag_id, run_id)
+            assert run["state"] == "success", (dag_id, states_of(api, dag_id, run_id))
+            assert not run["conf"].get("reason") and not run["conf"].get("batch_uri"), run["conf"]
+    # The champion exists: the nightly run (started by the unpause) trained and promoted v1; the
+    # manual run with the defaults then found identical data and skipped training.
+    train = states_of(api, DAGS[0], runs[DAGS[0]])
+    assert train["train_model"] == "skipped" and train["promote"] == "skipped", train
+    # A task that never ran (skipped behind train_model) has no null link in the REST API.
+    for task_id in ("train_model", "evaluate_model", "gate", "promote"):
+        assert None not in links_of(api, DAGS[0], runs[DAGS[0]], task_id).values(), task_id
+    with shots.step("a skipped task's evidence tab says why"):
+        text = evidence_frame_text(ui, DAGS[0], runs[DAGS[0]], "train_model")
+        assert "skipped" in text and "identical data" in text, text
+
+
+def test_a_run_with_non_default_params_trains_and_its_links_reach_their_pages(stack, ui, shots_for):
+    st, api = stack
+    shots = shots_for(ui)
+    reason = "UI test: retrain on purpose"
+    with shots.step("trigger train with a reason and force"):
+        run_id = trigger_from_form(ui, DAGS[0], fill={"Run/reason": reason}, switch={"Run/force": True})
+    with shots.step("the forced run finished"):
+        run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=600)
+        run_page(ui, DAGS[0], run_id)
+        assert run["state"] == "success" and run["conf"]["reason"] == reason and run["conf"]["force"] is True
+    states = states_of(api, DAGS[0], run_id)
+    assert states["train_model"] == "success" and states["gate"] == "success", states
+
+    from mlcycle.store import registry
+
+    mlc = registry.client(st.mlflow_uri)
+    version = registry.version_for_run(mlc, MODEL, DAGS[0], run_id)
+    assert version is not None and version.tags["trigger.reason"] == reason
+
+    with shots.step("the validation evidence is a table of expectations"):
+        text = evidence_frame_text(ui, DAGS[0], run_id, "validate_data")
+        assert "Data contract" in text and "PASSED" in text and "expect_column_values_to_not_be_null" in text
+    with shots.step("the gate evidence is the verdict of this version"):
+        text = evidence_frame_text(ui, DAGS[0], run_id, "gate")
+        assert f"Candidate version {version.version}" in text and "Rules" in text, text
+    links = links_of(api, DAGS[0], run_id, "train_model")
+    assert links["MLflow run"].startswith(st.mlflow_uri) and links["Model version"].endswith(
+        f"/versions/{version.version}"
+    )
+    with shots.step("the MLflow run link opens the run in MLflow"):
+        ui.goto(f"/dags/{DAGS[0]}/runs/{run_id}/tasks/train_model")
+        ui.get_by_text("Details", exact=True).first.click()  # the extra links are on this tab
+        with ui.context.expect_page() as opened:
+            ui.get_by_role("link", name="MLflow run").click()
+        mlflow_page = opened.value
+        mlflow_page.wait_for_load_state()
+        assert mlflow_page.url == links["MLflow run"]
+        mlflow_page.get_by_text(re.compile("MLflow", re.I)).first.wait_for()
+        shots.save("the run in MLflow", mlflow_page)
+        mlflow_page.close()
+
+
+def test_a_refused_candidate_is_a_skipped_promote_not_a_red_task(stack, ui, shots_for):
+    _, api = stack
+    shots = shots_for(ui)
+    with shots.step("trigger train with a crippled estimator"):
+        run_id = trigger_from_form(
+            ui, DAGS[0], fill={"Run/reason": "UI test: a worse candidate"},
+            json={"Training/estimator_params": {"max_iter": 1, "max_leaf_nodes": 2}},
+        )  # fmt: skip
+    with shots.step("the refused run is green with promote skipped"):
+        run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=600)
+        run_page(ui, DAGS[0], run_id)
+        states = states_of(api, DAGS[0], run_id)
+        assert run["state"] == "success" and states["gate"] == "success" and states["promote"] == "skipped", (
+            states
+        )
+    with shots.step("promote's evidence tab gives the verdict"):
+        text = evidence_frame_text(ui, DAGS[0], run_id, "promote")
+        assert "skipped" in text and "stays registered but is not promoted" in text and "FAIL:" in text, text
+    with shots.step("the verdict page plots both models"):
+        ui.goto(f"/dags/{DAGS[0]}/runs/{run_id}/tasks/gate/plugin/mlcycle-evidence")
+        frame = ui.frame_locator("iframe").first
+        frame.get_by_text("FAILED").first.wait_for()
+        for chart in ("ROC curve", "Precision-recall", "Calibration"):
+            assert (
+                frame.locator(
+                    f'svg[aria-label="{chart}"] polyline.candidate, svg[aria-label="{chart}"] circle.candidate'
+                ).count()
+                >= 1
+            ), chart
+            assert (
+                frame.locator(
+                    f'svg[aria-label="{chart}"] polyline.champion, svg[aria-label="{chart}"] circle.champion'
+                ).count()
+                >= 1
+            ), chart
+        assert frame.locator("table.slices tr.rule").count() >= 2
+        assert frame.get_by_role("link", name="verdict json").count() == 1
+
+
+def test_rollback_from_its_form_moves_the_champion_and_the_ledger_shows_it(stack, ui, shots_for):
+    st, api = stack
+    shots = shots_for(ui)
+    from mlcycle.store import registry
+
+    mlc = registry.client(st.mlflow_uri)
+    before = registry.version_by_alias(mlc, MODEL, registry.CHAMPION)
+    versions = sorted(int(v.version) for v in mlc.search_model_versions(f"name = '{MODEL}'"))
+    assert before is not None and len(versions) >= 2, versions
+    # A version that passed its gate if there is one (the earlier runs' outcomes decide), else
+    # any other version with force.
+    others = [v for v in versions if v != int(before.version)]
+    gated = [v for v in others if mlc.get_model_version(MODEL, str(v)).tags.get("gate.verdict") == "pass"]
+    target, force = (gated[-1], False) if gated else (others[-1], True)
+    reason = "UI test: roll back"
+    with shots.step("the rollback form asks for a reason"):
+        ui.goto(f"/dags/rollback_{MODEL}")
+        ui.get_by_role("button", name="Trigger").first.click()
+        dialog = ui.locator("[role=dialog][data-state=open]")
+        dialog.get_by_text(f"Trigger Dag - rollback_{MODEL}").wait_for()
+        assert not dialog.get_by_role("button", name="Trigger").is_enabled()  # no reason yet
+        dialog.get_by_role("button", name="Close").first.click()
+    with shots.step("trigger rollback with a version and a reason"):
+        run_id = trigger_from_form(
+            ui,
+            f"rollback_{MODEL}",
+            fill={"Why/reason": reason, "Target/version": str(target)},
+            switch={"Target/force": True} if force else None,
+        )
+    with shots.step("the rollback run finished"):
+        run = wait_for_run(api, f"rollback_{MODEL}", run_id=run_id, timeout=300)
+        run_page(ui, f"rollback_{MODEL}", run_id)
+        assert run["state"] == "success", states_of(api, f"rollback_{MODEL}", run_id)
+    assert str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version) == str(target)
+    with shots.step("the ledger page shows the rollback"):
+        ui.goto("/mlcycle/ledger?model=churn&action=rollback")
+        row = ui.locator("tr.move.rollback").first
+        assert reason in row.inner_text() and row.get_by_role("link", name=str(target)).count() == 1
+        assert (
+            row.get_by_role("link", name="Airflow run")
+            .get_attribute("href")
+            .startswith(f"/dags/rollback_{MODEL}/runs/")
+        )
