@@ -129,7 +129,7 @@ def gated_candidate(env: Env, run: RunInfo) -> GateResult:
         spec, run, env.mlc, version=t["version"], holdout_uri=t["holdout_uri"], lake_root=env.lake
     )
     verdict = steps.gate(spec, run, env.mlc, evaluation=e, lake_root=env.lake)
-    assert verdict["champion_version"] == "1"
+    assert verdict["passed"] and verdict["champion_version"] == "1", verdict["summary"]
     return verdict
 
 

@@ -72,6 +72,18 @@ def compose_environment(values: dict[str, str], service: str | None = None) -> d
     return {key: interpolate(str(value), values) for key, value in block.items()}
 
 
+def generated_env() -> dict[str, str]:
+    """The variables `make env` writes to ``.env``: ``.env.example`` with fresh secrets."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_env", REPO / "scripts" / "make_env.py")
+    assert spec is not None and spec.loader is not None
+    make_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_env)
+    text, _ = make_env.render((REPO / ".env.example").read_text())
+    return {m["key"]: m["value"] for line in text.splitlines() if (m := make_env.ASSIGNMENT.match(line))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,21 +175,11 @@ class Topology:
         (self.root / "logs").mkdir(exist_ok=True)
         ports = {name: free_port() for name in ("POSTGRES", "REDIS", "MLFLOW", "AIRFLOW_API", "S3")}
         self.ports = ports
-        token = lambda: secrets.token_urlsafe(24)  # noqa: E731
-        import base64
-
         self.values = {
-            # Secrets, generated as `make env` does.
-            "POSTGRES_PASSWORD": token(),
-            "REDIS_PASSWORD": token(),
-            "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            "AIRFLOW_API_SECRET_KEY": token(),
-            "AIRFLOW_JWT_SECRET": token(),
-            "AIRFLOW_ADMIN_PASSWORD": token(),
-            "MLFLOW_ADMIN_PASSWORD": token(),
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": token(),
-            "AWS_ACCESS_KEY_ID": "mlcycle-test",
-            "AWS_SECRET_ACCESS_KEY": token(),
+            # What `make env` writes: .env.example with fresh secrets (scripts/make_env.py).
+            **generated_env(),
+            "AWS_ACCESS_KEY_ID": "mlcycle-test",  # empty in the example: the user's own
+            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),
             # Where compose's hosts are here: loopback.
             "POSTGRES_HOST": "127.0.0.1",
             "POSTGRES_PORT": str(ports["POSTGRES"]),
@@ -219,8 +221,8 @@ class Topology:
             "MLFLOW_TRACKING_PASSWORD": self.values["MLFLOW_ADMIN_PASSWORD"],
         }
 
-    def airflow_env(self, name: str) -> dict[str, str]:
-        """Compose's Airflow environment for process ``name``, plus its home and loopback ports."""
+    def airflow_env(self) -> dict[str, str]:
+        """Compose's Airflow environment, plus a home and loopback ports of its own per process."""
         env = {
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             "HOME": str(self.root),
@@ -447,7 +449,7 @@ class Topology:
     # --- Airflow -------------------------------------------------------------------------
     def init_airflow(self) -> None:
         env = {
-            **self.airflow_env("init"),
+            **self.airflow_env(),
             "AIRFLOW_ADMIN_USER": "admin",
             "AIRFLOW_ADMIN_PASSWORD": self.values["AIRFLOW_ADMIN_PASSWORD"],
         }
@@ -460,7 +462,7 @@ class Topology:
             raise RuntimeError(f"airflow-init failed:\n{self.log('airflow-init').read_text()[-4000:]}")
 
     def start_airflow_component(self, name: str, *command: str) -> subprocess.Popen[bytes]:
-        return self.spawn(name, [str(BIN / "airflow"), *command], self.airflow_env(name), restart=True)
+        return self.spawn(name, [str(BIN / "airflow"), *command], self.airflow_env(), restart=True)
 
     def start_worker(self, index: int) -> None:
         """Celery worker ``worker-<index>``: its own host name (a UTS namespace, as each container
@@ -469,7 +471,7 @@ class Topology:
         argv = [str(BIN / "airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
         if self.as_root and shutil.which("unshare"):
             argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name, *argv]
-        self.spawn(name, argv, self.airflow_env(name), restart=True)
+        self.spawn(name, argv, self.airflow_env(), restart=True)
 
     def start_airflow(self) -> None:
         self.init_airflow()
@@ -502,7 +504,7 @@ class Topology:
         """Every Celery worker answers a ping through the broker."""
         if self.executor != "CeleryExecutor":
             return
-        env = self.airflow_env("ping")
+        env = self.airflow_env()
         names = [f"worker-{i}" for i in range(1, self.workers + 1)]
 
         def ready() -> bool:
