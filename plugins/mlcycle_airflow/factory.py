@@ -105,6 +105,11 @@ def _out(task: BaseOperator, key: str | None = None) -> str:
     return "{{ ti.xcom_pull(task_ids='" + task.task_id + "')" + item + " }}"
 
 
+def _amounts(by_metric: dict[str, float]) -> str:
+    """``{"roc_auc": 0.01}`` as people read it: ``roc_auc 0.01``."""
+    return ", ".join(f"{metric} {amount:g}" for metric, amount in by_metric.items()) or "none"
+
+
 def _train_doc(spec: ModelSpec) -> str:
     g = spec.gate
     thresholds = ", ".join(
@@ -125,15 +130,17 @@ holdout rows of earlier champions) → gate → promote (alias `champion` + ledg
 trusted set).
 
 **Gate** (primary metric `{g.primary_metric}`): thresholds {thresholds or "none"};
-max regression vs champion {dict(g.max_regression) or "none"}; min improvement {dict(g.min_improvement) or "none"};
-min bootstrap confidence {g.min_confidence if g.min_confidence is not None else "none"}.
+max regression vs champion {_amounts(g.max_regression)}; min improvement {_amounts(g.min_improvement)};
+min bootstrap confidence {g.min_confidence if g.min_confidence is not None else "none"};
+per slice of {", ".join(g.slices.columns) or "no column"} (at least {g.slices.min_rows} rows) at most {g.slices.tolerance} worse.
 The first version bootstraps under the absolute rules only.
 
 **Params** (Trigger DAG w/ config): `batch_uri` a Parquet file to train on instead of the window;
 `reason` free text recorded on the MLflow run, the version and the ledger; `force` train even when the
 champion already saw identical data; `estimator_params` overrides of the estimator's hyper-parameters;
 `accept_data_shift` train even when the data check against the champion's reference refuses the data
-(needs a `reason`; the breach and the reason are recorded).
+(needs a `reason`; the breach and the reason are recorded); `gate_overrides` one-off changes to the gate
+below for this run (recorded in the verdict and the ledger).
 
 Spec: `include/models/{spec.name}.yaml`. Owner: {spec.owner}. Schedule: `{spec.schedule}` (UTC).
 """
@@ -173,6 +180,17 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 description='Hyper-parameter overrides, e.g. {"max_iter": 300}. Empty: the spec\'s.',
                 section="Training",
             ),
+            "gate_overrides": _optional(
+                "object",
+                title="Gate overrides",
+                description=(
+                    "One-off changes to the spec's gate for this run, e.g. "
+                    '{"min_confidence": 0.6} or {"thresholds": {"roc_auc": {"min": 0.75}}}'
+                    " (keys: thresholds, max_regression, min_improvement, min_confidence). "
+                    "Recorded in the verdict, its summary and the ledger."
+                ),
+                section="Gate",
+            ),
             "accept_data_shift": _optional(
                 "boolean",
                 title="Accept data shift",
@@ -203,7 +221,13 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
             holdout_uri=_out(train, "holdout_uri"),
             **common,
         )
-        gate = GateOperator(task_id="gate", evaluation=_out(evaluate), retries=0, **common)
+        gate = GateOperator(
+            task_id="gate",
+            evaluation=_out(evaluate),
+            overrides="{{ params.gate_overrides }}",
+            retries=0,
+            **common,
+        )
         promote = PromoteModelOperator(
             task_id="promote", verdict=_out(gate), **refusal_notifications(), **common
         )

@@ -4,7 +4,7 @@ Every model operator follows one template (``_ModelOperator.execute``):
 
 1. push its extra links, with URLs known before the work (the MLflow run is opened first),
    so a task that fails still links to its run and its evidence;
-2. run the flow inside ``domain_errors()``: a domain failure (bad data, a refused candidate, a
+2. run the flow inside ``domain_errors()``: a domain failure (bad data, an unfit rollback target, a
    bad spec) fails the task without retries, with its message; anything else (an outage) is
    left to Airflow's retries;
 3. log a one-line human summary and return the flow's typed result (``result_type``, a
@@ -57,7 +57,7 @@ Links = dict[type[XComLink], str]
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
-    """Turn a domain error (bad data, refused candidate, bad spec) into a failure without
+    """Turn a domain error (bad data, unfit rollback target, bad spec) into a failure without
     retries, keeping its message; anything else is left to Airflow's retries."""
     from mlcycle.core.errors import MlcycleError
 
@@ -417,16 +417,25 @@ class GateOperator(_ModelOperator):
     distinct state in the grid; a crash fails the task).
 
     :param evaluation: the ``EvaluationResult`` of ``EvaluateModelOperator``.
+    :param overrides: one-off changes to the spec's gate for this run (the ``gate_overrides``
+        param), recorded in the verdict and the ledger.
     """
 
-    template_fields: Sequence[str] = ("model", "evaluation", "lake_root")
+    template_fields: Sequence[str] = ("model", "evaluation", "overrides", "lake_root")
     operator_extra_links = (EvidenceLink(), MLflowModelVersionLink())
     ui_color = "#fde2e1"
     result_type = results.GateResult
 
-    def __init__(self, *, evaluation: results.EvaluationResult | str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        evaluation: results.EvaluationResult | str,
+        overrides: dict[str, Any] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.evaluation = cast("results.EvaluationResult", evaluation)  # rendered before execute
+        self.overrides = overrides
 
     def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
         return {
@@ -437,7 +446,10 @@ class GateOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.GateResult:
         from mlcycle.flows import train
 
-        return train.gate(spec, run, self.mlc, evaluation=self.evaluation, lake_root=self._lake())
+        overrides = self.overrides if isinstance(self.overrides, dict) else None
+        return train.gate(
+            spec, run, self.mlc, evaluation=self.evaluation, lake_root=self._lake(), overrides=overrides
+        )
 
     def summarize(self, out: results.GateResult) -> str:
         then = "promote runs next" if out["passed"] else "promote will be skipped, champion unchanged"

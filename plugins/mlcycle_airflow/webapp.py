@@ -133,14 +133,15 @@ def create_app() -> FastAPI:
     def task_evidence(dag_id: str, run_id: str, task_id: str, map_index: str) -> Response:
         from mlcycle.core.spec import NAME_RE
         from mlcycle.reports import pages
-        from mlcycle_airflow.links import EvidenceLink
+        from mlcycle_airflow.links import EVIDENCE_PREFIX, EvidenceLink
         from mlcycle_airflow.notifiers import SKIP_REASON_KEY
 
         # The UI fills {MAP_INDEX} in only for a mapped task instance; otherwise it stays literal.
         index = int(map_index) if re.fullmatch(r"-?\d+", map_index) else -1
         state, xcoms = _task_instance(dag_id, run_id, task_id, index)
-        if url := xcoms.get(EvidenceLink.key):
-            return RedirectResponse(str(url), status_code=307)
+        url = str(xcoms.get(EvidenceLink.key) or "")
+        if url.startswith(f"{EVIDENCE_PREFIX}/"):  # only to this app's own evidence: no open redirect
+            return RedirectResponse(url, status_code=307)
         _, _, model = dag_id.partition("_")
         model = model if NAME_RE.match(model) else ""
         page = pages.task_page(

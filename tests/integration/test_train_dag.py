@@ -307,3 +307,18 @@ def test_a_rerun_by_logical_date_reads_the_window_of_that_night(dag, env):
     assert manifest.window_end == logical.date().isoformat() == "2026-11-25" != today().isoformat()
     days = [Path(b).name for b in manifest.batches]
     assert days[-1] == "2026-11-25.parquet" and "2026-11-26.parquet" not in days
+
+
+def test_a_runs_gate_overrides_decide_and_are_recorded(dag, env):
+    """A one-off stricter threshold from the form refuses what the spec would pass, and says so."""
+    write_batches(env.lake, MODEL, today(), days=5)
+    dr = run_dag(dag, gate_overrides={"thresholds": {"roc_auc": {"min": 0.99}}})
+    s = states(dr)
+    assert dr.state == "success" and s["gate"] == "success" and s["promote"] == "skipped", s
+    verdict = json.loads((run_dir(env, dr) / "verdict.json").read_text())
+    assert verdict["overrides"] == {"thresholds": {"roc_auc": {"min": 0.99}}}
+    rule = next(r for r in verdict["rules"] if r["name"] == "threshold:roc_auc")
+    assert (rule["outcome"], rule["limit"]) == ("fail", 0.99)
+    tags = mlflow_client(env).get_model_version(MODEL, "1").tags
+    assert tags["gate.verdict"] == "fail" and "gate overrides of this run" in tags["gate.summary"]
+    assert alias(env, "champion") is None and ledger_entries(env) == []

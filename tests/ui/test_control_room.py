@@ -110,7 +110,7 @@ def trigger_from_form(
         page.keyboard.press("Delete")
     submit = dialog.get_by_role("button", name="Trigger")
     assert submit.is_enabled(), f"the Trigger button of {dag_id} is disabled: {dialog.inner_text()[:2000]}"
-    assert "required" not in dialog.inner_text().lower(), dialog.inner_text()[:2000]
+    assert "This field is required" not in dialog.inner_text(), dialog.inner_text()[:2000]
     submit.click()
     page.wait_for_url(re.compile(rf"/dags/{dag_id}/runs/manual__"))
     return page.url.split("/runs/", 1)[1].split("/", 1)[0]

@@ -606,3 +606,43 @@ def test_slices_need_categorical_features():
     raw["gate"]["slices"] = {"columns": ["tenure_months", "nope"]}
     with pytest.raises(ValueError, match=r"\['tenure_months', 'nope'\] are not categorical features"):
         type(spec).model_validate(raw)
+
+
+# --- a run's one-off gate overrides ---------------------------------------------------------------
+
+
+def test_gate_overrides_change_this_runs_policy_and_say_so():
+    from mlcycle.core.spec import gate_with_overrides
+
+    base = policy(
+        thresholds={"roc_auc": {"min": 0.7}, "log_loss": {"max": 0.6}}, max_regression={"roc_auc": 0.01}
+    )
+    stricter = gate_with_overrides(base, {"thresholds": {"roc_auc": {"min": 0.85}}, "min_confidence": 0.5})
+    assert stricter.thresholds["roc_auc"].min == 0.85 and stricter.thresholds["log_loss"].max == 0.6  # merged
+    assert stricter.min_confidence == 0.5 and stricter.max_regression == {"roc_auc": 0.01}
+    assert gate_with_overrides(base, None) is base and gate_with_overrides(base, {}) is base
+    v = decide("m", stricter, measure("1", roc_auc=0.8, log_loss=0.4), None)
+    v.overrides = {"thresholds": {"roc_auc": {"min": 0.85}}}
+    assert not v.passed and v.summary().endswith(
+        '(gate overrides of this run: {"thresholds": {"roc_auc": {"min": 0.85}}})'
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"budgets": {"model_size_mb": 1000}},
+            r"\['budgets'\] cannot be overridden per run; use \['thresholds'",
+        ),
+        ({"min_confidence": 2}, r"min_confidence: Input should be less than or equal to 1"),
+        ({"max_regression": {"roc_auc": -0.1}}, r"non-negative"),
+        ({"thresholds": {"nope": {"min": 1}}}, r"unknown metric"),
+    ],
+)
+def test_bad_gate_overrides_are_refused_with_what_is_allowed(overrides, message):
+    from mlcycle.core.errors import SpecError
+    from mlcycle.core.spec import gate_with_overrides
+
+    with pytest.raises(SpecError, match=message):
+        gate_with_overrides(policy(), overrides)

@@ -123,6 +123,7 @@ class GateResult(TypedDict):
     summary: str
     verdict_uri: str
     report_uri: str
+    overrides: dict[str, Any] | None  # the run's gate_overrides, if any (also in the summary)
 
 
 class PromoteResult(TypedDict):

@@ -330,6 +330,33 @@ class ScoringSpec(_Strict):
     onnx_tolerance: float = Field(1e-4, gt=0.0, le=0.1)
 
 
+GATE_OVERRIDE_KEYS = ("thresholds", "max_regression", "min_improvement", "min_confidence")
+
+
+def gate_with_overrides(gate: GateSpec, overrides: dict[str, Any] | None) -> GateSpec:
+    """``gate`` with a run's one-off ``overrides`` (``thresholds``, ``max_regression`` and
+    ``min_improvement`` merged per metric, ``min_confidence`` replaced), checked like the spec;
+    a ``SpecError`` names what is wrong and what is allowed."""
+    if not overrides:
+        return gate
+    unknown = sorted(set(overrides) - set(GATE_OVERRIDE_KEYS))
+    if unknown:
+        raise SpecError(
+            f"gate_overrides: {unknown} cannot be overridden per run; use {list(GATE_OVERRIDE_KEYS)}"
+        )
+    raw = gate.model_dump()
+    for key, value in overrides.items():
+        if isinstance(raw.get(key), dict) and isinstance(value, dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    try:
+        return GateSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"gate_overrides {overrides}: {problems}") from None
+
+
 class ModelSpec(_Strict):
     """Validates a whole spec file (top level) and that its sections agree with ``task`` and each other."""
 

@@ -744,20 +744,31 @@ def _shadow_on_newest_batch(
 
 
 def gate(
-    spec: ModelSpec, run: RunInfo, mlc: MlflowClient, *, evaluation: EvaluationResult, lake_root: str
+    spec: ModelSpec,
+    run: RunInfo,
+    mlc: MlflowClient,
+    *,
+    evaluation: EvaluationResult,
+    lake_root: str,
+    overrides: dict[str, Any] | None = None,
 ) -> GateResult:
     """Apply the spec's gate policy; write the verdict (JSON + HTML) to the lake and to the
     candidate's MLflow run, tag the version. A refusal is a result (``passed`` False), not an
-    error: the run that judged a candidate worked; :func:`promote` refuses to act on it."""
+    error: the run that judged a candidate worked; :func:`promote` refuses to act on it.
+    ``overrides`` (the run's ``gate_overrides``) change the spec's gate for this run only; they
+    are recorded in the verdict, its summary, the version's tags and the ledger."""
     from mlcycle.ml import gate as g
     from mlcycle.reports import pages
 
     cand = g.Measurement(**evaluation["candidate"])
     champion = evaluation.get("champion")
     champ = g.Measurement(**champion) if champion else None
+    from mlcycle.core.spec import gate_with_overrides
+
+    policy = gate_with_overrides(spec.gate, overrides)
     verdict = g.decide(
         spec.name,
-        spec.gate,
+        policy,
         cand,
         champ,
         confidence=evaluation.get("confidence"),
@@ -765,6 +776,7 @@ def gate(
         trusted=cast("dict[str, Any] | None", evaluation.get("trusted")),
         slices=cast("list[dict[str, Any]] | None", evaluation.get("slices")),
     )
+    verdict.overrides = overrides or None
     json_path = run_file(spec, lake_root, run, RunFile.VERDICT_JSON)
     html_path = run_file(spec, lake_root, run, RunFile.VERDICT)
     verdict.evidence = {"verdict_json": lk.uri_of(json_path), "verdict_html": lk.uri_of(html_path)}
@@ -799,6 +811,7 @@ def gate(
         "summary": verdict.summary(),
         "verdict_uri": lk.uri_of(json_path),
         "report_uri": lk.uri_of(html_path),
+        "overrides": verdict.overrides,
     }
 
 

@@ -68,12 +68,18 @@ class Verdict:
     evidence: dict[str, str] = field(default_factory=dict)
     trusted: dict[str, Any] | None = None  # the trusted set's version, rows, digest and metrics
     slices: list[dict[str, Any]] | None = None  # the primary metric per slice (gate.slices)
+    overrides: dict[str, Any] | None = None  # the run's one-off changes to the spec's gate
 
     @property
     def failed_rules(self) -> list[Rule]:
         return [r for r in self.rules if r.outcome is Outcome.FAIL]
 
     def summary(self) -> str:
+        return self._outcome() + (
+            f" (gate overrides of this run: {_plain(self.overrides)})" if self.overrides else ""
+        )
+
+    def _outcome(self) -> str:
         if self.passed:
             against = (
                 "bootstrap (no champion yet)" if self.bootstrap else f"vs champion v{self.champion_version}"
@@ -92,6 +98,12 @@ class Verdict:
         data = {k: v for k, v in data.items() if k != "summary"}
         data["rules"] = [Rule(**{**r, "outcome": Outcome(r["outcome"])}) for r in data["rules"]]
         return cls(**data)
+
+
+def _plain(overrides: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(overrides, sort_keys=True)
 
 
 def _gain(metric: str, candidate: float, champion: float) -> float:
