@@ -194,7 +194,12 @@ def test_a_burst_of_ui_and_api_calls_gets_no_server_error(stack):
     base, token = stack.base, stack.token
     status, listing = stack.call("GET", "/api/v2/dags?limit=100")
     assert status == 200, listing
-    dag_ids = sorted(d["dag_id"] for d in listing["dags"] if d["dag_id"] != PROBE_DAG)
+    # Not rollback_<model>: it needs a reason (an empty conf is refused, 400) and moves champions.
+    dag_ids = sorted(
+        d["dag_id"]
+        for d in listing["dags"]
+        if d["dag_id"] != PROBE_DAG and not d["dag_id"].startswith("rollback_")
+    )
     assert "train_churn" in dag_ids, dag_ids
     triggered: list[tuple[str, str]] = []
     lock = threading.Lock()
