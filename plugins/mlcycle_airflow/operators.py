@@ -67,6 +67,11 @@ def domain_errors() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _flag(value: bool | str | None) -> bool:
+    """A boolean param as its template rendered it (a bool, or "True"/"None" as text)."""
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
 def _asset_event_extra(context: Context, key: str) -> str | None:
     """``key`` from the extra of the newest asset event that triggered this run."""
     events = context.get("triggering_asset_events") or {}
@@ -348,8 +353,7 @@ class TrainModelOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.TrainResult:
         from mlcycle.flows import train
 
-        force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
-        accept = self.accept_data_shift
+        force = _flag(self.force)
         out = train.train(
             spec,
             run,
@@ -358,7 +362,7 @@ class TrainModelOperator(_ModelOperator):
             lake_root=self._lake(),
             overrides=cast("dict[str, Any] | None", self.overrides) or None,
             force=force,
-            accept_data_shift=accept if isinstance(accept, bool) else str(accept).lower() == "true",
+            accept_data_shift=_flag(self.accept_data_shift),
         )
         if out["skipped"]:
             reason = str(out.get("reason"))
@@ -535,7 +539,7 @@ class RollbackOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.RollbackResult:
         from mlcycle.flows import rollback
 
-        force = self.force if isinstance(self.force, bool) else str(self.force).lower() == "true"
+        force = _flag(self.force)
         out = rollback.rollback(
             spec, run, self.mlc, version=self._target(), force=force, ledger_uri=self.ledger_uri
         )

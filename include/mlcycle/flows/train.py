@@ -577,14 +577,14 @@ def evaluate(
                 holdout,
                 columns=slices.columns,
                 candidate=cand_scores,
-                champion=champ_scores if champion is not None else None,
+                champion=champ_scores,
                 min_rows=slices.min_rows,
             ),
         ),
     }
     lk.write_json(out, path)
     scored = {str(version): cand_scores}
-    if champion is not None and champ_scores is not None:
+    if champion is not None:
         scored[champion["version"]] = champ_scores
     lk.write_json(ev.curves(spec.task, y, scored), run_file(spec, lake_root, run, RunFile.CURVES))
     primary = spec.gate.primary_metric

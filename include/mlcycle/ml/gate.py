@@ -13,6 +13,7 @@ judged as a ratio to the champion's, both timed interleaved, so machine load can
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -76,7 +77,9 @@ class Verdict:
 
     def summary(self) -> str:
         return self._outcome() + (
-            f" (gate overrides of this run: {_plain(self.overrides)})" if self.overrides else ""
+            f" (gate overrides of this run: {json.dumps(self.overrides, sort_keys=True)})"
+            if self.overrides
+            else ""
         )
 
     def _outcome(self) -> str:
@@ -98,12 +101,6 @@ class Verdict:
         data = {k: v for k, v in data.items() if k != "summary"}
         data["rules"] = [Rule(**{**r, "outcome": Outcome(r["outcome"])}) for r in data["rules"]]
         return cls(**data)
-
-
-def _plain(overrides: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(overrides, sort_keys=True)
 
 
 def _gain(metric: str, candidate: float, champion: float) -> float:
@@ -322,24 +319,21 @@ def _slice_rules(policy: GateSpec, slices: list[dict[str, Any]] | None, *, boots
         where = f"slice {s['column']}={s['value']} ({s['rows']} holdout rows)"
         c, b = s.get("candidate"), s.get("champion")
         if bootstrap:
-            why = f"{where}: no champion yet, candidate {metric} {_fmt(c)}"
-            rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, why))
+            skipped = f"no champion yet, candidate {metric} {_fmt(c)}"
         elif s["rows"] < spec.min_rows:
-            why = f"{where}: fewer than gate.slices.min_rows ({spec.min_rows}), not judged"
-            rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, why))
+            skipped = f"fewer than gate.slices.min_rows ({spec.min_rows}), not judged"
         elif c is None or b is None:
-            why = f"{where}: {metric} is undefined on it (one class only?), not judged"
-            rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, why))
+            skipped = f"{metric} is undefined on it (one class only?), not judged"
         else:
             gain = _gain(metric, c, b)
-            ok = gain >= -spec.tolerance
+            outcome = Outcome.PASS if gain >= -spec.tolerance else Outcome.FAIL
             detail = (
                 f"{where}: {metric} {_fmt(c)} vs champion {_fmt(b)}, change {gain:+.4g}, "
                 f"allowed regression {_fmt(spec.tolerance)}"
             )
-            rules.append(
-                Rule(name, "slice", Outcome.PASS if ok else Outcome.FAIL, gain, spec.tolerance, detail)
-            )
+            rules.append(Rule(name, "slice", outcome, gain, spec.tolerance, detail))
+            continue
+        rules.append(Rule(name, "slice", Outcome.SKIPPED, None, spec.tolerance, f"{where}: {skipped}"))
     return rules
 
 
