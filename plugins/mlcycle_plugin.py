@@ -4,7 +4,7 @@ This is the only file Airflow loads from ``plugins/`` (see ``.airflowignore``): 
 ``mlcycle_airflow`` package is imported from here as a package, not file by file.
 
 The app (mounted at ``/mlcycle`` on the api-server, behind Airflow's login) shows
-the promotion ledger and serves run evidence (validation results, gate verdicts)
+the model pages, the promotion ledger and serves run evidence (validation results, gate verdicts)
 from the data lake, so the links on task instances open something a person can read.
 """
 
@@ -41,6 +41,20 @@ class MlcyclePlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "mlcycle-ledger",
+        },
+        {
+            "name": "Models",
+            "href": "/mlcycle/models",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "mlcycle-models",
+        },
+        {
+            # A tab on every DAG page: the page of the DAG's model (webapp.dag_model).
+            "name": "Model",
+            "href": "/mlcycle/dags/{DAG_ID}/model",
+            "destination": "dag",
+            "url_route": "mlcycle-model",
         },
         {
             # A tab on every task instance, embedding what the task left (links.EVIDENCE_TAB).

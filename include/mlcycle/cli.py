@@ -108,6 +108,11 @@ def _champion_info(mlc: Any, model: str) -> dict[str, Any]:
                 "run_id": mv.tags.get(registry.TAG_RUN_ID),
             }
         )
+    from mlcycle.flows.guard import alias_check
+    from mlcycle.store import ledger
+
+    champion = out[registry.CHAMPION]
+    out["alias_check"] = alias_check(champion["version"] if champion else None, ledger.history(model))
     return out
 
 
@@ -128,6 +133,8 @@ def cmd_champion(args: argparse.Namespace) -> int:
     mlc = registry.client()
     info = _champion_info(mlc, args.model)
     print(json.dumps(info, indent=2) if args.json else _format_champion(info))
+    if not info["alias_check"]["ok"]:
+        print(f"WARNING: {args.model}: {info['alias_check']['detail']}", file=sys.stderr)
     return 0 if info["champion"] else 1
 
 
@@ -140,6 +147,26 @@ def _format_champion(info: dict[str, Any]) -> str:
             + ("none" if v is None else f"v{v['version']}  gate {v['verdict'] or '-'}  {v['summary'] or ''}")
         )
     return "\n".join(lines)
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    """``mlcycle webhook URL``: register MLflow's registry webhook (alias set) to the plugin's
+    endpoint, signed with ``MLCYCLE_MLFLOW_WEBHOOK_SECRET`` (the api-server must have the same)."""
+    import os
+
+    from mlcycle.store import registry
+
+    secret = os.environ.get(registry.WEBHOOK_SECRET_ENV, "")
+    if len(secret) < 16:
+        print(
+            f"{registry.WEBHOOK_SECRET_ENV} must hold a secret of at least 16 characters (the api-server "
+            "needs the same value); generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
+            file=sys.stderr,
+        )
+        return 2
+    webhook_id = registry.create_webhook(registry.client(), args.url, secret)
+    print(f"webhook {webhook_id}: {registry.WEBHOOK_EVENT} -> {args.url}")
+    return 0
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
@@ -325,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model")
         p.add_argument("--json", action="store_true")
         p.set_defaults(fn=fn)
+
+    hook = sub.add_parser("webhook", help="register MLflow's alias webhook to the Airflow plugin")
+    hook.add_argument("url", help="e.g. http://airflow-apiserver:8080/mlcycle/webhooks/mlflow")
+    hook.set_defaults(fn=cmd_webhook)
 
     led = sub.add_parser("ledger", help="alias moves, newest first")
     led.add_argument("model", nargs="?")

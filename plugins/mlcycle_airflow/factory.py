@@ -14,6 +14,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTrigg
 from mlcycle.core import settings
 from mlcycle.core.results import result_keys
 from mlcycle.core.spec import ModelSpec, load_specs
+from mlcycle_airflow.approval import ApprovePromotionOperator
 from mlcycle_airflow.notifiers import failure_notifications, refusal_notifications
 from mlcycle_airflow.operators import (
     ChooseModelOperator,
@@ -21,6 +22,7 @@ from mlcycle_airflow.operators import (
     EvaluateModelOperator,
     FinalizeScoringOperator,
     GateOperator,
+    GuardChampionOperator,
     GXValidateOperator,
     PlanPartitionsOperator,
     PromoteModelOperator,
@@ -134,13 +136,16 @@ max regression vs champion {_amounts(g.max_regression)}; min improvement {_amoun
 min bootstrap confidence {g.min_confidence if g.min_confidence is not None else "none"};
 per slice of {", ".join(g.slices.columns) or "no column"} (at least {g.slices.min_rows} rows) at most {g.slices.tolerance} worse.
 The first version bootstraps under the absolute rules only.
+**Approval**: {f"required from {', '.join(g.approval.approvers) or 'anyone allowed'} within {g.approval.timeout_hours:g} h (no answer: rejected)" if g.approval.required else "not required (a run may ask with `require_approval`)"}:
+the `approve` task waits in Required Actions; `promote` is skipped with the rejection as its reason.
 
 **Params** (Trigger DAG w/ config): `batch_uri` a Parquet file to train on instead of the window;
 `reason` free text recorded on the MLflow run, the version and the ledger; `force` train even when the
 champion already saw identical data; `estimator_params` overrides of the estimator's hyper-parameters;
 `accept_data_shift` train even when the data check against the champion's reference refuses the data
 (needs a `reason`; the breach and the reason are recorded); `gate_overrides` one-off changes to the gate
-below for this run (recorded in the verdict and the ledger).
+below for this run (recorded in the verdict and the ledger); `require_approval` ask a person before
+promoting (or not), overriding the spec.
 
 Spec: `include/models/{spec.name}.yaml`. Owner: {spec.owner}. Schedule: `{spec.schedule}` (UTC).
 """
@@ -186,8 +191,19 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 description=(
                     "One-off changes to the spec's gate for this run, e.g. "
                     '{"min_confidence": 0.6} or {"thresholds": {"roc_auc": {"min": 0.75}}}'
-                    " (keys: thresholds, max_regression, min_improvement, min_confidence). "
+                    " (keys: thresholds, max_regression, min_improvement, min_confidence, approval). "
                     "Recorded in the verdict, its summary and the ledger."
+                ),
+                section="Gate",
+            ),
+            "require_approval": _optional(
+                "boolean",
+                title="Require approval",
+                description=(
+                    "A person must approve the promotion in Required Actions (on: ask even if the spec "
+                    f"does not; off: do not ask). Empty: the spec's choice "
+                    f"({'ask' if spec.gate.approval.required else 'do not ask'}). No answer within "
+                    f"{spec.gate.approval.timeout_hours:g} h is a rejection. Recorded as a gate override."
                 ),
                 section="Gate",
             ),
@@ -225,13 +241,19 @@ def build_train_dag(spec: ModelSpec, specs_path: str) -> DAG:
             task_id="gate",
             evaluation=_out(evaluate),
             overrides="{{ params.gate_overrides }}",
+            require_approval="{{ params.require_approval }}",
             retries=0,
             **common,
         )
+        approve = ApprovePromotionOperator(task_id="approve", model=spec.name, verdict=_out(gate), retries=0)
         promote = PromoteModelOperator(
-            task_id="promote", verdict=_out(gate), **refusal_notifications(), **common
+            task_id="promote",
+            verdict=_out(gate),
+            approval=_out(approve),
+            **refusal_notifications(),
+            **common,
         )
-        resolve >> validate >> train >> evaluate >> gate >> promote
+        resolve >> validate >> train >> evaluate >> gate >> approve >> promote
     return dag
 
 
@@ -493,6 +515,41 @@ def build_rollback_dag(spec: ModelSpec, specs_path: str) -> DAG:
             force="{{ params.force }}",
         )
     return dag
+
+
+def champion_moved_asset(spec: ModelSpec) -> Asset:
+    """The asset whose events say "``@champion`` of <model> was just set" (posted by the plugin's
+    MLflow webhook endpoint, ``webapp.mlflow_webhook``; extra: ``version``)."""
+    return Asset(uri=f"mlcycle://{spec.name}/champion_moved", name=f"{spec.name}_champion_moved")
+
+
+def build_guard_dag(spec: ModelSpec, specs_path: str) -> DAG:
+    """``guard_<model>``: on every ``@champion`` move MLflow reports, check it against the ledger."""
+    with DAG(
+        dag_id=f"guard_{spec.name}",
+        description=f"Catch {spec.name}@champion moves made outside the pipeline",
+        doc_md=f"""# Guard `{spec.name}@champion`
+
+Runs on every event of the asset `mlcycle://{spec.name}/champion_moved`, which the plugin posts when
+MLflow's registry webhook reports that `@champion` was set (`POST /mlcycle/webhooks/mlflow`, signed with
+`MLCYCLE_MLFLOW_WEBHOOK_SECRET`; `mlcycle webhook` registers it), and daily as a backstop. It compares
+`@champion` with the ledger's last move of it: the pipeline records every move under the alias's lock, so a
+difference means someone set it outside the pipeline (MLflow UI, a client). Such a move is recorded in the
+ledger as `external` (red on the model page) and, as `gate.external_moves` says
+(`{spec.gate.external_moves}` for this model), the task fails to alert (`alert`) or moves `@champion`
+back to the last version the pipeline put there (`revert`, recorded as `revert`). Every scoring and
+monitoring run makes the same check first.
+""",
+        schedule=_cron_or_asset("@daily", champion_moved_asset(spec)),
+        **_dag_kwargs(spec, "guard"),
+    ) as dag:
+        GuardChampionOperator(task_id="check_champion", model=spec.name, specs_dir=specs_path)
+    return dag
+
+
+def guard_dags() -> dict[str, DAG]:
+    """Every spec's ``guard_<model>`` DAG by DAG id, for ``globals().update`` in a ``dags/`` file."""
+    return _dags(build_guard_dag)
 
 
 def rollback_dags() -> dict[str, DAG]:

@@ -100,11 +100,17 @@ SKIP_REASON_KEY = "skip_reason"
 """The XCom key under which a task that skips itself pushes why (read by :func:`refusal_of`)."""
 
 
+DECIDED_BY_KEY = "skip_decided_by"
+"""The XCom key of the upstream task whose outcome made ``promote`` skip (the gate, or the approval)."""
+
+
 def refusal_of(context: Context) -> Failure:
     """The refusal a skipped ``promote`` task's callback context describes: the reason it pushed,
-    pointing at the gate (its upstream task), whose log lists every rule."""
+    pointing at the task that decided (the gate, whose log lists every rule, or the approval)."""
     ti, task = context["ti"], context["task"]
-    gate = next(iter(sorted(task.upstream_task_ids)), ti.task_id)
+    gate = ti.xcom_pull(task_ids=ti.task_id, key=DECIDED_BY_KEY) or next(
+        iter(sorted(task.upstream_task_ids)), ti.task_id
+    )
     reason = ti.xcom_pull(task_ids=ti.task_id, key=SKIP_REASON_KEY)
     return Failure(
         dag_id=ti.dag_id,

@@ -28,9 +28,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlcycle.core import results
 from mlcycle.data.lake import RunFile
+from mlcycle_airflow.approval import ApprovePromotionOperator
 from mlcycle_airflow.hooks import MLflowHook
 from mlcycle_airflow.links import EvidenceLink, MLflowModelVersionLink, MLflowRunLink, XComLink, evidence_url
-from mlcycle_airflow.notifiers import SKIP_REASON_KEY
+from mlcycle_airflow.notifiers import DECIDED_BY_KEY, SKIP_REASON_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
     from mlflow import MlflowClient
 
+    from mlcycle.core.errors import GateFailedError
     from mlcycle.core.run import RunInfo
     from mlcycle.core.spec import ModelSpec
 
@@ -423,9 +425,11 @@ class GateOperator(_ModelOperator):
     :param evaluation: the ``EvaluationResult`` of ``EvaluateModelOperator``.
     :param overrides: one-off changes to the spec's gate for this run (the ``gate_overrides``
         param), recorded in the verdict and the ledger.
+    :param require_approval: the run's ``require_approval`` switch: True or False overrides
+        ``gate.approval.required`` (recorded as an override); None leaves the spec's choice.
     """
 
-    template_fields: Sequence[str] = ("model", "evaluation", "overrides", "lake_root")
+    template_fields: Sequence[str] = ("model", "evaluation", "overrides", "require_approval", "lake_root")
     operator_extra_links = (EvidenceLink(), MLflowModelVersionLink())
     ui_color = "#fde2e1"
     result_type = results.GateResult
@@ -435,11 +439,13 @@ class GateOperator(_ModelOperator):
         *,
         evaluation: results.EvaluationResult | str,
         overrides: dict[str, Any] | str | None = None,
+        require_approval: bool | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.evaluation = cast("results.EvaluationResult", evaluation)  # rendered before execute
         self.overrides = overrides
+        self.require_approval = require_approval
 
     def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
         return {
@@ -450,9 +456,17 @@ class GateOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.GateResult:
         from mlcycle.flows import train
 
-        overrides = self.overrides if isinstance(self.overrides, dict) else None
+        overrides = dict(self.overrides) if isinstance(self.overrides, dict) else {}
+        if self.require_approval not in (None, "", "None"):  # the switch wins over gate_overrides
+            approval = {**overrides.get("approval", {}), "required": _flag(self.require_approval)}
+            overrides["approval"] = approval
         return train.gate(
-            spec, run, self.mlc, evaluation=self.evaluation, lake_root=self._lake(), overrides=overrides
+            spec,
+            run,
+            self.mlc,
+            evaluation=self.evaluation,
+            lake_root=self._lake(),
+            overrides=overrides or None,
         )
 
     def summarize(self, out: results.GateResult) -> str:
@@ -462,22 +476,30 @@ class GateOperator(_ModelOperator):
 
 class PromoteModelOperator(_ModelOperator):
     """Move alias ``champion`` to a version that passed the gate and record it in the ledger;
-    skipped, with the verdict as the reason, when the gate refused the candidate.
+    skipped, with the reason, when the gate refused the candidate or an approval it asked for
+    was not given (rejected, or no answer in time).
 
     :param verdict: the ``GateResult`` of ``GateOperator``.
+    :param approval: the ``ApprovalResult`` of the approval task, if the DAG has one.
     :param ledger_uri: SQLAlchemy URI of the ledger (default ``MLCYCLE_LEDGER_URI``).
     """
 
-    template_fields: Sequence[str] = ("model", "verdict", "ledger_uri", "lake_root")
+    template_fields: Sequence[str] = ("model", "verdict", "approval", "ledger_uri", "lake_root")
     operator_extra_links = (MLflowModelVersionLink(),)
     ui_color = "#d8f5d0"
     result_type = results.PromoteResult
 
     def __init__(
-        self, *, verdict: results.GateResult | str, ledger_uri: str | None = None, **kwargs: Any
+        self,
+        *,
+        verdict: results.GateResult | str,
+        approval: results.ApprovalResult | str | None = None,
+        ledger_uri: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.verdict = cast("results.GateResult", verdict)  # rendered before execute
+        self.approval = approval
         self.ledger_uri = ledger_uri
 
     def links_before(self, context: Context, spec: ModelSpec, run: RunInfo) -> Links:
@@ -486,13 +508,33 @@ class PromoteModelOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.PromoteResult:
         from mlcycle.flows import train
 
+        approval = self.approval if isinstance(self.approval, dict) else None
+        refused: GateFailedError | None
         if not self.verdict["passed"]:
-            reason = str(train.refusal(spec, self.verdict))
-            context["ti"].xcom_push(key=SKIP_REASON_KEY, value=reason)
-            raise AirflowSkipException(reason)
+            refused, decided_by = train.refusal(spec, self.verdict), self._upstream_of(GateOperator)
+        else:
+            refused = train.rejection(spec, self.verdict, approval)
+            decided_by = self._upstream_of(ApprovePromotionOperator)
+        if refused is not None:
+            context["ti"].xcom_push(key=SKIP_REASON_KEY, value=str(refused))
+            context["ti"].xcom_push(key=DECIDED_BY_KEY, value=decided_by)
+            raise AirflowSkipException(str(refused))
         return train.promote(
-            spec, run, self.mlc, verdict=self.verdict, ledger_uri=self.ledger_uri, lake_root=self._lake()
+            spec,
+            run,
+            self.mlc,
+            verdict=self.verdict,
+            approval=approval,
+            ledger_uri=self.ledger_uri,
+            lake_root=self._lake(),
         )
+
+    def _upstream_of(self, kind: type) -> str | None:
+        """The id of an upstream task of type ``kind`` (None outside a DAG or without one)."""
+        if not self.has_dag():
+            return None
+        found = [t for t in self.get_flat_relatives(upstream=True) if isinstance(t, kind)]
+        return found[0].task_id if found else None
 
     def summarize(self, out: results.PromoteResult) -> str:
         return (
@@ -554,6 +596,39 @@ class RollbackOperator(_ModelOperator):
         )
 
 
+class GuardChampionOperator(_ModelOperator):
+    """Check ``@champion`` against the ledger (``mlcycle.flows.guard``): a move outside the pipeline
+    is recorded as ``external`` and either reverted (``gate.external_moves: revert``) or, by
+    default, fails this task so the move is red in the grid and the failure notification goes out.
+
+    :param ledger_uri: SQLAlchemy URI of the ledger (default ``MLCYCLE_LEDGER_URI``).
+    """
+
+    template_fields: Sequence[str] = ("model", "ledger_uri")
+    operator_extra_links = (MLflowModelVersionLink(),)
+    ui_color = "#ffebe9"
+    result_type = results.AliasCheck
+
+    def __init__(self, *, ledger_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ledger_uri = ledger_uri
+
+    def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.AliasCheck:
+        from mlcycle.flows import guard
+
+        out = guard.guard_champion(spec, run, self.mlc, ledger_uri=self.ledger_uri)
+        MLflowModelVersionLink.push(context, self._version_url(out["registry"]))
+        if out["action"] == "alert":
+            raise AirflowFailException(
+                f"{spec.name}: {out['detail']}. Recorded in the ledger as external. Roll back with "
+                f"rollback_{spec.name}, or set gate.external_moves: revert in the spec to undo such moves."
+            )
+        return out
+
+    def summarize(self, out: results.AliasCheck) -> str:
+        return out["detail"]
+
+
 class ChooseModelOperator(_ModelOperator):
     """Pick the version to score with (``version`` wins over ``alias``) and the challenger
     to run in shadow when the champion is served.
@@ -580,8 +655,9 @@ class ChooseModelOperator(_ModelOperator):
         return {MLflowModelVersionLink: self._version_url(self._pinned())}
 
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.ModelChoice:
-        from mlcycle.flows import score
+        from mlcycle.flows import guard, score
 
+        guard.guard_champion(spec, run, self.mlc)  # a move outside the pipeline: recorded (or reverted)
         out = score.choose_model(spec, self.mlc, alias=self.alias or None, version=self._pinned())
         MLflowModelVersionLink.push(context, self._version_url(out["version"]))
         return out
@@ -778,11 +854,12 @@ class DriftCheckOperator(_ModelOperator):
         }
 
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.RetrainDecision:
-        from mlcycle.flows import monitor
+        from mlcycle.flows import guard, monitor
 
         now = dt.datetime.fromisoformat(self.as_of) if self.as_of else context["dag_run"].run_after
         if now.tzinfo is None:
             now = now.replace(tzinfo=dt.UTC)
+        guard.guard_champion(spec, run, self.mlc, ledger_uri=self.ledger_uri)
         out = monitor.check(spec, run, self.mlc, lake_root=self._lake(), now=now, ledger_uri=self.ledger_uri)
         decision = out["decision"]
         return {

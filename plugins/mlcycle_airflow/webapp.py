@@ -5,6 +5,13 @@
 - ``GET /mlcycle/ledger.json``: the same as JSON.
 - ``GET /mlcycle/evidence/<path>``: a report file from the lake (``.html``, ``.json``),
   only below ``<lake root>/<model>/runs|quarantine/``.
+- ``GET /mlcycle/models``: the model pages; ``GET /mlcycle/models/<model>``: one model at a glance
+  (champion, versions with verdicts, metric, drift and performance history, ledger, rollback
+  form); ``GET /mlcycle/dags/<dag_id>/model``: the model page of a DAG (the DAG page's tab).
+- ``POST /mlcycle/webhooks/mlflow``: MLflow's registry webhook (``model_version_alias.created``),
+  authenticated by its HMAC signature (``MLCYCLE_MLFLOW_WEBHOOK_SECRET``), not by an Airflow login:
+  a move of ``@champion`` becomes an event of the asset ``mlcycle://<model>/champion_moved``, which
+  runs ``guard_<model>``.
 - ``GET /mlcycle/tasks/<dag_id>/<run_id>/<task_id>/<map_index>``: a task instance's evidence,
   the page the UI's **Evidence** tab embeds: a redirect to the report the task pushed, else a
   page with its state, why it was skipped, and the run's reports.
@@ -12,12 +19,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
@@ -84,6 +92,35 @@ def _ledger_rows(model: str | None) -> list[dict[str, Any]]:
     return [e.to_dict() for e in ledger.history(model)]
 
 
+def _spec(model: str) -> Any:
+    """The spec of ``model``, or 404 naming the models there are."""
+    from mlcycle.core import settings
+    from mlcycle.core.spec import load_specs
+
+    specs = {s.name: s for s in load_specs(settings.specs_dir())}
+    if model not in specs:
+        raise HTTPException(404, f"no model {model!r}; the models are {sorted(specs)}")
+    return specs[model]
+
+
+def _post_asset_event(uri: str, extra: dict[str, Any]) -> int | None:
+    """Record an event of the asset ``uri`` as Airflow's REST API does (this app runs in the
+    api-server); its id, or None when no DAG declares the asset."""
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.uri == uri).limit(1))
+        if asset is None:
+            return None
+        event = asset_manager.register_asset_change(
+            asset=asset, timestamp=dt.datetime.now(dt.UTC), extra=extra, source_is_api=True, session=session
+        )
+        return event.id if event else None
+
+
 class LazyApp:
     """The web app as an ASGI callable that builds itself on its first request.
 
@@ -129,6 +166,54 @@ def create_app() -> FastAPI:
             run_href=lambda dag_id, run_id: f"/dags/{dag_id}/runs/{quote(run_id, safe='')}",
         )
 
+    @app.get("/models", response_class=HTMLResponse, dependencies=[user])
+    def models_page() -> str:
+        from mlcycle.core import settings
+        from mlcycle.core.spec import load_specs
+        from mlcycle.reports import pages
+
+        specs = load_specs(settings.specs_dir())
+        return pages.models_page(
+            [
+                {"name": s.name, "description": s.description, "href": f"/mlcycle/models/{s.name}"}
+                for s in specs
+            ]
+        )
+
+    @app.get("/models/{model}", response_class=HTMLResponse, dependencies=[user])
+    def model_page(model: str) -> str:
+        from urllib.parse import quote
+
+        from mlcycle.core import settings
+        from mlcycle.flows.overview import model_overview
+        from mlcycle.reports import pages
+        from mlcycle.store import registry
+        from mlcycle_airflow.hooks import MLflowHook
+        from mlcycle_airflow.links import evidence_url
+
+        spec = _spec(model)
+        hook = MLflowHook()
+        root, ui = settings.lake_root(), hook.ui_url
+        return pages.model_page(
+            model_overview(spec, hook.get_conn()),
+            evidence_href=lambda uri: evidence_url(root, uri),
+            version_href=lambda name, version: registry.version_url(ui, name, version),
+            run_href=lambda dag_id, run_id: f"/dags/{dag_id}/runs/{quote(run_id, safe='')}",
+            rollback_dag=f"rollback_{spec.name}",
+            ledger_href=f"/mlcycle/ledger?model={spec.name}",
+        )
+
+    @app.get("/dags/{dag_id}/model", dependencies=[user])
+    def dag_model(dag_id: str) -> RedirectResponse:
+        from mlcycle.core.spec import NAME_RE
+
+        kind, _, model = dag_id.partition("_")
+        if kind not in ("train", "score", "monitor", "rollback") or not NAME_RE.match(model):
+            raise HTTPException(
+                404, f"{dag_id} is not an mlcycle DAG (train_|score_|monitor_|rollback_<model>)"
+            )
+        return RedirectResponse(f"/mlcycle/models/{_spec(model).name}", status_code=307)
+
     @app.get("/tasks/{dag_id}/{run_id}/{task_id}/{map_index}", dependencies=[user], response_model=None)
     def task_evidence(dag_id: str, run_id: str, task_id: str, map_index: str) -> Response:
         from mlcycle.core.spec import NAME_RE
@@ -154,6 +239,49 @@ def create_app() -> FastAPI:
             pages=_run_pages(model, run_id) if model else [],
         )
         return HTMLResponse(page)
+
+    @app.post("/webhooks/mlflow", status_code=202)
+    async def mlflow_webhook(request: Request) -> dict[str, Any]:
+        import os
+        import time
+
+        from mlcycle.core import settings
+        from mlcycle.core.spec import load_specs
+        from mlcycle.store import registry
+
+        secret = os.environ.get(registry.WEBHOOK_SECRET_ENV, "")
+        if not secret:
+            raise HTTPException(
+                503, f"{registry.WEBHOOK_SECRET_ENV} is not set in the api-server: webhooks are refused"
+            )
+        body = await request.body()
+        headers = request.headers
+        wrong = registry.verify_webhook(
+            secret,
+            delivery_id=headers.get("X-MLflow-Delivery-Id", ""),
+            timestamp=headers.get("X-MLflow-Timestamp", ""),
+            payload=body,
+            signature=headers.get("X-MLflow-Signature", ""),
+            now=time.time(),
+        )
+        if wrong:
+            raise HTTPException(401, wrong)
+        try:
+            event = json.loads(body)
+            entity, action, data = event["entity"], event["action"], event["data"]
+        except (ValueError, KeyError, TypeError):
+            raise HTTPException(400, "not an MLflow webhook payload (entity, action, data)") from None
+        if f"{entity}.{action}" != registry.WEBHOOK_EVENT or data.get("alias") != registry.CHAMPION:
+            return {"ignored": f"{entity}.{action} of @{data.get('alias')}: only @champion moves are guarded"}
+        model = str(data.get("name"))
+        if model not in {s.name for s in load_specs(settings.specs_dir())}:
+            return {"ignored": f"{model!r} is not a model of this deployment"}
+        uri = f"mlcycle://{model}/champion_moved"
+        extra = {"version": str(data.get("version")), "delivery_id": headers["X-MLflow-Delivery-Id"]}
+        event_id = _post_asset_event(uri, extra)
+        if event_id is None:
+            raise HTTPException(409, f"no DAG declares the asset {uri}: is guard_{model} deployed?")
+        return {"asset_event_id": event_id, "asset": uri, **extra}
 
     @app.get("/ledger.json", dependencies=[user])
     def ledger_json(

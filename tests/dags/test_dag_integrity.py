@@ -41,12 +41,14 @@ def test_one_train_dag_per_spec(dagbag):
     assert len(expected) >= 2
 
 
-ALL_DAGS = [f"{kind}_{n}" for kind in ("train", "score", "monitor", "rollback") for n in ("churn", "demand")]
+KINDS = ("train", "score", "monitor", "rollback", "guard")
+ALL_DAGS = [f"{kind}_{n}" for kind in KINDS for n in ("churn", "demand")]
 EXPECTED_PARAMS = {
-    "train": {"batch_uri", "reason", "force", "estimator_params", "accept_data_shift"},
+    "train": {"batch_uri", "reason", "force", "estimator_params", "accept_data_shift", "require_approval"},
     "score": {"batch_uri", "alias", "version", "rows_per_partition", "chunk_rows"},
     "monitor": {"as_of"},
     "rollback": {"version", "reason", "force"},
+    "guard": set(),
 }
 # Fields a person must fill on purpose: the form opens with them marked required.
 REQUIRED_BY_DESIGN = {("rollback", "reason")}
@@ -66,7 +68,8 @@ def test_conventions(dagbag, dag_id):
     assert dag.schedule is not None or dag_id.startswith("rollback_")  # a person's decision
     for task in dag.tasks:
         assert task.owner and task.owner != "airflow", f"{task.task_id} has no owner"
-        expected_retries = 0 if task.task_id == "gate" else 3
+        # Decisions are not retried: the gate's verdict, and a person's answer (a retry would ask again).
+        expected_retries = 0 if task.task_id in ("gate", "approve") else 3
         assert task.retries == expected_retries, f"{task.task_id} retries {task.retries}"
         if expected_retries:  # outages wait at least 1, 2, 4 minutes
             assert task.retry_exponential_backoff == 2.0, task.task_id
@@ -103,7 +106,7 @@ def test_schedule_is_the_specs(dagbag, spec_name):
 
 def test_task_order(dagbag):
     dag = dagbag.dags["train_churn"]
-    order = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "promote"]
+    order = ["resolve_data", "validate_data", "train_model", "evaluate_model", "gate", "approve", "promote"]
     for upstream, downstream in itertools.pairwise(order):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
 

@@ -28,7 +28,10 @@ def test_plugin_registers_links_app_and_menu():
         "Evidence",
     }
     assert MlcyclePlugin.fastapi_apps[0]["url_prefix"] == "/mlcycle"
-    assert MlcyclePlugin.external_views[0]["href"] == "/mlcycle/ledger"
+    views = {v["name"]: v for v in MlcyclePlugin.external_views}
+    assert views["Promotion ledger"]["href"] == "/mlcycle/ledger"
+    assert (views["Models"]["destination"], views["Models"]["category"]) == ("nav", "browse")
+    assert (views["Model"]["destination"], views["Model"]["href"]) == ("dag", "/mlcycle/dags/{DAG_ID}/model")
 
 
 def test_pages_need_a_login(client):
@@ -155,3 +158,74 @@ def test_the_api_answers_extra_links_without_nulls():
     assert b"accept-encoding" not in seen[0]  # asked for uncompressed, so it can be read
     other = client.get("/api/v2/dags/train_churn/dagRuns/manual__1/taskInstances/gate/logs/1")
     assert other.json()["total_entries"] == 3 and b"accept-encoding" in seen[1]  # untouched
+
+
+def signed(secret: str, body: bytes, *, age: float = 0, delivery: str = "d-1") -> dict[str, str]:
+    """The headers MLflow sends with a delivery (mlflow.webhooks.delivery), signed with ``secret``."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    stamp = str(int(time.time() - age))
+    mac = hmac.new(secret.encode(), f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery,
+        "X-MLflow-Timestamp": stamp,
+        "X-MLflow-Signature": "v1," + base64.b64encode(mac).decode(),
+    }
+
+
+def alias_event(model: str = "churn", alias: str = "champion", action: str = "created") -> bytes:
+    import json
+
+    return json.dumps(
+        {"entity": "model_version_alias", "action": action, "timestamp": "2026-12-02T00:00:00+00:00",
+         "data": {"name": model, "alias": alias, "version": "7"}}
+    ).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "says"),
+    [
+        (lambda body: signed("wrong secret", body), 401, "signature does not match"),
+        (lambda body: signed("s3cret", body, age=3600), 401, "refused as a replay"),
+        (lambda body: {"Content-Type": "application/json"}, 401, "headers are required"),
+        (lambda body: signed("s3cret", body + b" "), 401, "signature does not match"),
+    ],
+    ids=["wrong-secret", "replayed", "unsigned", "tampered"],
+)
+def test_the_mlflow_webhook_refuses_what_mlflow_did_not_sign(client, monkeypatch, headers, status, says):
+    monkeypatch.setenv("MLCYCLE_MLFLOW_WEBHOOK_SECRET", "s3cret")
+    _, anonymous = client  # MLflow has no Airflow login: the signature is the authentication
+    body = alias_event()
+    answer = anonymous.post("/webhooks/mlflow", content=body, headers=headers(body))
+    assert answer.status_code == status and says in answer.json()["detail"]
+
+
+def test_the_mlflow_webhook_needs_a_secret_and_passes_on_only_champion_moves(client, monkeypatch, airflow_db):
+    _, anonymous = client
+    body = alias_event()
+    monkeypatch.delenv("MLCYCLE_MLFLOW_WEBHOOK_SECRET", raising=False)
+    refused = anonymous.post("/webhooks/mlflow", content=body, headers=signed("", body))
+    assert (
+        refused.status_code == 503 and "MLCYCLE_MLFLOW_WEBHOOK_SECRET is not set" in refused.json()["detail"]
+    )
+
+    monkeypatch.setenv("MLCYCLE_MLFLOW_WEBHOOK_SECRET", "s3cret")
+    for event, ignored in (
+        (alias_event(alias="challenger"), "only @champion moves are guarded"),
+        (alias_event(action="deleted"), "only @champion moves are guarded"),
+        (alias_event(model="someone_elses"), "not a model of this deployment"),
+    ):
+        answer = anonymous.post("/webhooks/mlflow", content=event, headers=signed("s3cret", event))
+        assert answer.status_code == 202 and ignored in answer.json()["ignored"]
+    # A champion move of one of ours, but no DAG declares the asset in this metadata DB yet.
+    answer = anonymous.post("/webhooks/mlflow", content=body, headers=signed("s3cret", body))
+    assert answer.status_code == 409 and "is guard_churn deployed?" in answer.json()["detail"]
+    garbage = b'{"not": "mlflow"}'
+    assert (
+        anonymous.post("/webhooks/mlflow", content=garbage, headers=signed("s3cret", garbage)).status_code
+        == 400
+    )

@@ -120,6 +120,18 @@ def test_the_same_drift_inside_the_cooldown_requests_nothing(dags, champion):
     assert out["blocked_by"] == ["cooldown"]
     assert retrain_events(second) == []
 
+    # The model page's monitoring history: both checks, oldest first, with what they measured.
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows.overview import model_overview
+    from mlcycle.store import registry
+
+    checks = model_overview(
+        get_spec(MODEL), registry.client(champion.tracking_uri), ledger_uri=champion.ledger_uri
+    )["checks"]
+    assert [c["run_id"] for c in checks] == [first.run_id, second.run_id]
+    assert [c["retrain"] for c in checks] == [True, False]
+    assert checks[0]["drift_share"] > 0 and checks[0]["champion_version"] == "1"
+
 
 def test_weekly_cap_blocks_after_the_allowed_retrains(dags, champion):
     from mlcycle.core.spec import get_spec

@@ -143,3 +143,43 @@ def test_a_rollback_needs_a_reason(dag):
 
     with pytest.raises(ParamValidationError, match="is too short"):
         dag.params.get_param("reason").resolve("")
+
+
+def test_the_model_page_shows_verdicts_flags_an_external_move_and_offers_rollback(dag, three_versions):
+    import re
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from mlcycle.store import registry
+    from mlcycle_airflow.webapp import create_app
+
+    env = three_versions
+    app = create_app()
+    app.dependency_overrides[get_user] = object
+    ui = TestClient(app)
+
+    page = ui.get(f"/models/{MODEL}").text
+    rows = re.findall(r'<tr class="version (\w+)( champion)?">\s*<td><a [^>]*>v(\d+)</a>', page)
+    assert rows == [("fail", "", "3"), ("pass", " champion", "2"), ("pass", "", "1")]
+    assert "as the ledger recorded" in page and "MOVED OUTSIDE" not in page
+    assert re.findall(r'data-version="(\d+)"', page) == ["1"]  # gated and not the champion
+    assert 'data-dag="rollback_churn"' in page and "<svg" in page  # the rollback form, a metric chart
+
+    registry.set_alias(env.mlc, MODEL, registry.CHAMPION, "3")  # behind the pipeline's back
+    page = ui.get(f"/models/{MODEL}").text
+    assert "MOVED OUTSIDE THE PIPELINE" in page
+    assert "@champion is v3 but the pipeline last moved it to v2" in page
+
+    registry.set_alias(env.mlc, MODEL, registry.CHAMPION, "2")
+    dr = dag.test(run_conf={"reason": "v2 misroutes premium customers", "version": 1})
+    assert dr.state == "success"
+    page = ui.get(f"/models/{MODEL}").text
+    assert "@champion is v1, as the ledger recorded" in page and "v2 misroutes premium customers" in page
+    assert (
+        ui.get("/dags/train_churn/model", follow_redirects=False).headers["location"]
+        == "/mlcycle/models/churn"
+    )
+    assert ui.get("/dags/example_bash_operator/model").status_code == 404
+    assert "no model 'nope'" in ui.get("/models/nope").text
+    assert 'href="/mlcycle/models/churn"' in ui.get("/models").text

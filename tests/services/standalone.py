@@ -105,6 +105,9 @@ class Standalone:
             **os.environ,
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # Registry webhooks to the api-server on loopback (refused by default: SSRF guard).
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         }
         proc = self._spawn("mlflow", argv, env)
         _wait("MLflow server", lambda: _http_ok(f"{self.mlflow_uri}/health"), 120, proc, self.log("mlflow"))

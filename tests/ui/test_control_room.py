@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json as _json
 import re
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ui]
 MODEL = "churn"
 DAGS = [f"train_{MODEL}", f"score_{MODEL}", f"monitor_{MODEL}"]
 TIMEOUT_MS = 30_000
+WEBHOOK_SECRET = "ui-test-webhook-secret"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def stack(tmp_path_factory):
         "MLCYCLE_ARTIFACT_ROOT": str(root / "mlartifacts"),
         "MLCYCLE_ALLOWED_INPUTS": str(root),
         "OMP_NUM_THREADS": "1",
+        "MLCYCLE_MLFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     write_batches(str(lake), MODEL, dt.datetime.now(dt.UTC).date(), days=4, rows=1500)
     st = Standalone(root, env, mlflow_server=True, dag_ids=set(DAGS))
@@ -98,10 +101,11 @@ def trigger_from_form(
             field.fill(value)
     for where, document in (json or {}).items():  # a JSON field is a code editor
         section, param = where.split("/")
-        editor = dialog.locator(".monaco-editor, .cm-editor")
-        if not editor.first.is_visible():
+        # The open section's editor: closed sections (and Advanced Options) keep theirs hidden.
+        editor = dialog.locator(".monaco-editor:visible, .cm-editor:visible")
+        if editor.count() == 0:
             dialog.get_by_text(section, exact=True).click()
-        editor.first.click()  # the section's only editor; Advanced Options stays closed
+        editor.first.click()
         page.keyboard.press("Control+A")
         page.keyboard.press("Backspace")
         page.keyboard.insert_text(_json.dumps(document))
@@ -256,6 +260,84 @@ def test_a_refused_candidate_is_a_skipped_promote_not_a_red_task(stack, ui, shot
         ui.locator('svg[aria-label="ROC curve"]').wait_for()
 
 
+def awaiting_approval(api: Api, run_id: str, timeout: float = 600) -> str:
+    """Wait until the run's ``approve`` task asks for a person; the candidate's version."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = states_of(api, DAGS[0], run_id)
+        if states.get("approve") == "awaiting_input":
+            gate = api.call(
+                "GET",
+                f"/api/v2/dags/{DAGS[0]}/dagRuns/{quote(run_id)}/taskInstances/gate/xcomEntries/return_value",
+            )
+            return str(gate["value"]["version"])
+        assert states.get("gate") not in ("failed", "upstream_failed"), states
+        assert states.get("approve") not in ("success", "skipped", "failed"), (
+            f"approve finished without asking: {states}"
+        )
+        time.sleep(3)
+    raise AssertionError(f"approve of {run_id} did not ask for a person within {timeout:.0f} s")
+
+
+def answer_in_the_ui(page: Page, run_id: str, version: str, option: str, comment: str) -> None:
+    """Open the task's Required Actions, check the question, write a comment and answer."""
+    page.goto(f"/dags/{DAGS[0]}/runs/{run_id}/tasks/approve/required_actions")
+    page.get_by_text(f"Promote {MODEL} v{version} to champion?").first.wait_for()
+    page.get_by_text("passed its gate").first.wait_for()  # the body: verdict and links
+    page.locator("[name=element_comment]").first.fill(comment)
+    page.get_by_role("button", name=option, exact=True).first.click()
+
+
+def test_a_promotion_that_needs_approval_waits_for_a_person_who_approves_or_rejects(stack, ui, shots_for):
+    st, api = stack
+    shots = shots_for(ui)
+    from mlcycle.store import ledger, registry
+
+    mlc = registry.client(st.mlflow_uri)
+    ask = {
+        "fill": {"Run/reason": "UI test: needs approval"},
+        "switch": {"Run/force": True, "Gate/require_approval": True},
+    }
+    with shots.step("trigger train with require approval"):
+        run_id = trigger_from_form(ui, DAGS[0], **ask)
+        version = awaiting_approval(api, run_id)
+    with shots.step("approve it in Required Actions"):
+        answer_in_the_ui(ui, run_id, version, "Approve", "UI test: slices look fine")
+        run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=300)
+        states = states_of(api, DAGS[0], run_id)
+        assert run["state"] == "success" and states["promote"] == "success", states
+    assert str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version) == version
+    entry = ledger.history(MODEL, uri=st.env["MLCYCLE_LEDGER_URI"])[0]
+    assert entry.new_version == version and entry.actor == f"{ADMIN}:{DAGS[0]}", entry
+    assert entry.reason.endswith(f"approved by {ADMIN}: UI test: slices look fine"), entry
+
+    with shots.step("trigger another and reject it"):
+        run_id = trigger_from_form(ui, DAGS[0], **ask)
+        rejected = awaiting_approval(api, run_id)
+        answer_in_the_ui(ui, run_id, rejected, "Reject", "UI test: not this one")
+        run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=300)
+        states = states_of(api, DAGS[0], run_id)
+        assert run["state"] == "success" and states["approve"] == "success" and states["promote"] == "skipped"
+    assert str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version) == version
+    with shots.step("promote's evidence tab says who rejected it"):
+        text = evidence_frame_text(ui, DAGS[0], run_id, "promote")
+        assert f"rejected by {ADMIN}: UI test: not this one" in text and "champion unchanged" in text, text
+
+    with shots.step("trigger one that nobody answers, with an 18 s timeout"):
+        run_id = trigger_from_form(
+            ui, DAGS[0], fill={"Run/reason": "UI test: nobody answers"}, switch={"Run/force": True},
+            json={"Gate/gate_overrides": {"approval": {"required": True, "timeout_hours": 0.005}}},
+        )  # fmt: skip
+        awaiting_approval(api, run_id)
+    with shots.step("the timed-out run keeps the champion"):
+        run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=300)  # the scheduler sweeps every 15 s
+        states = states_of(api, DAGS[0], run_id)
+        assert run["state"] == "success" and states["promote"] == "skipped", states
+        text = evidence_frame_text(ui, DAGS[0], run_id, "promote")
+        assert "no answer within 0.005 h: rejected by default" in text, text
+    assert str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version) == version
+
+
 def test_rollback_from_its_form_moves_the_champion_and_the_ledger_shows_it(stack, ui, shots_for):
     st, api = stack
     shots = shots_for(ui)
@@ -299,3 +381,72 @@ def test_rollback_from_its_form_moves_the_champion_and_the_ledger_shows_it(stack
             .get_attribute("href")
             .startswith(f"/dags/rollback_{MODEL}/runs/")
         )
+
+
+def test_the_model_page_shows_the_versions_rolls_back_and_flags_a_move_behind_its_back(stack, ui, shots_for):
+    st, api = stack
+    shots = shots_for(ui)
+    from mlcycle.store import ledger, registry
+
+    mlc = registry.client(st.mlflow_uri)
+    champion = str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version)
+    previous = ledger.history(MODEL, uri=st.env["MLCYCLE_LEDGER_URI"])[0].previous_version
+    versions = sorted(
+        (v for v in mlc.search_model_versions(f"name = '{MODEL}'")), key=lambda v: -int(v.version)
+    )
+    with shots.step("the DAG page's Model tab opens the model page"):
+        ui.goto(f"/dags/{DAGS[0]}")
+        ui.get_by_role("link", name="Model", exact=True).first.click()
+        ui.wait_for_url(re.compile(r"/plugin/mlcycle-model$"))
+        frame = ui.frame_locator("iframe").first
+        frame.get_by_text(f"Model {MODEL}").first.wait_for()
+        rows = frame.locator("tr.version")
+        assert rows.count() == len(versions)
+        for i, mv in enumerate(versions):  # newest first, each with its verdict
+            row = rows.nth(i)
+            assert row.locator("a").first.inner_text() == f"v{mv.version}"
+            verdict = mv.tags.get("gate.verdict")
+            assert (verdict or "not gated").upper() in row.inner_text().upper(), (
+                mv.version,
+                row.inner_text(),
+            )
+        assert frame.locator("tr.version.champion a").first.inner_text() == f"v{champion}"
+        assert frame.locator('svg[aria-label^="holdout"] polyline.candidate').count() == 1
+        assert frame.locator('svg[aria-label^="drift share"]').count() == 1  # monitor ran in the first test
+        href = frame.locator("tr.version a").first.get_attribute("href") or ""
+        assert href.startswith(st.mlflow_uri) and href.endswith(f"/versions/{versions[0].version}"), href
+    with shots.step("roll back to the previous champion from the model page"):
+        form = frame.locator("form.rollback")
+        form.locator("input[name=reason]").fill("UI test: back from the model page")
+        form.get_by_role("button", name=f"Trigger rollback_{MODEL}").click()
+        queued = form.locator("output.rollback-result.pass a")
+        queued.wait_for()
+        run_id = queued.inner_text().split()[1]
+    with shots.step("the rollback from the model page finished"):
+        run = wait_for_run(api, f"rollback_{MODEL}", run_id=run_id, timeout=300)
+        assert run["state"] == "success", states_of(api, f"rollback_{MODEL}", run_id)
+        assert str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version) == previous
+    with shots.step("a move behind the pipeline's back: MLflow's webhook runs guard_churn, which fails"):
+        registry.create_webhook(mlc, f"{st.base}/mlcycle/webhooks/mlflow", WEBHOOK_SECRET)
+        api.call("PATCH", f"/api/v2/dags/guard_{MODEL}?update_mask=is_paused", {"is_paused": False})
+        refused = [v for v in versions if v.tags.get("gate.verdict") == "fail"]
+        target = str((refused or [v for v in versions if str(v.version) != previous])[0].version)
+        mlc.set_registered_model_alias(MODEL, "champion", target)
+        run = wait_for_run(api, f"guard_{MODEL}", run_type="asset_triggered", timeout=300)
+        assert run["state"] == "failed", states_of(api, f"guard_{MODEL}", run["dag_run_id"])
+        entry = ledger.history(MODEL, uri=st.env["MLCYCLE_LEDGER_URI"])[0]
+        assert (entry.previous_version, entry.new_version, entry.action) == (previous, target, "external")
+        assert entry.dag_id == f"guard_{MODEL}"
+    with shots.step("the model page shows the move red"):
+        ui.goto(f"/dags/{DAGS[0]}/plugin/mlcycle-model")
+        frame = ui.frame_locator("iframe").first
+        flag = frame.locator(".alias-check.external")
+        flag.wait_for()
+        assert f"@champion is v{target} but the pipeline last moved it to v{previous}" in flag.inner_text()
+        assert f"v{target}" in frame.locator("tr.move.external").first.inner_text()
+    with shots.step("scoring still runs, and records the move only once"):
+        run = api.call("POST", f"/api/v2/dags/{DAGS[1]}/dagRuns", {"logical_date": None, "conf": {}})
+        run = wait_for_run(api, DAGS[1], run_id=run["dag_run_id"], timeout=300)
+        assert run["state"] == "success", states_of(api, DAGS[1], run["dag_run_id"])
+        moves = ledger.history(MODEL, uri=st.env["MLCYCLE_LEDGER_URI"])
+        assert [e.action for e in moves].count("external") == 1

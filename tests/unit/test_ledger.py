@@ -102,3 +102,32 @@ def test_explicit_uri_is_used(env, tmp_path):
     assert [r.new_version for r in ledger.history("churn", other)] == ["9"]
     assert ledger.history("churn") == []
     assert (tmp_path / "elsewhere" / "ledger.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("champion", "moved_to", "ok", "detail"),
+    [
+        (None, [], True, "no champion yet"),
+        ("2", ["1", "2"], True, "@champion is v2, as the ledger recorded"),
+        ("3", [], False, "@champion is v3 but the pipeline never moved it"),
+        ("3", ["1", "2"], False, "@champion is v3 but the pipeline last moved it to v2"),
+        (None, ["1"], False, "@champion is unset but the pipeline last moved it to v1"),
+    ],
+    ids=["nothing", "as-recorded", "never-moved", "moved-outside", "deleted-outside"],
+)
+def test_the_alias_check_tells_a_move_outside_the_pipeline(champion, moved_to, ok, detail):
+    from mlcycle.flows.guard import alias_check
+
+    entries = [
+        ledger.Entry(
+            model="churn", alias="champion", previous_version=None, new_version=v, action="promote",
+            actor="t", reason="r", evidence_uri=None, verdict=None, dag_id=None, run_id=None,
+        )
+        for v in reversed(moved_to)  # newest first, as ledger.history returns them
+    ]  # fmt: skip
+    superseded = ledger.Entry(
+        model="churn", alias="champion", previous_version=None, new_version="9", action="superseded",
+        actor="t", reason="lost the race", evidence_uri=None, verdict=None, dag_id=None, run_id=None,
+    )  # fmt: skip
+    check = alias_check(champion, [superseded, *entries])
+    assert check["ok"] is ok and check["detail"].startswith(detail)

@@ -584,3 +584,82 @@ def test_gate_page_of_a_regressor_plots_predicted_vs_actual():
 
 def test_gate_page_without_curves_has_no_charts():
     assert '<svg class="plot"' not in pages.gate_page(gate_verdict(passed=False))
+
+
+def test_gate_page_plots_the_shadow_score_differences():
+    rng = np.random.default_rng(3)
+    diffs = rng.normal(0.01, 0.05, 2000)
+    counts, edges = np.histogram(diffs, bins=30)
+    verdict = gate_verdict(passed=True)
+    verdict["shadow"] = {
+        "batch": "2026-12-01.parquet", "rows": 2000, "agreement": 0.97, "mean_abs_diff": 0.04,
+        "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
+    }  # fmt: skip
+    page = pages.gate_page(verdict)
+    section = page.split("Shadow comparison on the newest batch", 1)[1]
+    assert 'aria-label="Candidate score minus champion score per row of the newest batch"' in section
+    assert section.count('<rect class="candidate" x=') == 30 and "same score" in section
+    assert "edges" not in section  # plotted, not printed as a table
+
+
+def overview(**changes: Any) -> dict[str, Any]:
+    version = {
+        "created_at": "2026-12-01T10:00:00+00:00", "aliases": [], "summary": "PASS: ...",
+        "evidence_uri": None, "onnx": "passed", "superseded_by": None, "dag_id": "train_churn",
+        "mlflow_run_id": "r", "trigger": "manual",
+    }  # fmt: skip
+    base = {
+        "model": "churn", "task": "classification", "description": "Churn", "primary_metric": "roc_auc",
+        "champion": "2", "challenger": "3",
+        "alias_check": {"ok": True, "registry": "2", "ledger": "2", "detail": "@champion is v2, as the ledger recorded", "action": None},
+        "versions": [
+            {**version, "version": "3", "verdict": "fail", "metric": 0.79, "run_id": "r3", "aliases": ["challenger"]},
+            {**version, "version": "2", "verdict": "pass", "metric": 0.84, "run_id": "r2", "aliases": ["champion"],
+             "evidence_uri": "/lake/churn/runs/r2/verdict.html"},
+            {**version, "version": "1", "verdict": "pass", "metric": 0.83, "run_id": "r1"},
+        ],
+        "checks": [
+            {"checked_at": f"2026-12-0{i}T02:00:00+00:00", "champion_version": "2", "decision": "no retrain",
+             "retrain": False, "rows": 1500, "dag_id": "monitor_churn", "run_id": f"m{i}",
+             "drift_share": 0.1 * i, "performance_current": None, "performance_cbpe_roc_auc": 0.8 + 0.01 * i}
+            for i in (1, 2, 3)
+        ],
+        "ledger": [],
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+def render_model(o: dict[str, Any]) -> str:
+    return pages.model_page(
+        o,
+        evidence_href=lambda uri: "/mlcycle/evidence/" + uri.removeprefix("/lake/"),
+        version_href=lambda name, v: f"http://mlflow/#/models/{name}/versions/{v}",
+        run_href=lambda dag_id, run_id: f"/dags/{dag_id}/runs/{run_id}",
+        rollback_dag="rollback_churn",
+        ledger_href="/mlcycle/ledger?model=churn",
+    )
+
+
+def test_model_page_lists_versions_plots_history_and_offers_rollback():
+    page = render_model(overview())
+    table = page.split("<h2>Versions</h2>", 1)[1]
+    assert table.index("v3</a>") < table.index("v2</a>") < table.index("v1</a>")  # newest first
+    assert 'href="http://mlflow/#/models/churn/versions/2"' in page
+    assert (
+        'href="/mlcycle/evidence/churn/runs/r2/verdict.html"' in page
+        and 'href="/dags/train_churn/runs/r2"' in page
+    )
+    assert re.findall(r'data-version="(\d+)"', page) == ["1"]  # passed and not the champion
+    for chart in ("holdout roc_auc by version", "drift share by check", "performance by check"):
+        assert f'aria-label="{chart}' in page
+    assert 'data-dag="rollback_churn"' in page and "/api/v2/dags/${dag}/dagRuns" in page
+    assert "MOVED OUTSIDE" not in page and "as the ledger recorded" in page
+
+
+def test_model_page_of_a_new_model_and_of_a_moved_champion():
+    empty = render_model(overview(champion=None, challenger=None, versions=[], checks=[]))
+    assert "no version registered yet: trigger train_churn" in empty and '<svg class="plot"' not in empty
+    moved = render_model(overview(alias_check={
+        "ok": False, "registry": "3", "ledger": "2", "action": "alert",
+        "detail": "@champion is v3 but the pipeline last moved it to v2: it was moved outside the pipeline"}))  # fmt: skip
+    assert "MOVED OUTSIDE THE PIPELINE" in moved and "alias-check external" in moved

@@ -124,6 +124,29 @@ class GateResult(TypedDict):
     verdict_uri: str
     report_uri: str
     overrides: dict[str, Any] | None  # the run's gate_overrides, if any (also in the summary)
+    approval: dict[str, Any] | None  # the gate's approval policy (ApprovalSpec) for a passed candidate
+
+
+class AliasCheck(TypedDict):
+    """``@champion`` against the ledger (``flows.guard``): where each says it is, and what was done."""
+
+    ok: bool
+    registry: str | None  # the version @champion points at
+    ledger: str | None  # the version the pipeline last put there
+    detail: str
+    action: str | None  # None (as recorded) | alert (recorded as external) | revert (moved back)
+
+
+class ApprovalResult(TypedDict):
+    """A person's answer to "promote this candidate?" (or why nobody was asked)."""
+
+    required: bool
+    approved: bool | None  # None: not asked (approval not required, or the gate refused)
+    by: str | None  # who answered; None when nobody was asked or the wait timed out
+    comment: str | None
+    timed_out: bool
+    responded_at: str | None
+    detail: str
 
 
 class PromoteResult(TypedDict):

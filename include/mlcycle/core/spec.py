@@ -238,6 +238,18 @@ class DataShiftSpec(_Strict):
     max_psi: float | None = Field(None, gt=0.0)
 
 
+class ApprovalSpec(_Strict):
+    """Validates ``gate.approval``: whether a person must approve a candidate that passed the
+    gate before it is promoted (Airflow's human-in-the-loop approval, in the UI's Required
+    Actions), who may, and how long the run waits. No answer in time is a rejection."""
+
+    required: bool = False
+    timeout_hours: float = Field(24.0, gt=0.0, le=24.0 * 14)
+    # Airflow user ids allowed to answer (the simple auth manager's id is the username; FAB's is
+    # the numeric user id). Empty: anyone allowed to act on the DAG's task instances.
+    approvers: list[str] = Field(default_factory=list)
+
+
 class GateSpec(_Strict):
     """Validates the ``gate`` section: metric rules (absolute, vs champion, confidence), budgets, shadow."""
 
@@ -254,6 +266,11 @@ class GateSpec(_Strict):
     trusted: TrustedSpec = Field(default_factory=TrustedSpec)
     slices: SliceSpec = Field(default_factory=SliceSpec)
     data_shift: DataShiftSpec = Field(default_factory=DataShiftSpec)
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    # @champion moved outside the pipeline (MLflow UI, a client), found at the start of every
+    # scoring and monitoring run: always recorded in the ledger as "external"; "revert" also
+    # moves it back to the last version the pipeline put there.
+    external_moves: Literal["alert", "revert"] = "alert"
 
     @property
     def trusted_tolerance(self) -> float:
@@ -330,12 +347,13 @@ class ScoringSpec(_Strict):
     onnx_tolerance: float = Field(1e-4, gt=0.0, le=0.1)
 
 
-GATE_OVERRIDE_KEYS = ("thresholds", "max_regression", "min_improvement", "min_confidence")
+GATE_OVERRIDE_KEYS = ("thresholds", "max_regression", "min_improvement", "min_confidence", "approval")
 
 
 def gate_with_overrides(gate: GateSpec, overrides: dict[str, Any] | None) -> GateSpec:
     """``gate`` with a run's one-off ``overrides`` (``thresholds``, ``max_regression`` and
-    ``min_improvement`` merged per metric, ``min_confidence`` replaced), checked like the spec;
+    ``min_improvement`` merged per metric, ``approval`` per field, ``min_confidence`` replaced),
+    checked like the spec;
     a ``SpecError`` names what is wrong and what is allowed."""
     if not overrides:
         return gate

@@ -136,26 +136,27 @@ def rollback(
         raise RollbackError(f"{spec.name} v{target} is already the champion; nothing to roll back")
     mv = _target(mlc, spec.name, target)
     checks = _checks(spec, mlc, mv, force=force)
-    with ledger.alias_lock(spec.name, registry.CHAMPION, holder=f"{run.dag_id}/{run.run_id}", uri=ledger_uri):
+    holder = f"{run.dag_id}/{run.run_id}"
+    with ledger.alias_lock(spec.name, registry.CHAMPION, holder=holder, uri=ledger_uri) as lock:
         previous = registry.set_alias(
             mlc, spec.name, registry.CHAMPION, target, expected=str(current.version)
         )
-    recorded = ledger.append(
-        ledger.Entry(
-            model=spec.name,
-            alias=registry.CHAMPION,
-            previous_version=previous,
-            new_version=target,
-            action="rollback",
-            actor=f"{run.actor}:{run.dag_id}",
-            reason=run.reason + (" (forced)" if force else ""),
-            evidence_uri=mv.tags.get(registry.TAG_EVIDENCE),
-            verdict=mv.tags.get(registry.TAG_VERDICT_SUMMARY),
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-        ),
-        ledger_uri,
-    )
+        recorded = ledger.append(
+            ledger.Entry(
+                model=spec.name,
+                alias=registry.CHAMPION,
+                previous_version=previous,
+                new_version=target,
+                action="rollback",
+                actor=f"{run.actor}:{run.dag_id}",
+                reason=run.reason + (" (forced)" if force else ""),
+                evidence_uri=mv.tags.get(registry.TAG_EVIDENCE),
+                verdict=mv.tags.get(registry.TAG_VERDICT_SUMMARY),
+                dag_id=run.dag_id,
+                run_id=run.run_id,
+            ),
+            lock=lock,
+        )
     log.info("%s@champion rolled back from v%s to v%s: %s", spec.name, previous, target, "; ".join(checks))
     return {"version": target, "previous_version": previous, "moved": previous != target,
             "ledger_recorded": recorded, "forced": force, "checks": checks}  # fmt: skip

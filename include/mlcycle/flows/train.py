@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from mlcycle.core.results import (
+        ApprovalResult,
         EvaluationResult,
         GateResult,
         MeasurementResult,
@@ -713,6 +714,9 @@ def _training_fingerprints(
     return np.setdiff1d(seen, ev.row_fingerprints(holdout, columns))
 
 
+SHADOW_BINS = 30
+
+
 def _shadow_on_newest_batch(
     spec: ModelSpec, lake_root: str, candidate: Any, champion: Any
 ) -> dict[str, Any] | None:
@@ -730,10 +734,13 @@ def _shadow_on_newest_batch(
         return None
     X: pd.DataFrame = lk.read_parquet([newest], columns=spec.features.all)
     c, b = ev.scores(candidate, X, spec.task), ev.scores(champion, X, spec.task)
+    counts, edges = np.histogram(c - b, bins=SHADOW_BINS)
     out: dict[str, Any] = {
         "batch": newest.name,
         "rows": len(X),
         "mean_abs_diff": float(np.abs(c - b).mean()),
+        # Candidate minus champion score per row: the gate page plots it.
+        "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
     }
     if spec.task.value == "classification":
         out["agreement"] = float((candidate.predict(X) == champion.predict(X)).mean())
@@ -812,6 +819,7 @@ def gate(
         "verdict_uri": lk.uri_of(json_path),
         "report_uri": lk.uri_of(html_path),
         "overrides": verdict.overrides,
+        "approval": policy.approval.model_dump() if verdict.passed else None,
     }
 
 
@@ -825,6 +833,26 @@ def refusal(spec: ModelSpec, verdict: GateResult) -> GateFailedError:
     )
 
 
+def rejection(
+    spec: ModelSpec, verdict: GateResult, approval: ApprovalResult | None
+) -> GateFailedError | None:
+    """The error that says nobody approved a candidate whose gate asks for approval, else None."""
+    policy = verdict.get("approval") or {}
+    if not policy.get("required"):
+        return None
+    if approval is None or not approval.get("required"):
+        detail = "the approval step did not run"
+    elif approval.get("approved"):
+        return None
+    else:
+        detail = approval["detail"]
+    return GateFailedError(
+        f"{spec.name} v{verdict.get('version')} passed its gate but was not approved: {detail}.\n"
+        f"v{verdict.get('version')} stays registered but is not promoted; champion unchanged "
+        f"(v{verdict.get('champion_version')}). Verdict: {verdict.get('report_uri') or 'none was written'}"
+    )
+
+
 # --- 6. promote -----------------------------------------------------------------------------
 
 
@@ -834,49 +862,56 @@ def promote(
     mlc: MlflowClient,
     *,
     verdict: GateResult,
+    approval: ApprovalResult | None = None,
     ledger_uri: str | None = None,
     lake_root: str | None = None,
 ) -> PromoteResult:
     """Move ``champion`` to the gated version (compare-and-set against the champion the gate
     saw), append the move to the ledger and add the version's holdout rows to the trusted
     evaluation set (``lake_root``, default ``MLCYCLE_LAKE_ROOT``). A rerun changes nothing and
-    records nothing twice. A refused verdict raises ``GateFailedError`` (:func:`refusal`)."""
+    records nothing twice. A refused verdict raises ``GateFailedError`` (:func:`refusal`), and so
+    does an approval the gate asked for and nobody gave (:func:`rejection`); an approval given is
+    recorded in the ledger (the approver as the actor, their comment in the reason)."""
     from mlcycle.core.errors import PromotionConflictError
 
     if not verdict.get("passed"):
         raise refusal(spec, verdict)
+    if (denied := rejection(spec, verdict, approval)) is not None:
+        raise denied
     version = str(verdict["version"])
+    approver = approval["by"] if approval and approval.get("approved") else None
     try:
         # One move of the champion at a time across every task sharing the ledger, so the
-        # compare-and-set sees a concurrent promotion that moved it first.
+        # compare-and-set sees a concurrent promotion that moved it first; recorded under the lock.
         with ledger.alias_lock(
             spec.name, registry.CHAMPION, holder=f"{run.dag_id}/{run.run_id}", uri=ledger_uri
-        ):
+        ) as lock:
             previous = registry.set_alias(
                 mlc, spec.name, registry.CHAMPION, version, expected=verdict.get("champion_version")
             )
+            already = previous == version
+            if already:
+                # A retry after the alias moved: the move's "from" is what the gate compared against.
+                previous = verdict.get("champion_version")
+            recorded = ledger.append(
+                ledger.Entry(
+                    model=spec.name,
+                    alias=registry.CHAMPION,
+                    previous_version=previous,
+                    new_version=version,
+                    action="bootstrap" if verdict.get("bootstrap") else "promote",
+                    actor=f"{approver or run.actor}:{run.dag_id}",
+                    reason=(run.reason or f"gate passed ({run.trigger} run)")
+                    + (f"; {approval['detail']}" if approval and approver else ""),
+                    evidence_uri=verdict.get("report_uri"),
+                    verdict=verdict.get("summary"),
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                ),
+                lock=lock,
+            )
     except PromotionConflictError as exc:
         raise _superseded(spec, run, mlc, verdict=verdict, conflict=exc, ledger_uri=ledger_uri) from exc
-    already = previous == version
-    if already:
-        # A retry after the alias moved: the move's "from" is what the gate compared against.
-        previous = verdict.get("champion_version")
-    recorded = ledger.append(
-        ledger.Entry(
-            model=spec.name,
-            alias=registry.CHAMPION,
-            previous_version=previous,
-            new_version=version,
-            action="bootstrap" if verdict.get("bootstrap") else "promote",
-            actor=f"{run.actor}:{run.dag_id}",
-            reason=run.reason or f"gate passed ({run.trigger} run)",
-            evidence_uri=verdict.get("report_uri"),
-            verdict=verdict.get("summary"),
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-        ),
-        ledger_uri,
-    )
     log.info(
         "%s@champion: v%s -> v%s%s",
         spec.name,

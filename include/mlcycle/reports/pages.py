@@ -95,15 +95,18 @@ def gate_page(verdict: dict[str, Any], curves: Mapping[str, Any] | None = None) 
     """The promotion gate's verdict (``Verdict.to_dict()``): every rule with its outcome, the
     holdout metrics of candidate and champion, the plots (``curves`` of ``evaluation.curves``:
     ROC, precision-recall and calibration, or predicted vs actual; the paired-bootstrap
-    distribution of the gain; the change per slice), the shadow comparison, the trusted
+    distribution of the gain; the change per slice; the shadow score differences), the shadow
+    comparison, the trusted
     evaluation set and the evidence files (linked relative to the page, which sits beside them
     in the lake and in the MLflow run's artifacts)."""
     confidence = dict(verdict.get("confidence") or {})
     histogram = confidence.pop("histogram", None)
+    shadow = dict(verdict.get("shadow") or {})
+    shadow_histogram = shadow.pop("histogram", None)
     v = {
         **verdict,
         "confidence": confidence,
-        "shadow": verdict.get("shadow") or {},
+        "shadow": shadow,
         "evidence": verdict.get("evidence") or {},
         "summary": verdict.get("summary", ""),
     }
@@ -120,6 +123,7 @@ def gate_page(verdict: dict[str, Any], curves: Mapping[str, Any] | None = None) 
         trusted=_trusted(verdict.get("trusted")),
         charts=_model_charts(verdict, curves),
         bootstrap=_bootstrap_chart(histogram, verdict),
+        shadow_chart=_histogram_chart(shadow_histogram, [(0.0, "same score", "zero")]),
         slices=_slice_rows(verdict, rules),
         evidence=evidence,
     )
@@ -216,14 +220,26 @@ def _bootstrap_chart(
     """The paired-bootstrap distribution of the candidate's gain over the champion (positive is
     better), with the line at zero (``min_confidence`` is the share of resamples right of it)
     and the allowed regression of the primary metric."""
-    if not histogram or not histogram.get("counts"):
-        return None
-    counts, edges = histogram["counts"], histogram["edges"]
     regression = next(
         (r for r in verdict.get("rules", []) if str(r.get("name", "")).startswith("regression:")), None
     )
-    allowed = -float(regression["limit"]) if regression and regression.get("limit") is not None else None
-    lo, hi = min(edges[0], 0.0, allowed if allowed is not None else 0.0), max(edges[-1], 0.0)
+    marks = [(0.0, "not worse", "zero")]
+    if regression and regression.get("limit") is not None:
+        limit = float(regression["limit"])
+        marks.append((-limit, f"allowed regression {fmt_number(limit)}", "limit"))
+    return _histogram_chart(histogram, marks)
+
+
+def _histogram_chart(
+    histogram: Mapping[str, Any] | None, marks: list[tuple[float, str, str]]
+) -> dict[str, Any] | None:
+    """Bars of ``histogram`` (``counts`` per bin between ``edges``) with labelled vertical lines
+    at ``marks`` ((value, label, CSS kind)); None without data."""
+    if not histogram or not histogram.get("counts"):
+        return None
+    counts, edges = histogram["counts"], histogram["edges"]
+    lo = min(edges[0], *(value for value, _, _ in marks))
+    hi = max(edges[-1], *(value for value, _, _ in marks))
     sx, top = _scale(lo, hi, CHART_W), max(counts) or 1
     sy = _scale(0, top, CHART_H, flip=True)
     bars = [
@@ -236,15 +252,12 @@ def _bootstrap_chart(
         }
         for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
     ]
-    markers = [(sx(0.0), "not worse", "zero")]
-    if allowed is not None:
-        markers.append((sx(allowed), f"allowed regression {fmt_number(-allowed)}", "limit"))
     return {
         "width": CHART_W,
         "height": CHART_H,
         "pad": PAD,
         "bars": bars,
-        "markers": markers,
+        "markers": [(sx(value), label, kind) for value, label, kind in marks],
         "base": sy(0),
         "x_ticks": [(sx(t), fmt_number(t, 2)) for t in (lo, 0.0, hi)],
     }
@@ -501,7 +514,7 @@ def task_page(
 # --- promotion ledger -----------------------------------------------------------------------------
 
 
-LEDGER_ACTIONS = ("promote", "bootstrap", "rollback", "superseded")
+LEDGER_ACTIONS = ("promote", "bootstrap", "rollback", "superseded", "external", "revert")
 
 
 def fmt_time(value: Any) -> str:
@@ -572,3 +585,85 @@ def ledger_page(
         columns=LEDGER_COLUMNS,
         json_href=json_href,
     )
+
+
+# --- model page -----------------------------------------------------------------------------------
+
+
+def _series_chart(
+    title: str, series: list[tuple[str, list[list[float]]]], *, x_label: str, y_label: str
+) -> dict[str, Any] | None:
+    """A history chart of one or two series, or None when there is nothing to draw."""
+    series = [(side, pts) for side, pts in series if pts]
+    return _chart(title, series, x_label=x_label, y_label=y_label) if series else None
+
+
+def model_page(
+    overview: Mapping[str, Any],
+    *,
+    evidence_href: Callable[[str], str],
+    version_href: Callable[[str, str], str],
+    run_href: Callable[[str, str], str],
+    rollback_dag: str,
+    ledger_href: str,
+) -> str:
+    """One model at a glance (``flows.overview.model_overview``): champion and challenger, a
+    red warning when ``@champion`` was moved outside the pipeline, every version with its
+    verdict and links, the primary metric over versions, drift and performance over the
+    monitoring checks, and the ledger's recent moves. Its rollback form triggers ``rollback_dag``
+    through Airflow's REST API with the viewer's own session, so Airflow's permissions apply."""
+    metric = overview["primary_metric"]
+    versions = [
+        {
+            **v,
+            "created": fmt_time(v.get("created_at")),
+            "href": version_href(overview["model"], v["version"]),
+            "evidence": evidence_href(v["evidence_uri"]) if v.get("evidence_uri") else None,
+            "run": run_href(v["dag_id"], v["run_id"]) if v.get("dag_id") and v.get("run_id") else None,
+            "rollback": v.get("verdict") == "pass" and v["version"] != overview["champion"],
+        }
+        for v in overview["versions"]
+    ]
+    points = [
+        [float(v["version"]), float(v["metric"])] for v in reversed(versions) if v.get("metric") is not None
+    ]
+    checks = overview["checks"]
+
+    def over_checks(key: str) -> list[list[float]]:
+        return [[float(i), float(c[key])] for i, c in enumerate(checks, 1) if c.get(key) is not None]
+
+    charts = [
+        _series_chart(f"holdout {metric} by version", [("candidate", points)], x_label="version", y_label=metric),
+        _series_chart("drift share by check", [("candidate", over_checks("drift_share"))],
+                      x_label="check (oldest to newest)", y_label="share of drifted features"),
+        _series_chart(f"performance by check (blue: realized {metric}, grey: estimated roc_auc)",
+                      [("candidate", over_checks("performance_current")),
+                       ("champion", over_checks("performance_cbpe_roc_auc"))],
+                      x_label="check (oldest to newest)", y_label="metric"),
+    ]  # fmt: skip
+    recent_checks = [
+        {**c, "checked": fmt_time(c.get("checked_at")),
+         "run": run_href(c["dag_id"], c["run_id"]) if c.get("dag_id") and c.get("run_id") else None}
+        for c in reversed(checks)
+    ][:20]  # fmt: skip
+    moves = [
+        {**e, "created": fmt_time(e.get("created_at")),
+         "evidence": evidence_href(e["evidence_uri"]) if e.get("evidence_uri") else None}
+        for e in overview["ledger"][:20]
+    ]  # fmt: skip
+    return _render(
+        "model.html.j2",
+        o=overview,
+        champion_href=version_href(overview["model"], overview["champion"]) if overview["champion"] else None,
+        versions=versions,
+        charts=[c for c in charts if c],
+        checks=recent_checks,
+        moves=moves,
+        rollback_dag=rollback_dag,
+        ledger_href=ledger_href,
+    )
+
+
+def models_page(models: list[Mapping[str, Any]]) -> str:
+    """The index of model pages: ``[{"name", "description", "href"}]``."""
+    return _render("models.html.j2", models=models)

@@ -12,7 +12,7 @@ promotion task records its move once.
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from mlcycle.core import settings
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from sqlalchemy import Engine, Table
+    from sqlalchemy import Connection, Engine, Table
 
 
 class _Row:
@@ -44,7 +44,9 @@ class Entry(_Row):
     alias: str
     previous_version: str | None
     new_version: str
-    action: str  # promote | bootstrap | rollback | superseded (passed its gate, lost the race)
+    # promote | bootstrap | rollback | superseded (passed its gate, lost the race) | external (moved
+    # outside the pipeline, found by flows.guard) | revert (flows.guard moved it back)
+    action: str
     actor: str
     reason: str
     evidence_uri: str | None
@@ -101,14 +103,17 @@ def _engine(uri: str) -> Engine:
     return engine
 
 
-def append(entry: Entry, uri: str | None = None) -> bool:
-    """Record a move; returns False when the same move of the same run was already recorded."""
+def append(entry: Entry, uri: str | None = None, *, lock: Connection | None = None) -> bool:
+    """Record a move; returns False when the same move of the same run was already recorded.
+    Inside ``alias_lock``, pass what it yields as ``lock``: the record is then written in the
+    lock's transaction (the move and its record are seen together, and SQLite, which has one
+    writer, does not wait for itself)."""
     from sqlalchemy import and_, insert, select
 
     table = _table()
     values = {k: v for k, v in asdict(entry).items() if k not in ("id", "created_at")}
     values["created_at"] = entry.created_at or dt.datetime.now(dt.UTC)
-    with _engine(uri or settings.ledger_uri()).begin() as conn:
+    with nullcontext(lock) if lock is not None else _engine(uri or settings.ledger_uri()).begin() as conn:
         same = and_(
             table.c.model == entry.model,
             table.c.alias == entry.alias,
@@ -240,12 +245,14 @@ def _lock_engine(uri: str) -> Engine:
 
 
 @contextmanager
-def alias_lock(model: str, alias: str, *, holder: str, uri: str | None = None) -> Iterator[None]:
+def alias_lock(model: str, alias: str, *, holder: str, uri: str | None = None) -> Iterator[Connection]:
     """Hold the lock of ``model@alias`` for the block, so that moves of that alias happen one at
     a time across the tasks, processes and machines that share the ledger: a compare-and-set of
     the alias inside the block (``registry.set_alias(..., expected=...)``) sees every earlier move,
     and no other move can come between its read and its write. MLflow has no compare-and-set of
     its own, so without this two promotions could both read the old champion and both move it.
+    It yields the lock's connection: ``append(entry, lock=...)`` records the move under the lock, so
+    nobody holding the lock sees the alias moved but not yet recorded (``flows.guard`` relies on it).
 
     The lock is the alias's row in the ledger database, written by the block's transaction: a
     row lock in PostgreSQL, the database's write lock in SQLite (keep the block short). The
@@ -266,4 +273,4 @@ def alias_lock(model: str, alias: str, *, holder: str, uri: str | None = None) -
     with engine.begin() as conn:
         # Writing the row takes the lock; a concurrent mover waits here until this transaction ends.
         conn.execute(update(table).where(row).values(holder=holder[:512], locked_at=dt.datetime.now(dt.UTC)))
-        yield
+        yield conn

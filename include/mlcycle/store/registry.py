@@ -15,7 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mlcycle.core import settings
 from mlcycle.core.errors import PromotionConflictError, RegistryError
@@ -425,3 +425,52 @@ def log_dataset(
         profile=json.dumps({"num_rows": rows, "num_elements": rows * len(sample.columns)}),
     )
     mlc.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])])
+
+
+# --- registry webhooks ------------------------------------------------------------------------------
+
+WEBHOOK_SECRET_ENV = "MLCYCLE_MLFLOW_WEBHOOK_SECRET"
+WEBHOOK_EVENT: Final = "model_version_alias.created"
+WEBHOOK_MAX_AGE_S = 300  # older deliveries are refused as replays
+
+
+def verify_webhook(
+    secret: str, *, delivery_id: str, timestamp: str, payload: bytes, signature: str, now: float
+) -> str | None:
+    """Why a delivery of MLflow's registry webhook is not genuine, or None when it is: the
+    ``X-MLflow-Signature`` must be ``v1,<base64 HMAC-SHA256 of "<delivery id>.<timestamp>.<body>">``
+    under ``secret``, and the timestamp at most ``WEBHOOK_MAX_AGE_S`` old."""
+    import base64
+    import hashlib
+    import hmac
+
+    if not (delivery_id and timestamp and signature):
+        return "the X-MLflow-Delivery-Id, X-MLflow-Timestamp and X-MLflow-Signature headers are required"
+    try:
+        age = now - int(timestamp)
+    except ValueError:
+        return f"X-MLflow-Timestamp {timestamp!r} is not a Unix time"
+    if abs(age) > WEBHOOK_MAX_AGE_S:
+        return f"the delivery is {age:.0f} s old (at most {WEBHOOK_MAX_AGE_S} s): refused as a replay"
+    signed = f"{delivery_id}.{timestamp}.".encode() + payload
+    expected = "v1," + base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+    if not hmac.compare_digest(expected, signature):
+        return "the signature does not match: wrong secret, or the body was changed"
+    return None
+
+
+def create_webhook(mlc: MlflowClient, url: str, secret: str) -> str:
+    """Register (or update) the webhook that tells ``url`` of every alias set in the registry;
+    returns its id. One webhook per URL: running it again updates the secret."""
+    existing = [w for w in mlc.list_webhooks() if w.url == url]
+    if existing:
+        mlc.update_webhook(existing[0].webhook_id, secret=secret, events=[WEBHOOK_EVENT], status="ACTIVE")
+        return str(existing[0].webhook_id)
+    hook = mlc.create_webhook(
+        name="mlcycle-alias-guard",
+        url=url,
+        events=[WEBHOOK_EVENT],
+        description="mlcycle: catch @champion moves made outside the pipeline",
+        secret=secret,
+    )
+    return str(hook.webhook_id)
