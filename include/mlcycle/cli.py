@@ -156,10 +156,10 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 
     from mlcycle.store import registry
 
-    secret = os.environ.get(registry.WEBHOOK_SECRET_ENV, "")
+    secret = os.environ.get(registry.WEBHOOK_ENV, "")
     if len(secret) < 16:
         print(
-            f"{registry.WEBHOOK_SECRET_ENV} must hold a secret of at least 16 characters (the api-server "
+            f"{registry.WEBHOOK_ENV} must hold a secret of at least 16 characters (the api-server "
             "needs the same value); generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
             file=sys.stderr,
         )

@@ -23,20 +23,16 @@ import datetime as dt
 import json
 import re
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
 SERVED_AREAS = {"runs", "quarantine"}
-
-
-def _require_user() -> Any:
-    """Airflow's own authentication dependency (JWT header or the UI's cookie)."""
-    from airflow.api_fastapi.core_api.security import get_user
-
-    return Depends(get_user)
 
 
 def _task_instance(
@@ -86,10 +82,11 @@ def _run_pages(model: str, run_id: str) -> list[tuple[str, str]]:
     return sorted((name, evidence_url(root, lk.uri_of(p))) for name, p in entries if name.endswith(".html"))
 
 
-def _ledger_rows(model: str | None) -> list[dict[str, Any]]:
+def _ledger_rows(model: str | None, can_read: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """The ledger's rows (of ``model``), only of the models whose train DAG the user may read."""
     from mlcycle.store import ledger
 
-    return [e.to_dict() for e in ledger.history(model)]
+    return [e.to_dict() for e in ledger.history(model) if can_read(f"train_{e.model}")]
 
 
 def _spec(model: str) -> Any:
@@ -137,14 +134,37 @@ class LazyApp:
 
 
 def create_app() -> FastAPI:
-    """The FastAPI app: ledger pages and lake evidence, every route behind Airflow's authentication."""
-    app = FastAPI(title="mlcycle", description="Promotion ledger and run evidence of mlcycle models")
-    user = _require_user()
+    """The FastAPI app: model pages, ledger and lake evidence, every page behind Airflow's
+    authentication and its per-DAG read permission (``dag_reader``); the MLflow webhook is
+    authenticated by its signature instead."""
+    from airflow.api_fastapi.core_api.security import get_user
 
-    @app.get("/ledger", response_class=HTMLResponse, dependencies=[user])
+    app = FastAPI(title="mlcycle", description="Promotion ledger and run evidence of mlcycle models")
+    user = Depends(get_user)
+
+    def dag_reader(who: Any = user) -> Callable[[str], bool]:
+        """Whether the signed-in user may read a DAG, as Airflow's auth manager says (its per-DAG
+        permissions). A model's pages, ledger rows and evidence need read access to train_<model>."""
+        from airflow.api_fastapi.app import get_auth_manager
+        from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+        manager = get_auth_manager()
+        return lambda dag_id: manager.is_authorized_dag(method="GET", user=who, details=DagDetails(id=dag_id))
+
+    app.state.dag_reader = dag_reader  # tests override it by this name
+    reader = Depends(dag_reader)
+
+    def readable(can_read: Callable[[str], bool], dag_id: str) -> None:
+        if not can_read(dag_id):
+            raise HTTPException(
+                403, f"you may not read the DAG {dag_id}: ask an Airflow admin for access to it"
+            )
+
+    @app.get("/ledger", response_class=HTMLResponse)
     def ledger_page(
         model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$"),
         action: str | None = Query(None, pattern=r"^[a-z]+$"),
+        can_read: Callable[[str], bool] = reader,
     ) -> str:
         from urllib.parse import quote
 
@@ -157,17 +177,17 @@ def create_app() -> FastAPI:
 
         root, ui = settings.lake_root(), MLflowHook().ui_url
         return pages.ledger_page(
-            _ledger_rows(model),
+            _ledger_rows(model, can_read),
             model,
             action=action,
-            models=[s.name for s in load_specs(settings.specs_dir())],
+            models=[s.name for s in load_specs(settings.specs_dir()) if can_read(f"train_{s.name}")],
             evidence_href=lambda uri: evidence_url(root, uri),
             version_href=lambda name, version: registry.version_url(ui, name, version),
             run_href=lambda dag_id, run_id: f"/dags/{dag_id}/runs/{quote(run_id, safe='')}",
         )
 
-    @app.get("/models", response_class=HTMLResponse, dependencies=[user])
-    def models_page() -> str:
+    @app.get("/models", response_class=HTMLResponse)
+    def models_page(can_read: Callable[[str], bool] = reader) -> str:
         from mlcycle.core import settings
         from mlcycle.core.spec import load_specs
         from mlcycle.reports import pages
@@ -177,11 +197,12 @@ def create_app() -> FastAPI:
             [
                 {"name": s.name, "description": s.description, "href": f"/mlcycle/models/{s.name}"}
                 for s in specs
+                if can_read(f"train_{s.name}")
             ]
         )
 
-    @app.get("/models/{model}", response_class=HTMLResponse, dependencies=[user])
-    def model_page(model: str) -> str:
+    @app.get("/models/{model}", response_class=HTMLResponse)
+    def model_page(model: str, can_read: Callable[[str], bool] = reader) -> str:
         from urllib.parse import quote
 
         from mlcycle.core import settings
@@ -192,6 +213,7 @@ def create_app() -> FastAPI:
         from mlcycle_airflow.links import evidence_url
 
         spec = _spec(model)
+        readable(can_read, f"train_{spec.name}")
         hook = MLflowHook()
         root, ui = settings.lake_root(), hook.ui_url
         return pages.model_page(
@@ -203,10 +225,11 @@ def create_app() -> FastAPI:
             ledger_href=f"/mlcycle/ledger?model={spec.name}",
         )
 
-    @app.get("/dags/{dag_id}/model", dependencies=[user])
-    def dag_model(dag_id: str) -> RedirectResponse:
+    @app.get("/dags/{dag_id}/model")
+    def dag_model(dag_id: str, can_read: Callable[[str], bool] = reader) -> RedirectResponse:
         from mlcycle.core.spec import NAME_RE
 
+        readable(can_read, dag_id)
         kind, _, model = dag_id.partition("_")
         if kind not in ("train", "score", "monitor", "rollback") or not NAME_RE.match(model):
             raise HTTPException(
@@ -214,13 +237,16 @@ def create_app() -> FastAPI:
             )
         return RedirectResponse(f"/mlcycle/models/{_spec(model).name}", status_code=307)
 
-    @app.get("/tasks/{dag_id}/{run_id}/{task_id}/{map_index}", dependencies=[user], response_model=None)
-    def task_evidence(dag_id: str, run_id: str, task_id: str, map_index: str) -> Response:
+    @app.get("/tasks/{dag_id}/{run_id}/{task_id}/{map_index}", response_model=None)
+    def task_evidence(
+        dag_id: str, run_id: str, task_id: str, map_index: str, can_read: Callable[[str], bool] = reader
+    ) -> Response:
         from mlcycle.core.spec import NAME_RE
         from mlcycle.reports import pages
         from mlcycle_airflow.links import EVIDENCE_PREFIX, EvidenceLink
         from mlcycle_airflow.notifiers import SKIP_REASON_KEY
 
+        readable(can_read, dag_id)
         # The UI fills {MAP_INDEX} in only for a mapped task instance; otherwise it stays literal.
         index = int(map_index) if re.fullmatch(r"-?\d+", map_index) else -1
         state, xcoms = _task_instance(dag_id, run_id, task_id, index)
@@ -249,10 +275,10 @@ def create_app() -> FastAPI:
         from mlcycle.core.spec import load_specs
         from mlcycle.store import registry
 
-        secret = os.environ.get(registry.WEBHOOK_SECRET_ENV, "")
+        secret = os.environ.get(registry.WEBHOOK_ENV, "")
         if not secret:
             raise HTTPException(
-                503, f"{registry.WEBHOOK_SECRET_ENV} is not set in the api-server: webhooks are refused"
+                503, f"{registry.WEBHOOK_ENV} is not set in the api-server: webhooks are refused"
             )
         body = await request.body()
         headers = request.headers
@@ -283,15 +309,17 @@ def create_app() -> FastAPI:
             raise HTTPException(409, f"no DAG declares the asset {uri}: is guard_{model} deployed?")
         return {"asset_event_id": event_id, "asset": uri, **extra}
 
-    @app.get("/ledger.json", dependencies=[user])
+    @app.get("/ledger.json")
     def ledger_json(
         model: str | None = Query(None, pattern=r"^[a-z][a-z0-9_]*$"),
         action: str | None = Query(None, pattern=r"^[a-z]+$"),
+        can_read: Callable[[str], bool] = reader,
     ) -> JSONResponse:
-        return JSONResponse([row for row in _ledger_rows(model) if not action or row["action"] == action])
+        rows = _ledger_rows(model, can_read)
+        return JSONResponse([row for row in rows if not action or row["action"] == action])
 
-    @app.get("/evidence/{path:path}", dependencies=[user])
-    def evidence(path: str) -> Response:
+    @app.get("/evidence/{path:path}")
+    def evidence(path: str, can_read: Callable[[str], bool] = reader) -> Response:
         from mlcycle.core import settings
         from mlcycle.data import lake as lk
 
@@ -299,6 +327,7 @@ def create_app() -> FastAPI:
         parts = rel.parts
         if ".." in parts or rel.is_absolute() or len(parts) < 3 or parts[1] not in SERVED_AREAS:
             raise HTTPException(404, f"{path!r} is not a report under <model>/{{runs,quarantine}}/")
+        readable(can_read, f"train_{parts[0]}")
         media = SERVED_SUFFIXES.get(rel.suffix)
         if media is None:
             raise HTTPException(404, f"only {sorted(SERVED_SUFFIXES)} files are served")

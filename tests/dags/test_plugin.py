@@ -15,7 +15,11 @@ def client(env):
     from mlcycle_airflow.webapp import create_app
 
     logged_in = create_app()
-    logged_in.dependency_overrides[get_user] = object  # any user: authorisation is Airflow's job
+    logged_in.dependency_overrides[get_user] = object  # any user
+    # who may read every DAG but demand's (Airflow's auth manager decides that in the api-server)
+    logged_in.dependency_overrides[logged_in.state.dag_reader] = lambda: (
+        lambda dag_id: not dag_id.endswith("_demand")
+    )
     return TestClient(logged_in), TestClient(create_app())
 
 
@@ -229,3 +233,23 @@ def test_the_mlflow_webhook_needs_a_secret_and_passes_on_only_champion_moves(cli
         anonymous.post("/webhooks/mlflow", content=garbage, headers=signed("s3cret", garbage)).status_code
         == 400
     )
+
+
+def test_pages_follow_airflows_per_dag_read_permission(client, env):
+    ui, _ = client
+    for model in ("churn", "demand"):
+        ledger.append(
+            ledger.Entry(
+                model=model, alias="champion", previous_version=None, new_version="1", action="bootstrap",
+                actor="test", reason=f"first {model}", evidence_uri=None, verdict="PASS",
+                dag_id=f"train_{model}", run_id="r1",
+            )
+        )  # fmt: skip
+    assert [r["model"] for r in ui.get("/ledger.json").json()] == ["churn"]
+    assert "first demand" not in ui.get("/ledger").text
+    assert 'href="/mlcycle/models/demand"' not in ui.get("/models").text
+    for path in ("/models/demand", "/dags/train_demand/model", "/evidence/demand/runs/r1/verdict.html",
+                 "/tasks/train_demand/r1/gate/-1"):  # fmt: skip
+        denied = ui.get(path)
+        assert denied.status_code == 403, path
+        assert "ask an Airflow admin for access" in denied.json()["detail"]

@@ -145,6 +145,44 @@ def test_a_rollback_needs_a_reason(dag):
         dag.params.get_param("reason").resolve("")
 
 
+def test_a_retry_after_the_move_but_before_its_record_records_it(three_versions):
+    """A try that moved @champion and stopped before its ledger row committed (a killed worker):
+    the retry finds the alias at its target and records the move instead of refusing."""
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import rollback
+    from mlcycle.store import registry
+
+    env = three_versions
+    registry.set_alias(env.mlc, MODEL, registry.CHAMPION, "1")  # what the stopped try did
+    run = RunInfo(f"rollback_{MODEL}", "manual__retried", reason="v2 misroutes premium customers")
+    out = rollback.rollback(get_spec(MODEL), run, env.mlc, ledger_uri=env.ledger_uri)
+    assert (out["version"], out["previous_version"], out["moved"], out["ledger_recorded"]) == (
+        "1",
+        "2",
+        False,
+        True,
+    )
+    assert "not recorded (from v2): recorded now" in out["checks"][-1]
+    assert moves(env)[0] == ("2", "1", "rollback") and champion(env) == "1"
+
+
+def test_the_previous_champion_of_one_set_outside_the_pipeline_is_the_last_gated_one(three_versions):
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import guard, rollback
+    from mlcycle.store import registry
+
+    env = three_versions
+    registry.set_alias(env.mlc, MODEL, registry.CHAMPION, "3")  # by hand: v3 failed its gate
+    guard.guard_champion(get_spec(MODEL), RunInfo(f"guard_{MODEL}", "g1"), env.mlc, ledger_uri=env.ledger_uri)
+    assert moves(env)[0] == ("2", "3", "external")
+    run = RunInfo(f"rollback_{MODEL}", "manual__undo", reason="undo the move made by hand")
+    out = rollback.rollback(get_spec(MODEL), run, env.mlc, ledger_uri=env.ledger_uri)
+    assert (out["version"], out["previous_version"], out["moved"]) == ("2", "3", True)
+    assert champion(env) == "2" and moves(env)[0] == ("3", "2", "rollback")
+
+
 def test_the_model_page_shows_verdicts_flags_an_external_move_and_offers_rollback(dag, three_versions):
     import re
 
@@ -157,6 +195,7 @@ def test_the_model_page_shows_verdicts_flags_an_external_move_and_offers_rollbac
     env = three_versions
     app = create_app()
     app.dependency_overrides[get_user] = object
+    app.dependency_overrides[app.state.dag_reader] = lambda: lambda dag_id: True
     ui = TestClient(app)
 
     page = ui.get(f"/models/{MODEL}").text

@@ -108,6 +108,8 @@ class Standalone:
             # Registry webhooks to the api-server on loopback (refused by default: SSRF guard).
             "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
             "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            # The server caches the webhook list (60 s by default): a test's new one is used at once.
+            "MLFLOW_WEBHOOK_CACHE_TTL": "1",
         }
         proc = self._spawn("mlflow", argv, env)
         _wait("MLflow server", lambda: _http_ok(f"{self.mlflow_uri}/health"), 120, proc, self.log("mlflow"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json as _json
 import re
+import secrets
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ui]
 MODEL = "churn"
 DAGS = [f"train_{MODEL}", f"score_{MODEL}", f"monitor_{MODEL}"]
 TIMEOUT_MS = 30_000
-WEBHOOK_SECRET = "ui-test-webhook-secret"
+WEBHOOK_SECRET = secrets.token_urlsafe(24)  # shared by the MLflow webhook and the api-server
 
 
 @pytest.fixture(scope="module")

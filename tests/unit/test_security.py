@@ -56,6 +56,7 @@ ALLOWED: dict[tuple[str, str], str] = {
             "mlcycle-airflow-broker",
             "AIRFLOW_CONN_MLFLOW_DEFAULT",
             "MLCYCLE_LEDGER_URI",
+            "MLCYCLE_MLFLOW_WEBHOOK_SECRET",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
         )

@@ -1,10 +1,12 @@
 """Rollback: move ``champion`` back to an earlier version, after checking the target.
 
 The target is a named version or, by default, the previous champion (the version the current
-champion replaced, from the ledger). It must have passed its gate unless ``force`` (which needs a
+champion replaced, from the ledger; for a champion set outside the pipeline and recorded as
+``external``, the last one the pipeline put there). It must have passed its gate unless ``force`` (which needs a
 reason), must still load (skops, never pickle), and its ONNX twin, when it has one, must still
 match it on the rows it was judged on. The move is a compare-and-set under the alias's ledger lock,
-recorded in the ledger as ``rollback`` with who and why; a retry of the same run changes nothing.
+recorded in the ledger as ``rollback`` with who and why, under the lock; a retry of the same run
+changes nothing, and a retry after a try stopped between the move and its record records it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from mlcycle.core.errors import RollbackError
+from mlcycle.flows.guard import EXTERNAL, alias_check
 from mlcycle.store import ledger, registry
 
 if TYPE_CHECKING:
@@ -128,19 +131,33 @@ def rollback(
         e = done[0]
         return {"version": e.new_version, "previous_version": e.previous_version, "moved": False,
                 "ledger_recorded": False, "forced": force, "checks": ["already rolled back by this run"]}  # fmt: skip
-    current = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
-    if current is None:
+    mv_current = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
+    if mv_current is None:
         raise RollbackError(f"{spec.name} has no champion to roll back from")
-    target = str(version) if version else previous_champion(spec.name, str(current.version), ledger_uri)
-    if target == str(current.version):
+    current = str(mv_current.version)
+    # The champion as the ledger last recorded it: the same as @champion, unless a try of a
+    # rollback stopped between moving the alias and recording it (or someone moved it by hand).
+    entries = ledger.history(spec.name, uri=ledger_uri)
+    champion = alias_check(current, entries)["ledger"] or current
+    newest = next((e for e in entries if e.alias == registry.CHAMPION and e.action != "superseded"), None)
+    if version:
+        target = str(version)
+    elif newest is not None and newest.action == EXTERNAL and newest.new_version == current:
+        target = champion  # "previous" of a champion set outside the pipeline: undo that move
+    else:
+        target = previous_champion(spec.name, champion, ledger_uri)
+    unrecorded = target == current != champion  # already moved there, never recorded: record it now
+    if target == current and not unrecorded:
         raise RollbackError(f"{spec.name} v{target} is already the champion; nothing to roll back")
     mv = _target(mlc, spec.name, target)
     checks = _checks(spec, mlc, mv, force=force)
+    if unrecorded:
+        checks.append(f"@champion was already at v{target} but not recorded (from v{champion}): recorded now")
     holder = f"{run.dag_id}/{run.run_id}"
     with ledger.alias_lock(spec.name, registry.CHAMPION, holder=holder, uri=ledger_uri) as lock:
-        previous = registry.set_alias(
-            mlc, spec.name, registry.CHAMPION, target, expected=str(current.version)
-        )
+        previous: str | None = champion
+        if not unrecorded:
+            previous = registry.set_alias(mlc, spec.name, registry.CHAMPION, target, expected=current)
         recorded = ledger.append(
             ledger.Entry(
                 model=spec.name,
@@ -158,5 +175,5 @@ def rollback(
             lock=lock,
         )
     log.info("%s@champion rolled back from v%s to v%s: %s", spec.name, previous, target, "; ".join(checks))
-    return {"version": target, "previous_version": previous, "moved": previous != target,
+    return {"version": target, "previous_version": previous, "moved": not unrecorded and previous != target,
             "ledger_recorded": recorded, "forced": force, "checks": checks}  # fmt: skip

@@ -429,7 +429,7 @@ def log_dataset(
 
 # --- registry webhooks ------------------------------------------------------------------------------
 
-WEBHOOK_SECRET_ENV = "MLCYCLE_MLFLOW_WEBHOOK_SECRET"
+WEBHOOK_ENV = "MLCYCLE_MLFLOW_WEBHOOK_SECRET"
 WEBHOOK_EVENT: Final = "model_version_alias.created"
 WEBHOOK_MAX_AGE_S = 300  # older deliveries are refused as replays
 
