@@ -11,7 +11,7 @@ reason otherwise), so a rejected or timed-out candidate looks like a refused one
 - Required: the task waits in ``awaiting_input`` (Airflow 3.3: no triggerer involved) with a
   subject, a body giving the verdict and links to its evidence, and a ``comment`` field, for the
   spec's ``approvers`` (anyone allowed to act on the DAG when empty). Approve or Reject in the
-  UI's Required Actions (or ``PATCH /api/v2/hitlDetails/...``). No answer within
+  UI's Required Actions (or ``PATCH .../taskInstances/approve/-1/hitlDetails``). No answer within
   ``timeout_hours``: Airflow applies the default, Reject.
 """
 

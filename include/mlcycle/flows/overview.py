@@ -21,11 +21,9 @@ if TYPE_CHECKING:
 
 MAX_VERSIONS = 50  # newest first; older ones are in MLflow
 MAX_CHECKS = 100  # monitoring checks, newest kept
-MONITOR_SERIES = {  # metric of a monitoring run -> what the page calls it
-    "drift_share": "share of drifted features",
-    "performance_current": "realized primary metric (labelled rows)",
-    "performance_cbpe_roc_auc": "estimated roc_auc (no labels)",
-}
+# Metrics of a monitoring run the page plots: drift share, realized primary metric on labelled
+# rows, label-free roc_auc estimate (flows.monitor._log_to_mlflow names them).
+MONITOR_SERIES = ("drift_share", "performance_current", "performance_cbpe_roc_auc")
 
 
 def _when(millis: int | None) -> str | None:
@@ -33,8 +31,9 @@ def _when(millis: int | None) -> str | None:
 
 
 def _versions(mlc: MlflowClient, spec: ModelSpec) -> list[dict[str, Any]]:
-    found = mlc.search_model_versions(f"name = '{spec.name}'", max_results=MAX_VERSIONS * 2)
-    newest = sorted(found, key=lambda v: int(v.version), reverse=True)[:MAX_VERSIONS]
+    newest = mlc.search_model_versions(
+        f"name = '{spec.name}'", max_results=MAX_VERSIONS, order_by=["version_number DESC"]
+    )
     metric = f"holdout_{spec.gate.primary_metric}"
     rows = []
     for mv in newest:
