@@ -29,11 +29,23 @@ log = logging.getLogger(__name__)
 EXTERNAL, REVERT = "external", "revert"
 
 
+def champion_moves(entries: list[ledger.Entry]) -> list[ledger.Entry]:
+    """The ledger's moves of ``@champion`` (``entries`` newest first), without ``superseded``
+    rows (a candidate that lost the race moved nothing)."""
+    return [e for e in entries if e.alias == registry.CHAMPION and e.action != "superseded"]
+
+
+def recorded_as_external(entries: list[ledger.Entry], champion: str | None) -> bool:
+    """Whether the newest move of ``@champion`` is an ``external`` one to ``champion``."""
+    moves = champion_moves(entries)
+    return bool(moves) and moves[0].action == EXTERNAL and moves[0].new_version == champion
+
+
 def alias_check(champion: str | None, entries: list[ledger.Entry]) -> AliasCheck:
     """Whether ``@champion`` points where the pipeline last put it (``entries`` newest first);
     ``ledger`` is the last version the pipeline put there, ``action`` None (nothing done). A move
     already recorded as ``external`` stays not ok until the pipeline moves the alias."""
-    moves = [e for e in entries if e.alias == registry.CHAMPION and e.action != "superseded"]
+    moves = champion_moves(entries)
     pipeline = [e for e in moves if e.action != EXTERNAL]
     recorded = pipeline[0].new_version if pipeline else None
     outside = moves[0] if moves and moves[0].action == EXTERNAL else None
@@ -63,8 +75,7 @@ def guard_champion(
         check = alias_check(champion, entries)
         if check["ok"] or champion is None:
             return check
-        newest = next((e for e in entries if e.alias == registry.CHAMPION and e.action != "superseded"), None)
-        if not (newest and newest.action == EXTERNAL and newest.new_version == champion):
+        if not recorded_as_external(entries, champion):
             entry = _entry(
                 spec, run, EXTERNAL, previous=check["ledger"], new=champion, reason=check["detail"]
             )

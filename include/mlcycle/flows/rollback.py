@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from mlcycle.core.errors import RollbackError
-from mlcycle.flows.guard import EXTERNAL, alias_check
+from mlcycle.flows.guard import alias_check, recorded_as_external
 from mlcycle.store import ledger, registry
 
 if TYPE_CHECKING:
@@ -139,10 +139,9 @@ def rollback(
     # rollback stopped between moving the alias and recording it (or someone moved it by hand).
     entries = ledger.history(spec.name, uri=ledger_uri)
     champion = alias_check(current, entries)["ledger"] or current
-    newest = next((e for e in entries if e.alias == registry.CHAMPION and e.action != "superseded"), None)
     if version:
         target = str(version)
-    elif newest is not None and newest.action == EXTERNAL and newest.new_version == current:
+    elif recorded_as_external(entries, current):
         target = champion  # "previous" of a champion set outside the pipeline: undo that move
     else:
         target = previous_champion(spec.name, champion, ledger_uri)
