@@ -89,7 +89,7 @@ def task_instances(topo: Topology, dag_id: str, run_id: str) -> list[dict]:
     ]
 
 
-def wait_for(topo: Topology, what: str, check, timeout: float):
+def wait_for(topo: Topology, what: str, check, timeout: float, describe=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -98,10 +98,12 @@ def wait_for(topo: Topology, what: str, check, timeout: float):
         except urllib.error.URLError:
             pass  # the api-server between two PostgreSQL lives
         time.sleep(1)
-    logs = "\n".join(
-        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((topo.root / "logs").glob("*.log"))
-    )
-    pytest.fail(f"{what} within {timeout:.0f} s\n{logs}")
+    # The scheduler's and the workers' logs first: they say why a task did not move.
+    first = ("scheduler", "worker-1", "worker-2")
+    paths = sorted((topo.root / "logs").glob("*.log"), key=lambda p: (p.stem not in first, p.name))
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in paths)
+    state = describe() if describe else ""
+    pytest.fail(f"{what} within {timeout:.0f} s {state}; restarted: {topo.restarts}\n{logs}")
 
 
 def finished(topo: Topology, dag_id: str, run_id: str, timeout: float = 300) -> dict:
@@ -109,7 +111,14 @@ def finished(topo: Topology, dag_id: str, run_id: str, timeout: float = 300) -> 
         run = topo.api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         return run if run["state"] in ("success", "failed") else None
 
-    run = wait_for(topo, f"{dag_id} {run_id} did not finish", done, timeout)
+    def task_states() -> str:
+        try:
+            tis = task_instances(topo, dag_id, run_id)
+        except urllib.error.URLError as exc:
+            return f"(task states unavailable: {exc})"
+        return str([(t["task_id"], t["map_index"], t["state"], t["hostname"]) for t in tis])
+
+    run = wait_for(topo, f"{dag_id} {run_id} did not finish", done, timeout, task_states)
     states = {ti["task_id"]: ti["state"] for ti in task_instances(topo, dag_id, run_id)}
     assert run["state"] == "success", f"{dag_id} {run_id}: {states}"
     return run
@@ -212,7 +221,6 @@ def test_scoring_partitions_spread_over_both_workers_across_a_postgres_restart(t
         return states.get("validate_batch") == "success"
 
     wait_for(topo, "validate_batch did not succeed", validated, 240)
-    len(topo.restarts)
     topo.restart_postgres(down_s=5)  # between validation and scoring
     finished(topo, SCORE, run_id, timeout=300)
     # Components that lost the database exited and were started again by the restart policy

@@ -36,6 +36,9 @@ from typing import Any
 
 import yaml
 
+# The liveness probe of an orchestrator: a scheduler unhealthy this long is started again.
+UNHEALTHY_RESTART_S = 90
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
 BIN = Path(sys.executable).parent
@@ -197,6 +200,9 @@ class Topology:
             "AIRFLOW_WORKER_CONCURRENCY": str(self.worker_concurrency),
             # A killed worker's task is noticed within 20 s instead of 5 minutes.
             "AIRFLOW_TASK_HEARTBEAT_TIMEOUT": "20",
+            # A task a worker took but could not start (the database away) is queued again
+            # within 2 minutes instead of 10.
+            "AIRFLOW_TASK_QUEUED_TIMEOUT": "120",
         }
         self.api = Api(f"http://127.0.0.1:{ports['AIRFLOW_API']}")
 
@@ -238,6 +244,8 @@ class Topology:
             # Quicker loops than production, for a test that waits on them.
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
+            "PYTHONFAULTHANDLER": "1",  # a SIGABRT of the liveness probe leaves the stacks in the log
             **self.extra_env,
         }
         return env
@@ -265,7 +273,10 @@ class Topology:
         """compose's restart policy: a thread that starts again every restartable process that
         exited (recorded in ``restarts``), until :meth:`stop`."""
 
+        healthy_at = time.monotonic()
+
         def loop() -> None:
+            nonlocal healthy_at
             while not self._stopping.wait(2):
                 with self._lock:
                     exited = [
@@ -274,8 +285,33 @@ class Topology:
                 for name in exited:
                     self.restarts.append(name)
                     self.spawn(name, *self._restartable[name], restart=True)
+                    if name == "scheduler":
+                        healthy_at = time.monotonic()
+                if self._scheduler_healthy():
+                    healthy_at = time.monotonic()
+                elif time.monotonic() - healthy_at > UNHEALTHY_RESTART_S:
+                    # An orchestrator's liveness probe: a scheduler whose health endpoint failed
+                    # for this long is killed (SIGABRT: faulthandler writes every thread's stack
+                    # to its log first) and started again by the restart policy above.
+                    self.restarts.append("scheduler (unhealthy)")
+                    started = self._restartable["scheduler"]
+                    self.kill("scheduler", signal.SIGABRT)
+                    self.spawn("scheduler", *started, restart=True)
+                    healthy_at = time.monotonic()
 
         threading.Thread(target=loop, name="restart-policy", daemon=True).start()
+
+    def _scheduler_healthy(self) -> bool:
+        """The scheduler's own health endpoint (its heartbeat is recent), where it runs."""
+        started = self._restartable.get("scheduler")
+        if not started or self._stopping.is_set():
+            return True
+        port = started[1]["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to ``name`` and every process under it, and reap it. The task processes of
