@@ -67,6 +67,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "drift": args.drift,
         "corrupt": args.corrupt,
         "shuffle_labels": args.shuffle_labels,
+        "degrade": args.degrade,
     }
     if args.out:
         day = args.end
@@ -338,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--drift", type=float, default=0.0, help="0..1: how far distributions shift")
+    gen.add_argument(
+        "--degrade", type=float, default=0.0,
+        help="0..1 (churn): a concept shift in one segment that the features barely show",
+    )  # fmt: skip
     gen.add_argument("--corrupt", action="store_true", help="break the contract (bad values, missing keys)")
     gen.add_argument(
         "--shuffle-labels", action="store_true", help="destroy the signal (a worse training set)"

@@ -154,3 +154,85 @@ def test_a_batch_that_fails_validation_never_triggers_a_retrain(dags, champion, 
     assert out["retrain"] is False
     assert "newest_batch_valid" in out["blocked_by"]
     assert retrain_events(dr) == []
+
+
+def test_a_concept_shift_in_a_segment_is_caught_by_its_labels_and_the_report_says_which_rule(dags, champion):
+    """A quarter of the customers stop churning the usual way while the features barely move:
+    no feature drifts, the label-free estimate (which reads only the scores) stays in its
+    band, and the realized roc_auc on the batch's labels leaves it; the report names the rule."""
+    land(champion, degrade=1.0)
+    dr = dags[DAG_ID].test(run_conf={"as_of": later(13)})
+    assert dr.state == "success", states(dr)
+    out = check_result(dr)
+    from mlcycle.core.run import run_key
+
+    run_dir = Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id)
+    report = json.loads((run_dir / "drift.json").read_text())
+    perf = report["performance"]
+    assert not [f["feature"] for f in report["drift"]["features"] if f.get("drifted")]
+    assert perf["calibration"] in ("isotonic", "sigmoid")
+    assert perf["window"]["estimated"]["roc_auc"]["status"] == "within"
+    fired = {(a["rule"], a["source"], a["metric"]) for a in perf["alerts"]}
+    assert ("band", "realized", "roc_auc") in fired, perf["alerts"]
+    assert out["retrain"] is True and "performance alert: realized roc_auc" in out["reason"], out
+    page = (run_dir / "drift.html").read_text()
+    assert "outside its band" in page and 'aria-label="roc_auc per chunk"' not in page  # one chunk
+    # The history keeps the batch's estimate beside its realized value.
+    (entry,) = json.loads(
+        (Path(champion.lake) / MODEL / "monitoring" / "performance.json").read_text()
+    ).values()
+    assert entry["estimated"]["roc_auc"] > entry["realized"]["roc_auc"] + 0.03
+    assert entry["labelled_rows"] == 3000 and entry["champion_version"] == "1"
+
+
+def test_labels_that_arrive_later_are_measured_beside_the_earlier_estimate(champion):
+    """A batch scored without labels is estimated; when its labelled copy lands under labels/,
+    the next check measures it (though the batch has left the window) and the history holds both."""
+    import pandas as pd
+
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.data import lake as lk
+    from mlcycle.flows import monitor
+    from mlcycle.store import registry
+
+    spec = get_spec(MODEL)
+    mlc = registry.client(champion.tracking_uri)
+    path = land(champion)
+    labelled = pd.read_parquet(path)
+    labelled.drop(columns=[spec.data.target]).to_parquet(path)  # the labels come later
+
+    def check(run_id: str) -> dict:
+        return monitor.check(spec, RunInfo(DAG_ID, run_id), mlc, lake_root=champion.lake,
+                             now=dt.datetime.now(dt.UTC), ledger_uri=champion.ledger_uri)  # fmt: skip
+
+    first = check("manual__first")
+    assert first["performance"]["window"]["labelled_rows"] == 0
+    assert first["performance"]["window"]["realized"] == {}
+    history = Path(champion.lake) / MODEL / "monitoring" / "performance.json"
+    (entry,) = json.loads(history.read_text()).values()
+    assert set(entry["estimated"]) == {"roc_auc", "accuracy", "precision", "recall", "f1"}
+    assert "realized" not in entry
+
+    # A newer batch moves the window on; the labels of the first one land.
+    later_path = write_batches(
+        champion.lake, MODEL, today() + dt.timedelta(days=1), days=1, rows=3000, seed=6
+    )[0]
+    lake = lk.Lake(champion.lake, MODEL)
+    labels_path = lake.labels_of(lk.as_path(str(path)))
+    lk.write_parquet(
+        labelled[[spec.data.key_column, spec.data.target]].sample(frac=1.0, random_state=0), labels_path
+    )
+    second = check("manual__second")
+    assert second["window"] == [Path(later_path).name]
+    entries = json.loads(history.read_text())
+    early = entries[path.name]
+    assert early["estimated"] == entry["estimated"] and early["estimated_at"] == entry["estimated_at"]
+    assert early["labelled_rows"] == 3000
+    from sklearn.metrics import roc_auc_score
+
+    model = registry.load_sklearn(mlc, MODEL, "1")
+    truth = roc_auc_score(labelled[spec.data.target], model.predict_proba(labelled[spec.features.all])[:, 1])
+    assert early["realized"]["roc_auc"] == pytest.approx(truth)
+    assert abs(early["estimated"]["roc_auc"] - truth) < 0.05  # how good the estimate was, on record
+    assert {h["batch"] for h in second["performance"]["history"]} == {path.name, Path(later_path).name}

@@ -663,21 +663,23 @@ def test_cbpe_matches_realized_metrics_when_calibrated(draw):
     rng = np.random.default_rng(14)
     p = draw(rng, 20_000)
     y = (rng.random(len(p)) < p).astype(int)
-    assert me.cbpe_accuracy(p) == pytest.approx(np.mean((p >= 0.5) == y), abs=0.02)
+    assert me.classifier_estimates(p, p >= 0.5)["accuracy"] == pytest.approx(
+        np.mean((p >= 0.5) == y), abs=0.02
+    )
     assert me.cbpe_roc_auc(p) == pytest.approx(roc_auc_score(y, p), abs=0.02)
 
 
 def test_cbpe_edge_values():
-    assert me.cbpe_accuracy(np.full(100, 0.5)) == 0.5
+    assert me.classifier_estimates(np.full(100, 0.5), np.full(100, True))["accuracy"] == 0.5
     assert me.cbpe_roc_auc(np.full(100, 0.5)) == pytest.approx(0.5)  # all ties: half credit
-    assert me.cbpe_accuracy(np.array([0.0, 1.0])) == 1.0
+    assert me.classifier_estimates(np.array([0.0, 1.0]), np.array([False, True]))["accuracy"] == 1.0
     assert me.cbpe_roc_auc(np.array([0.0, 1.0, 1.0])) == 1.0  # certain and right
     # two rows: (0.9 positive, 0.2 negative) is ranked right with weight 0.9 * 0.8, the reverse
     # pair wrong with weight 0.2 * 0.1; a row is never paired with itself
     assert me.cbpe_roc_auc(np.array([0.2, 0.9])) == pytest.approx(0.72 / (0.72 + 0.02))
     assert math.isnan(me.cbpe_roc_auc(np.zeros(10)))  # no positives can exist: undefined
     with pytest.raises(DriftError, match=r"1 probabilities are outside \[0, 1\] or missing"):
-        me.cbpe_accuracy(np.array([0.2, np.nan]))
+        me.expected_confusion(np.array([0.2, np.nan]), np.array([False, False]))
     with pytest.raises(DriftError, match=r"non-empty 1-D array"):
         me.cbpe_roc_auc(np.zeros((3, 2)))
 

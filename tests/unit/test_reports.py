@@ -4,6 +4,7 @@ layout with the one stylesheet inlined once, escapes what it shows and formats n
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 from functools import partial
@@ -17,6 +18,7 @@ import pytest
 from mlcycle.core.spec import GateSpec, MonitorSpec
 from mlcycle.ml.gate import Measurement, Outcome, decide
 from mlcycle.monitor import guardrails
+from mlcycle.monitor.performance import alert_text as mp_alert_text
 from mlcycle.monitor.profile import PREDICTION, build_profile
 from mlcycle.monitor.verdict import assess
 from mlcycle.monitor.window import Accumulator
@@ -103,17 +105,34 @@ def drift_result(*, shift: float) -> dict[str, Any]:
         "window": ["2026-01-03.parquet"],
         "rows": n,
         "drift": report.to_dict(),
-        "performance": {
-            "primary_metric": "roc_auc",
-            "reference": np.float64(0.8312345),
-            "current": 0.7912345,
-            "labelled_rows": 1500,
-            "drop": 0.04,
-            "degraded": False,
-        },
+        "performance": performance_report(),
         "decision": {**decision.to_dict(), "reason": decision.reason + " " + HOSTILE},
         "checked_at": now.isoformat(timespec="seconds"),
     }
+
+
+def performance_report() -> dict[str, Any]:
+    """A real report of monitor.performance: three healthy chunks, then one whose scores carry
+    less signal, labelled in its first half only."""
+    from mlcycle.core.spec import Task
+    from mlcycle.monitor import performance as mp
+
+    rng = np.random.default_rng(3)
+
+    def draw(n: int, slope: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+        p = 1 / (1 + np.exp(-(slope * rng.normal(size=n) - 2.5)))
+        return p**0.5, (rng.random(n) < p).astype("float64")
+
+    s, y = draw(30_000)
+    ref = mp.reference_performance(
+        Task.CLASSIFICATION, y, s, threshold=0.5, chunk_rows=3000, primary="roc_auc"
+    )
+    (s1, y1), (s2, y2) = draw(9000), draw(3000, slope=1.8)
+    labels = np.concatenate([y1, y2])
+    labels[: len(y1) // 2] = np.nan
+    chunks = [(f"chunk {i}", np.arange(i * 3000, (i + 1) * 3000)) for i in range(4)]
+    return mp.assess(Task.CLASSIFICATION, ref, np.concatenate([s1, s2]), labels, chunks, min_rows=100, k=3.0,
+                     primary="roc_auc", holdout_value=0.93, max_drop=0.05)  # fmt: skip
 
 
 def scoring_inputs() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -385,9 +404,23 @@ def test_drift_page_shows_features_histograms_and_decision():
         assert f'<li class="check {mark}">' in page
         assert f"{c['name']}: " in page
     assert "no retrain" in page
-    # performance as a key/value table, numbers formatted
-    assert '<th>reference</th><td class="num">0.8312</td>' in page
-    assert "<th>degraded</th><td>no</td>" in page
+    # performance: the rules that fired, every metric estimated and realized with its band,
+    # and per metric a chart of the chunks with the band
+    perf = result["performance"]
+    assert perf["alerts"] and any(a["scope"] == "chunk 3" for a in perf["alerts"])
+    section = page[page.index("<h2>Performance</h2>") : page.index("<h2>Per feature</h2>")]
+    for alert in perf["alerts"]:
+        assert html.escape(mp_alert_text(alert)) in section
+    for metric in ("roc_auc", "accuracy", "precision", "recall", "f1"):
+        assert f"<tr><td>{metric}</td>" in section
+        assert f'aria-label="{metric} per chunk"' in section
+    auc = perf["window"]["estimated"]["roc_auc"]
+    assert (
+        f'{pages.fmt_number(auc["value"])} <span class="muted">± {pages.fmt_number(auc["sampling_error"])}'
+        in section
+    )
+    assert section.count('<polyline class="band"') == 10  # lower and upper, per metric
+    assert "chunk 3" in section and "calibrated with isotonic" in section
 
 
 def test_drift_page_of_a_stable_window_and_of_no_window():
@@ -621,7 +654,7 @@ def overview(**changes: Any) -> dict[str, Any]:
         "checks": [
             {"checked_at": f"2026-12-0{i}T02:00:00+00:00", "champion_version": "2", "decision": "no retrain",
              "retrain": False, "rows": 1500, "dag_id": "monitor_churn", "run_id": f"m{i}",
-             "drift_share": 0.1 * i, "performance_current": None, "performance_cbpe_roc_auc": 0.8 + 0.01 * i}
+             "drift_share": 0.1 * i, "performance_realized": None, "performance_estimated": 0.8 + 0.01 * i}
             for i in (1, 2, 3)
         ],
         "ledger": [],

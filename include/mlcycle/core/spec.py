@@ -325,7 +325,16 @@ class MonitorSpec(_Strict):
     min_rows: int = Field(100, ge=1)  # fewer non-null rows: a statistic is not computed
     drift_share_threshold: float = Field(0.3, gt=0.0, le=1.0)  # importance-weighted share of drifted features
     overrides: dict[str, FeatureDriftOverride] = Field(default_factory=dict)
-    max_performance_drop: float | None = Field(0.05, gt=0.0)  # primary metric / CBPE estimate vs holdout
+    # Performance (monitor.performance): estimated without labels, measured where labels exist,
+    # per chunk of the window and over all of it, each against its band from the reference:
+    # mean ± band_k · std of the metric over holdout chunks of chunk_rows rows.
+    chunk_rows: int = Field(5000, ge=100)
+    # Chunks by time instead ("30min", "6h", "1D", "1W" of the time column); None: by rows.
+    chunk_period: str | None = None
+    band_k: float = Field(3.0, gt=0.0, le=10.0)
+    # An absolute limit besides the bands: the primary metric (measured, or estimated) this much
+    # worse than on the holdout, and by more than its sampling error, alerts too. None: bands only.
+    max_performance_drop: float | None = Field(0.05, gt=0.0)
     # Guardrails: all must pass before a retrain is requested.
     cooldown_hours: float = Field(12.0, ge=0.0)
     min_new_rows: int = Field(1000, ge=0)
@@ -336,12 +345,27 @@ class MonitorSpec(_Strict):
     def _schedule(cls, value: str) -> str:
         return check_schedule(value)
 
+    @field_validator("chunk_period")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        if value is not None and not PERIOD_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a period; use a count and a unit of min, h, D or W, e.g. '6h' or '1D'"
+            )
+        return value
+
+
+PERIOD_RE = re.compile(r"^[1-9][0-9]*(min|h|D|W)$")
+
 
 class ScoringSpec(_Strict):
     """How batches are scored. ``auto``: with onnxruntime when the version's ONNX twin passed
     its parity check at training, else scikit-learn; ``sklearn``: never convert."""
 
     engine: Literal["auto", "sklearn"] = "auto"
+    # Classifiers: the probability at or above which a row is acted on as positive. Monitoring
+    # measures and estimates accuracy, precision, recall and F1 at it.
+    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     # Largest difference allowed between the engines on the holdout: absolute for scores
     # within [-1, 1] (probabilities), relative beyond.
     onnx_tolerance: float = Field(1e-4, gt=0.0, le=0.1)

@@ -32,8 +32,16 @@ def _with_nulls(rng: np.random.Generator, values: np.ndarray, rate: float) -> np
     return out
 
 
-def churn_batch(day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
-    """Telecom subscribers observed on ``day``; ``churned`` = cancelled within 30 days."""
+def churn_batch(
+    day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0, degrade: float = 0.0
+) -> pd.DataFrame:
+    """Telecom subscribers observed on ``day``; ``churned`` = cancelled within 30 days.
+
+    ``degrade`` is a concept shift in one segment (customers in the south, a quarter of the
+    rows): a new competitor there makes churn follow the usual signals less (the logit is
+    flattened by up to 90 %), and the segment's tenure and charges come a little closer to
+    typical values, so the marginal distributions barely move while the model is right less
+    often. Only labels show it: a label-free estimate reads the scores, which barely change."""
     import numpy as np
     import pandas as pd
 
@@ -54,6 +62,12 @@ def churn_batch(day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0) -
     total = (monthly * np.maximum(tenure, 1) * rng.uniform(0.9, 1.05, rows)).round(2)
     support_calls = rng.poisson(1.2 + 1.5 * drift, rows).astype("int64")
     age = np.clip(rng.normal(46, 15, rows), 18, 90).round()
+    segment = (region == "south") & (degrade > 0)
+    if segment.any():  # a little closer to the typical customer
+        pull = 0.5 * degrade
+        tenure = np.where(segment, np.round(tenure * (1 - pull) + 16 * pull), tenure).astype("int64")
+        monthly = np.where(segment, (monthly * (1 - pull) + 70 * pull).round(2), monthly)
+        total = (monthly * np.maximum(tenure, 1) * rng.uniform(0.9, 1.05, rows)).round(2)
     logit = (
         -1.6
         + 1.3 * (contract == "month-to-month")
@@ -65,6 +79,7 @@ def churn_batch(day: dt.date, rows: int, *, seed: int = 0, drift: float = 0.0) -
         + 0.35 * support_calls
         - 0.006 * (age - 46)
     )
+    logit = np.where(segment, -0.6 + (logit + 0.6) * (1 - 0.9 * degrade), logit)
     churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
     return pd.DataFrame(
         {
@@ -150,10 +165,12 @@ def generate_batch(
     drift: float = 0.0,
     corrupt: bool = False,
     shuffle_labels: bool = False,
+    degrade: float = 0.0,
 ) -> pd.DataFrame:
     """One day of ``generator`` data, reproducible from (day, seed, options); ``ValueError`` on bad input.
 
-    ``corrupt`` damages about 5 % of the rows; ``shuffle_labels`` permutes the target."""
+    ``corrupt`` damages about 5 % of the rows; ``shuffle_labels`` permutes the target;
+    ``degrade`` (churn) is a concept shift in a segment (see ``churn_batch``)."""
     import pandas as pd
 
     if generator not in GENERATORS:
@@ -162,8 +179,12 @@ def generate_batch(
         raise ValueError(f"drift must be between 0 and 1, got {drift}")
     if rows < 1:
         raise ValueError(f"rows must be positive, got {rows}")
+    if not 0.0 <= degrade <= 1.0:
+        raise ValueError(f"degrade must be between 0 and 1, got {degrade}")
     fn, key, target, numeric = GENERATORS[generator]
-    df = fn(day, rows, seed=seed, drift=drift)
+    if degrade and fn is not churn_batch:
+        raise ValueError(f"degrade is a concept shift of the churn generator; {generator!r} has none")
+    df = fn(day, rows, seed=seed, drift=drift, **({"degrade": degrade} if degrade else {}))
     rng = _rng(generator + "-options", day, seed)
     if shuffle_labels:
         df[target] = rng.permutation(df[target].to_numpy())

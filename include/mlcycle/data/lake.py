@@ -7,6 +7,8 @@
                                                      (per file: source, SHA-256, size), result
     <root>/<model>/runs/<run>/                       per-run manifest, holdout, reports
     <root>/<model>/predictions/                      scored batches
+    <root>/<model>/labels/<YYYY-MM-DD>.parquet       labels that arrived later for a batch (key + target)
+    <root>/<model>/monitoring/performance.json       per batch: the estimate, and the realized value once labelled
     <root>/<model>/trusted/v<N>.parquet, index.json  the trusted evaluation set (immutable versions)
 
 Functions take path objects with the pathlib interface (``pathlib.Path``,
@@ -139,6 +141,14 @@ class Lake:
     @property
     def predictions(self) -> LakePath:
         return self._dir("predictions")
+
+    def labels_of(self, batch: LakePath) -> LakePath:
+        """Where the labels of ``batch`` land when they come later: same file name under labels/."""
+        return self._dir("labels", batch.name)
+
+    @property
+    def performance_history(self) -> LakePath:
+        return self._dir("monitoring", "performance.json")
 
     def batch_path(self, day: dt.date, suffix: str = "") -> LakePath:
         return self.incoming / f"{day.isoformat()}{suffix}.parquet"

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import DataNotFoundError, RegistryError
-from mlcycle.core.spec import ModelSpec, Task, encode_target
+from mlcycle.core.spec import ModelSpec, encode_target
 from mlcycle.data import lake as lk
 from mlcycle.data.lake import RunFile
 from mlcycle.monitor.profile import PREDICTION
@@ -50,70 +50,189 @@ def window_batches(lake: lk.Lake, days: int) -> tuple[list[lk.LakePath], lk.Lake
     return window, newest, quarantined.find(newest) is not None
 
 
+def _labels_file(spec: ModelSpec, lake: lk.Lake, batch: lk.LakePath) -> Any:
+    """The labels of ``batch`` that arrived later (``labels/<batch>``: key and target), as the
+    encoded target by key, or None when there is no such file."""
+    labels_path = lake.labels_of(batch)
+    if not labels_path.exists():
+        return None
+    frame = lk.read_parquet([labels_path], columns=[spec.data.key_column, spec.data.target])
+    frame = frame.dropna(subset=[spec.data.target]).drop_duplicates(spec.data.key_column, keep="last")
+    return encode_target(spec, frame[spec.data.target]).set_axis(frame[spec.data.key_column].to_numpy())
+
+
 def _stream(
-    spec: ModelSpec, model: Any, paths: list[lk.LakePath], profile: Any
+    spec: ModelSpec,
+    model: Any,
+    paths: list[lk.LakePath],
+    profile: Any,
+    *,
+    estimation: dict[str, Any] | None,
+    lake: lk.Lake,
 ) -> tuple[Any, dict[str, Any]]:
-    """Feed the window chunk by chunk into the drift accumulator, with the champion's
-    predictions as one more column; collect labels and scores for performance."""
+    """Feed the window chunk by chunk into the drift accumulator (when ``profile`` is given),
+    with the champion's predictions as one more column; keep per row what performance needs:
+    the score, the label (the batch's own, or one that arrived later under labels/; NaN where
+    there is none), the time, the batch, and a regressor's predicted losses."""
     import numpy as np
     import pyarrow.parquet as pq
 
     from mlcycle.ml import evaluation as ev
     from mlcycle.ml.scoring import iter_chunks
+    from mlcycle.monitor import estimates
     from mlcycle.monitor.window import Accumulator
 
-    acc = Accumulator(profile)
-    ys, ss, all_scores = [], [], []
+    acc = Accumulator(profile) if profile is not None else None
+    dle = (estimation or {}).get("dle")
+    target, time_column, key = spec.data.target, spec.data.time_column, spec.data.key_column
+    kept: dict[str, list[np.ndarray]] = {"scores": [], "labels": [], "times": [], "losses": [], "batch": []}
     rows = 0
-    for path in paths:
+    for number, path in enumerate(paths):
+        late = _labels_file(spec, lake, path)
         with path.open("rb") as fh:
             names = set(pq.ParquetFile(fh).schema_arrow.names)
             fh.seek(0)
-            cols = [*spec.features.all, *([spec.data.target] if spec.data.target in names else [])]
-            for table in iter_chunks(fh, cols, CHUNK_ROWS):
+            extra = [c for c in (target, time_column, key) if c in names]
+            for table in iter_chunks(fh, [*spec.features.all, *extra], CHUNK_ROWS):
                 chunk = table.to_pandas()
                 s = ev.scores(model, chunk[spec.features.all], spec.task)
-                frame = chunk[spec.features.all].copy()
-                frame[PREDICTION] = s
-                acc.update(frame)
-                all_scores.append(s.astype("float32"))
-                if spec.data.target in chunk.columns:
-                    y = encode_target(spec, chunk[spec.data.target])
-                    labelled = y.notna().to_numpy()
-                    ys.append(y.to_numpy()[labelled])
-                    ss.append(s[labelled])
+                if acc is not None:
+                    frame = chunk[spec.features.all].copy()
+                    frame[PREDICTION] = s
+                    acc.update(frame)
+                kept["scores"].append(s)
+                y = (
+                    encode_target(spec, chunk[target]).to_numpy(dtype="float64", na_value=np.nan)
+                    if target in chunk.columns
+                    else np.full(len(chunk), np.nan)
+                )
+                if late is not None and key in chunk.columns:
+                    arrived = chunk[key].map(late).to_numpy(dtype="float64", na_value=np.nan)
+                    y = np.where(np.isnan(y), arrived, y)
+                kept["labels"].append(y)
+                kept["batch"].append(np.full(len(chunk), number))
+                if time_column in chunk.columns:
+                    kept["times"].append(chunk[time_column].to_numpy(dtype="datetime64[ns]"))
+                if dle is not None:
+                    kept["losses"].append(estimates.dle_losses(dle, estimates.dle_inputs(dle, chunk, s)))
                 rows += len(chunk)
-    scores = np.concatenate(all_scores) if all_scores else np.asarray([], dtype="float32")
-    labels = {"y": np.concatenate(ys) if ys else None, "s": np.concatenate(ss) if ss else None}
-    return acc.result(), {"rows": rows, "scores": scores, **labels}
+
+    def joined(key: str) -> Any:
+        return np.concatenate(kept[key]) if kept[key] else None
+
+    return acc.result() if acc is not None else None, {
+        "rows": rows,
+        "batches": [p.name for p in paths],
+        **{key: joined(key) for key in kept},
+    }
+
+
+def chunk_indices(spec: ModelSpec, streamed: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The window's chunks as (label, row indices), in time order: ``monitor.chunk_rows``
+    consecutive rows each, or one per ``monitor.chunk_period`` of the time column."""
+    import numpy as np
+    import pandas as pd
+
+    n = streamed["rows"]
+    period = spec.monitor.chunk_period
+    if period is None or streamed["times"] is None or len(streamed["times"]) != n:
+        size = spec.monitor.chunk_rows
+        return [
+            (f"rows {i:,}-{min(i + size, n) - 1:,}", np.arange(i, min(i + size, n)))
+            for i in range(0, n, size)
+        ]
+    start = pd.DatetimeIndex(streamed["times"]).floor(pd.Timedelta(period))
+    codes, uniques = pd.factorize(start, sort=True)
+    return [(f"{u:%Y-%m-%d %H:%M}", np.flatnonzero(codes == i)) for i, u in enumerate(uniques)]
 
 
 def performance(spec: ModelSpec, profile: dict[str, Any], streamed: dict[str, Any]) -> dict[str, Any]:
-    """Measured performance where labels exist; for classifiers, the confidence-based estimate."""
-    from mlcycle.core.spec import METRICS, Direction
-    from mlcycle.ml import evaluation as ev
-    from mlcycle.monitor import estimates
+    """Estimated and (where labels exist) measured performance, per chunk and over the window,
+    each against its band from the reference (``monitor.performance``)."""
+    from mlcycle.monitor import performance as perf
 
     primary = spec.gate.primary_metric
     ref = profile.get("reference_performance", {})
-    out: dict[str, Any] = {"primary_metric": primary, "reference": ref.get("metrics", {}).get(primary)}
-    limit = spec.monitor.max_performance_drop
-    sign = 1.0 if METRICS[primary][1] is Direction.HIGHER else -1.0
-    if streamed["y"] is not None and len(streamed["y"]) >= spec.monitor.min_rows:
-        current = ev.metric_value(primary, streamed["y"], streamed["s"])
-        out["current"] = current
-        out["labelled_rows"] = len(streamed["y"])
-        if out["reference"] is not None and limit is not None:
-            out["drop"] = sign * (out["reference"] - current)
-            out["degraded"] = out["drop"] > limit
-    if spec.task is Task.CLASSIFICATION and len(streamed["scores"]):
-        est = estimates.cbpe_roc_auc(streamed["scores"])
-        out["cbpe_roc_auc"] = est
-        ref_est = ref.get("cbpe_roc_auc")
-        if ref_est is not None and limit is not None:
-            out["cbpe_drop"] = ref_est - est
-            out["cbpe_degraded"] = out["cbpe_drop"] > limit
-    return out
+    estimation = ref.get("estimation")
+    if estimation is None:
+        return {
+            "primary_metric": primary,
+            "note": "the champion's reference profile predates performance estimation: retrain it "
+            "(trigger the train DAG with force=true) to estimate and judge performance",
+        }
+    if not streamed["rows"]:
+        return {"primary_metric": primary, "note": "no rows to estimate performance on"}
+    return perf.assess(
+        spec.task,
+        estimation,
+        streamed["scores"],
+        streamed["labels"],
+        chunk_indices(spec, streamed),
+        losses=streamed["losses"],
+        min_rows=spec.monitor.min_rows,
+        k=spec.monitor.band_k,
+        primary=primary,
+        holdout_value=ref.get("metrics", {}).get(primary),
+        max_drop=spec.monitor.max_performance_drop,
+        batches=batch_indices(streamed),
+    )
+
+
+def batch_indices(streamed: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Each streamed batch as (its file name, its row indices)."""
+    import numpy as np
+
+    return [(name, np.flatnonzero(streamed["batch"] == i)) for i, name in enumerate(streamed["batches"])]
+
+
+def _values(judged: dict[str, Any]) -> dict[str, float]:
+    return {m: v["value"] for m, v in judged.items() if v.get("value") is not None}
+
+
+def load_history(lake: lk.Lake) -> dict[str, Any]:
+    """The per-batch history (``lake.performance_history``): by batch, the first estimate made
+    of it (before its labels) and the realized values once labels are there, side by side."""
+    path = lake.performance_history
+    return lk.read_json(path) if path.exists() else {}
+
+
+def update_history(
+    lake: lk.Lake, history: dict[str, Any], version: str, measured: list[dict[str, Any]], now: dt.datetime
+) -> None:
+    """``history`` with the batches just ``measured``, written back."""
+    stamp = now.isoformat(timespec="seconds")
+    for part in measured:
+        entry = history.setdefault(part["label"], {"batch": part["label"], "champion_version": version})
+        if entry["champion_version"] != version:
+            continue  # measured by another champion: its entry stays as it was
+        if (est := _values(part["estimated"])) and "estimated" not in entry:
+            entry.update(estimated=est, estimated_at=stamp, rows=part["rows"])
+        if (real := _values(part["realized"])) and part["labelled_rows"] > entry.get("labelled_rows", 0):
+            entry.update(realized=real, realized_at=stamp, labelled_rows=part["labelled_rows"])
+    lk.write_json(history, lake.performance_history)
+
+
+def late_labels(
+    spec: ModelSpec, lake: lk.Lake, model: Any, *, version: str, estimation: dict[str, Any],
+    window: list[lk.LakePath], history: dict[str, Any], k: float,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The batches outside the window whose labels landed since the champion estimated them:
+    scored again with labels, measured, for the history."""
+    from mlcycle.monitor import performance as perf
+
+    in_window = {p.name for p in window}
+    waiting = [
+        p for _, p in lake.batches()
+        if p.name not in in_window and p.name in history and "realized" not in history[p.name]
+        and history[p.name]["champion_version"] == version and lake.labels_of(p).exists()
+    ]  # fmt: skip
+    if not waiting:
+        return []
+    _, streamed = _stream(spec, model, waiting, None, estimation=estimation, lake=lake)
+    report = perf.assess(spec.task, estimation, streamed["scores"], streamed["labels"], [],
+                         losses=streamed["losses"], min_rows=spec.monitor.min_rows, k=k,
+                         primary=spec.gate.primary_metric, batches=batch_indices(streamed))  # fmt: skip
+    return list(report["batches"])
 
 
 def gather_facts(
@@ -171,6 +290,7 @@ def check(
     from mlcycle.monitor import guardrails
     from mlcycle.monitor.profile import Profile
     from mlcycle.monitor.verdict import assess
+    from mlcycle.monitor.window import native_threads
     from mlcycle.reports import pages
 
     now = now or dt.datetime.now(dt.UTC)
@@ -185,7 +305,9 @@ def check(
         raise DataNotFoundError(f"no batch of {spec.name} in {lake.incoming}: nothing to monitor")
     if window:
         model = registry.load_sklearn(mlc, spec.name, str(champion.version))
-        current, streamed = _stream(spec, model, window, profile)
+        estimation = profile_dict.get("reference_performance", {}).get("estimation")
+        with native_threads(1):
+            current, streamed = _stream(spec, model, window, profile, estimation=estimation, lake=lake)
         overrides = {f: o.model_dump() for f, o in spec.monitor.overrides.items()}
         report = assess(
             profile,
@@ -195,8 +317,15 @@ def check(
             min_rows=spec.monitor.min_rows,
         )
         perf = performance(spec, profile_dict, streamed)
-        degraded = bool(perf.get("degraded") or perf.get("cbpe_degraded"))
-        summary = report.summary() + (f"; performance dropped ({_perf_text(perf)})" if degraded else "")
+        if estimation is not None:
+            history, version = load_history(lake), str(champion.version)
+            late = late_labels(spec, lake, model, version=version, estimation=estimation, window=window,
+                               history=history, k=spec.monitor.band_k)  # fmt: skip
+            measured = [*perf.pop("batches", []), *late]
+            update_history(lake, history, version, measured, now)
+            perf["history"] = [history[p["label"]] for p in measured if p["label"] in history]
+        degraded = bool(perf.get("degraded"))
+        summary = report.summary() + (f"; performance alert: {_perf_text(perf)}" if degraded else "")
         drift_found, drift_dict, rows = report.dataset_drift or degraded, report.to_dict(), streamed["rows"]
     else:  # e.g. the only recent batch failed validation: record why nothing is decided
         summary = f"no validated batch in the last {spec.monitor.window_days} day(s): drift not measured"
@@ -244,14 +373,9 @@ def check(
 
 
 def _perf_text(perf: dict[str, Any]) -> str:
-    parts = []
-    if "current" in perf:
-        parts.append(
-            f"{perf['primary_metric']} {perf['current']:.4f} vs {perf['reference']:.4f} on the holdout"
-        )
-    if "cbpe_roc_auc" in perf:
-        parts.append(f"estimated roc_auc {perf['cbpe_roc_auc']:.4f}")
-    return ", ".join(parts)
+    from mlcycle.monitor.performance import alert_text
+
+    return "; ".join(alert_text(a) for a in perf.get("alerts", []))
 
 
 def open_run(mlc: MlflowClient, spec: ModelSpec, run: RunInfo) -> tuple[str, str]:
@@ -274,9 +398,15 @@ def _log_to_mlflow(
                 metrics[f"{res['statistic']}_{feat['feature'].strip('_')}"] = float(res["value"])
     if isinstance(drift_report.get("share"), int | float):
         metrics["drift_share"] = float(drift_report["share"])
-    for key in ("current", "drop", "cbpe_roc_auc", "cbpe_drop"):
-        if isinstance(result["performance"].get(key), int | float):
-            metrics[f"performance_{key}"] = float(result["performance"][key])
+    window = result["performance"].get("window") or {}
+    primary = result["performance"].get("primary_metric")
+    for source in ("estimated", "realized"):
+        for metric, v in (window.get(source) or {}).items():
+            if isinstance(v.get("value"), int | float):
+                metrics[f"performance_{source}_{metric}"] = float(v["value"])
+                if metric == primary:
+                    metrics[f"performance_{source}"] = float(v["value"])
+    metrics["performance_alerts"] = float(len(result["performance"].get("alerts", [])))
     metrics["retrain_requested"] = 1.0 if result["decision"]["retrain"] else 0.0
     registry.log_metrics(mlc, run_id, metrics)
     mlc.log_dict(run_id, result, "monitoring/drift.json")

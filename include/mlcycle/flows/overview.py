@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 MAX_VERSIONS = 50  # newest first; older ones are in MLflow
 MAX_CHECKS = 100  # monitoring checks, newest kept
-# Metrics of a monitoring run the page plots: drift share, realized primary metric on labelled
-# rows, label-free roc_auc estimate (flows.monitor._log_to_mlflow names them).
-MONITOR_SERIES = ("drift_share", "performance_current", "performance_cbpe_roc_auc")
+# Metrics of a monitoring run the page plots: drift share, the primary metric measured on
+# labelled rows and estimated without labels (flows.monitor._log_to_mlflow names them).
+MONITOR_SERIES = ("drift_share", "performance_realized", "performance_estimated")
 
 
 def _when(millis: int | None) -> str | None:

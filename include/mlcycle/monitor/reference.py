@@ -20,14 +20,14 @@ def reference_profile(
     scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Profile of the training data, the holdout's prediction distribution, the model's
-    feature importance, its reference performance (measured and, for classifiers, the
-    confidence-based estimate) and the association of each pair of columns — everything a later
+    feature importance, its reference performance (measured, and what estimating it without
+    labels needs: the calibrator or the loss models, and the alert bands) and the association of each pair of columns — everything a later
     check compares against. ``scores``: the pipeline's ``evaluation.scores`` on the holdout, if
     the caller already has them."""
     import numpy as np
 
     from mlcycle.ml import evaluation as ev
-    from mlcycle.monitor import estimates
+    from mlcycle.monitor import performance
     from mlcycle.monitor.profile import build_profile
     from mlcycle.monitor.shift import associations
 
@@ -42,9 +42,19 @@ def reference_profile(
     ).to_dict()
     y = holdout[spec.data.target].to_numpy()
     reference: dict[str, Any] = {"metrics": ev.all_metrics(spec.task, y, scores)}
-    if spec.task is Task.CLASSIFICATION:
-        reference["cbpe_accuracy"] = estimates.cbpe_accuracy(np.asarray(scores))
-        reference["cbpe_roc_auc"] = estimates.cbpe_roc_auc(np.asarray(scores))
+    # Chunks of the holdout in time order, as a monitoring window comes.
+    order = np.argsort(holdout[spec.data.time_column].to_numpy(), kind="stable")
+    reference["estimation"] = performance.reference_performance(
+        spec.task,
+        y[order],
+        np.asarray(scores)[order],
+        threshold=spec.scoring.decision_threshold,
+        chunk_rows=spec.monitor.chunk_rows,
+        frame=holdout.iloc[order],
+        numeric=spec.features.numeric,
+        categorical=spec.features.categorical,
+        primary=spec.gate.primary_metric,
+    )
     profile["reference_performance"] = reference
     # How strongly each pair of columns (the target included) goes together: the pre-training
     # check of the next candidate (``monitor.shift``) compares its data with these.

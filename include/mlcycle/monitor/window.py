@@ -248,6 +248,15 @@ class Accumulator:
         )
 
 
+def native_threads(limit: int) -> Any:
+    """A context in which BLAS and OpenMP use at most ``limit`` threads. A check's sums run in
+    one thread: on a busy worker, BLAS threads spinning for cores other tasks hold made the
+    10M-row check slower than a plain loop (bench/README.md, drift.py)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=limit)
+
+
 def accumulate_parquet(
     source: Any,
     profile: Profile,
@@ -272,7 +281,7 @@ def accumulate_parquet(
     acc = Accumulator(profile)
     chunks = 0
     opened = contextlib.nullcontext(source) if hasattr(source, "read") else lk.as_path(source).open("rb")
-    with opened as fh:
+    with opened as fh, native_threads(1):
         names = pq.ParquetFile(fh).schema_arrow.names
         if missing := [c for c in columns if c not in names]:
             raise DriftError(f"{source}: no column(s) {missing} to monitor; the file has {names}")

@@ -436,6 +436,50 @@ def _feature_row(f: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _performance_view(perf: Mapping[str, Any]) -> dict[str, Any]:
+    """The performance section of a drift page: the rules that fired, one row per metric over
+    the window, and per metric a chart of the estimate (blue) and the realized value (black)
+    per chunk between the band's lines (red)."""
+    from mlcycle.monitor.performance import alert_text
+
+    window = perf.get("window") or {}
+    metrics = list(dict.fromkeys([*(window.get("estimated") or {}), *(window.get("realized") or {})]))
+    rows = [
+        {"metric": m, "estimated": (window.get("estimated") or {}).get(m), "realized": (window.get("realized") or {}).get(m)}
+        for m in metrics
+    ]  # fmt: skip
+    chunks = perf.get("chunks") or []
+    charts = []
+    for m in metrics:
+
+        def points(source: str, key: str = "value", metric: str = m) -> list[list[float]]:
+            out = []
+            for i, c in enumerate(chunks, 1):
+                v = (c.get(source) or {}).get(metric) or {}
+                if isinstance(v.get(key), int | float) and math.isfinite(v[key]):
+                    out.append([float(i), float(v[key])])
+            return out
+
+        series = [("estimated", points("estimated")), ("realized", points("realized")),
+                  ("band", points("estimated", "lower") or points("realized", "lower")),
+                  ("band", points("estimated", "upper") or points("realized", "upper"))]  # fmt: skip
+        if len(chunks) > 1 and any(pts for _, pts in series[:2]):
+            charts.append(_chart(f"{m} per chunk", [(side, pts) for side, pts in series if pts],
+                                 x_label="chunk (oldest to newest)", y_label=m))  # fmt: skip
+    return {
+        "alerts": [alert_text(a) for a in perf.get("alerts", [])],
+        "rows": rows,
+        "charts": charts,
+        "chunks": chunks,
+        "note": perf.get("note") or (None if window else "not measured"),
+        "too_few_rows": perf.get("too_few_rows"),
+        "calibration": perf.get("calibration"),
+        "threshold": perf.get("threshold"),
+        "k": perf.get("k"),
+        "window": window,
+    }
+
+
 def drift_page(result: dict[str, Any]) -> str:
     """A monitoring check (the ``result`` of ``flows.monitor.check``): the retrain decision
     with its guardrail checks, performance, and per feature the statistics, verdict and a
@@ -449,6 +493,7 @@ def drift_page(result: dict[str, Any]) -> str:
         checks=decision.get("checks") or [],
         summary=drift.get("summary", ""),
         features=[_feature_row(f) for f in _features(drift)],
+        perf=_performance_view(result.get("performance") or {}),
     )
 
 
@@ -636,9 +681,9 @@ def model_page(
         _series_chart(f"holdout {metric} by version", [("candidate", points)], x_label="version", y_label=metric),
         _series_chart("drift share by check", [("candidate", over_checks("drift_share"))],
                       x_label="check (oldest to newest)", y_label="share of drifted features"),
-        _series_chart(f"performance by check (blue: realized {metric}, grey: estimated roc_auc)",
-                      [("candidate", over_checks("performance_current")),
-                       ("champion", over_checks("performance_cbpe_roc_auc"))],
+        _series_chart(f"performance by check (blue: realized {metric}, grey: estimated {metric})",
+                      [("candidate", over_checks("performance_realized")),
+                       ("champion", over_checks("performance_estimated"))],
                       x_label="check (oldest to newest)", y_label="metric"),
     ]  # fmt: skip
     recent_checks = [
