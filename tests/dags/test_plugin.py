@@ -208,7 +208,9 @@ def test_the_mlflow_webhook_refuses_what_mlflow_did_not_sign(client, monkeypatch
     assert answer.status_code == status and says in answer.json()["detail"]
 
 
-def test_the_mlflow_webhook_needs_a_secret_and_passes_on_only_champion_moves(client, monkeypatch, airflow_db):
+def test_the_mlflow_webhook_needs_a_secret_and_passes_on_only_champion_moves(
+    client, monkeypatch, airflow_db, tmp_path
+):
     _, anonymous = client
     body = alias_event()
     monkeypatch.delenv("MLCYCLE_MLFLOW_WEBHOOK_SECRET", raising=False)
@@ -225,9 +227,20 @@ def test_the_mlflow_webhook_needs_a_secret_and_passes_on_only_champion_moves(cli
     ):
         answer = anonymous.post("/webhooks/mlflow", content=event, headers=signed("s3cret", event))
         assert answer.status_code == 202 and ignored in answer.json()["ignored"]
-    # A champion move of one of ours, but no DAG declares the asset in this metadata DB yet.
+    # A champion move of one of ours whose guard DAG no DAG file declares (a spec added, its
+    # DAGs not parsed yet): whatever other tests have parsed into this metadata DB.
+    from mlcycle.core import settings
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for spec in settings.specs_dir().glob("*.yaml"):
+        (specs / spec.name).write_text(spec.read_text())
+    added = (specs / "churn.yaml").read_text().replace("name: churn\n", "name: churn_added\n", 1)
+    (specs / "churn_added.yaml").write_text(added)
+    monkeypatch.setenv("MLCYCLE_SPECS_DIR", str(specs))
+    body = alias_event(model="churn_added")
     answer = anonymous.post("/webhooks/mlflow", content=body, headers=signed("s3cret", body))
-    assert answer.status_code == 409 and "is guard_churn deployed?" in answer.json()["detail"]
+    assert answer.status_code == 409 and "is guard_churn_added deployed?" in answer.json()["detail"]
     garbage = b'{"not": "mlflow"}'
     assert (
         anonymous.post("/webhooks/mlflow", content=garbage, headers=signed("s3cret", garbage)).status_code

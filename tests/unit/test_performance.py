@@ -102,7 +102,8 @@ def test_the_band_holds_the_reference_chunks_and_excludes_a_degraded_period(rng)
     # A degraded period: the model's scores carry less signal (the same miscalibration).
     for _ in range(5):
         sd, _, _ = draw(rng, 5000, slope=2.2)
-        out = mp.judge(ref, "roc_auc", me.cbpe_roc_auc(mc.calibrate(ref["calibration"], sd)), 5000, 3.0)
+        estimate = me.cbpe_roc_auc(mc.calibrate(ref["calibration"], sd))
+        out = mp.judge(ref, "roc_auc", estimate, 5000, 3.0, source="estimated")
         assert out["status"] == "worse", out
 
 

@@ -9,6 +9,8 @@ the band of a chunk of ``rows`` rows is ``mean ± k · std`` (NannyML's threshol
 ``n`` rows ``mean ± k · std · sqrt(rows / n)``, widened by the uncertainty of the reference
 mean itself, so that a million rows drawn like the reference do not alert on a band narrowed
 to nothing. The standard deviation scaled to ``n`` rows is each value's sampling error.
+Realized values are judged by the realized metric's spread, estimates by the estimate's own
+(smaller: an estimate reads no labels, so the label noise of a chunk does not move it).
 
 At monitoring time, ``assess`` estimates every metric per chunk and over the whole window
 (calibrated CBPE for classifiers, DLE for regressors), measures it where labels exist, and
@@ -153,20 +155,29 @@ def reference_performance(
             "rows": len(samples[0]),
         }
         both = ok & np.isfinite(est)
-        if both.sum():  # how far the estimate was from the truth on the reference chunks
+        if both.sum() >= 2:  # the estimate's own spread, and how far it was from the truth
             bands[metric]["estimate_mean"] = float(est[both].mean())
+            bands[metric]["estimate_std"] = float(est[both].std(ddof=1))
             bands[metric]["estimate_mae"] = float(np.abs(est[both] - real[both]).mean())
     out["bands"] = bands
     return out
 
 
-def band(reference: dict[str, Any], metric: str, rows: int, k: float) -> dict[str, float]:
-    """The band of ``metric`` for a value resting on ``rows`` rows, and its sampling error."""
+def band(
+    reference: dict[str, Any], metric: str, rows: int, k: float, source: str = "realized"
+) -> dict[str, float]:
+    """The band of a ``source`` (realized or estimated) value of ``metric`` resting on ``rows``
+    rows, and its sampling error. A realized value varies with the labels drawn; an estimate
+    only with the rows (it reads no labels), so each is judged by its own spread over the
+    reference chunks. Both bands are widened by the uncertainty of the reference itself (the
+    realized spread at the reference's size: what its mean and the calibrator rest on)."""
     b = reference["bands"][metric]
-    error = b["std"] * math.sqrt(b["rows"] / rows)
+    estimated = source == "estimated" and "estimate_std" in b
+    center, spread = (b["estimate_mean"], b["estimate_std"]) if estimated else (b["mean"], b["std"])
+    error = spread * math.sqrt(b["rows"] / rows)
     of_reference = b["std"] * math.sqrt(b["rows"] / reference["rows"])
     half = k * math.hypot(error, of_reference)
-    lower, upper = b["mean"] - half, b["mean"] + half
+    lower, upper = center - half, center + half
     if metric in BOUNDED:
         lower, upper = max(lower, 0.0), min(upper, 1.0)
     elif metric in ("mae", "rmse", "log_loss"):
@@ -174,11 +185,13 @@ def band(reference: dict[str, Any], metric: str, rows: int, k: float) -> dict[st
     return {"lower": lower, "upper": upper, "sampling_error": error}
 
 
-def judge(reference: dict[str, Any], metric: str, value: float, rows: int, k: float) -> dict[str, Any]:
+def judge(
+    reference: dict[str, Any], metric: str, value: float, rows: int, k: float, *, source: str = "realized"
+) -> dict[str, Any]:
     """One value against its band: where it lies, and whether that is worse than the reference."""
     if metric not in reference["bands"] or not math.isfinite(value):
         return {"value": value if math.isfinite(value) else None, "status": TOO_FEW}
-    b = band(reference, metric, rows, k)
+    b = band(reference, metric, rows, k, source=source)
     worse_below = higher_is_better(metric)
     if value < b["lower"]:
         status = "worse" if worse_below else "better"
@@ -226,7 +239,9 @@ def _scope(
             else estimates.regressor_estimates(losses)  # type: ignore[arg-type]
         )
         out["expected_confusion"] = est.pop("confusion", None)
-        out["estimated"] = {m: judge(reference, m, est[m], rows, k) for m in watched(task)}
+        out["estimated"] = {
+            m: judge(reference, m, est[m], rows, k, source="estimated") for m in watched(task)
+        }
     else:
         out["estimated"] = {m: {"value": None, "status": TOO_FEW} for m in watched(task)}
     labelled = np.isfinite(y)
