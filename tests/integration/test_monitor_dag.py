@@ -73,6 +73,15 @@ def test_stable_batch_requests_no_retrain(dags, champion):
     assert out["reason"].startswith("no retrain:")
     assert states(dr)["request_retrain"] == "skipped"
     assert retrain_events(dr) == []
+    # A healthy batch: every estimate and every realized value inside its band, no alert.
+    from mlcycle.core.run import run_key
+
+    perf = json.loads((Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "drift.json").read_text())[
+        "performance"
+    ]
+    assert perf["alerts"] == [] and perf["window"]["labelled_rows"] == 3000
+    judged = [*perf["window"]["estimated"].values(), *perf["window"]["realized"].values()]
+    assert {v["status"] for v in judged} == {"within"}, judged
 
     from mlcycle.store import ledger
 
@@ -236,3 +245,36 @@ def test_labels_that_arrive_later_are_measured_beside_the_earlier_estimate(champ
     assert early["realized"]["roc_auc"] == pytest.approx(truth)
     assert abs(early["estimated"]["roc_auc"] - truth) < 0.05  # how good the estimate was, on record
     assert {h["batch"] for h in second["performance"]["history"]} == {path.name, Path(later_path).name}
+
+
+def test_rows_moving_to_where_the_model_is_unsure_alert_from_the_estimate_alone(champion):
+    """No labels at all: customers the champion cannot tell apart (scores near the middle)
+    become most of the batch. The estimate alone sees it; the report says so."""
+    import pandas as pd
+
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.data.generators import generate_batch
+    from mlcycle.flows import monitor
+    from mlcycle.store import registry
+
+    spec = get_spec(MODEL)
+    mlc = registry.client(champion.tracking_uri)
+    model = registry.load_sklearn(mlc, MODEL, "1")
+    pool = generate_batch("churn", today(), 20_000, seed=9)
+    p = model.predict_proba(pool[spec.features.all])[:, 1]
+    unsure = pool[(p > 0.3) & (p < 0.7)]
+    rest = pool[(p <= 0.3) | (p >= 0.7)]
+    batch = pd.concat([unsure.head(2100), rest.head(900)], ignore_index=True).drop(columns=[spec.data.target])
+    path = Path(champion.lake) / MODEL / "incoming" / f"{today().isoformat()}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch.to_parquet(path)
+    out = monitor.check(spec, RunInfo(DAG_ID, "manual__unsure"), mlc, lake_root=champion.lake,
+                        now=dt.datetime.now(dt.UTC), ledger_uri=champion.ledger_uri)  # fmt: skip
+    perf = out["performance"]
+    assert perf["window"]["labelled_rows"] == 0 and perf["window"]["realized"] == {}
+    fired = {(a["rule"], a["source"], a["metric"]) for a in perf["alerts"]}
+    assert ("band", "estimated", "roc_auc") in fired, perf["alerts"]
+    assert {a["source"] for a in perf["alerts"]} == {"estimated"}
+    checks = {c["name"]: c for c in out["decision"]["checks"]}
+    assert "performance alert: estimated roc_auc" in checks["drift"]["detail"], checks["drift"]

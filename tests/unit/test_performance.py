@@ -97,6 +97,9 @@ def test_the_band_holds_the_reference_chunks_and_excludes_a_degraded_period(rng)
         Task.CLASSIFICATION, y, s, threshold=0.5, chunk_rows=5000, primary="roc_auc"
     )
     assert ref["samples"] == "chunks" and ref["calibration"]["ece_after"] < ref["calibration"]["ece_before"]
+    auc = ref["bands"]["roc_auc"]
+    assert auc["lower"] < auc["mean"] < auc["upper"] and auc["k"] == 3.0
+    assert auc["estimate_lower"] < auc["estimate_mean"] < auc["estimate_upper"]
     for idx in mp.reference_samples(len(y), 5000)[0]:
         assert mp.judge(ref, "roc_auc", roc_auc_score(y[idx], s[idx]), 5000, 3.0)["status"] == "within"
     # A degraded period: the model's scores carry less signal (the same miscalibration).

@@ -478,3 +478,39 @@ def test_spec_digest_changes_only_with_what_changes_a_model(section, key, value,
     part = getattr(spec, section)
     changed = spec.model_copy(update={section: part.model_copy(update={key: value})})
     assert (spec_digest(changed) != spec_digest(spec)) is retrains
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "says"),
+    [
+        ("monitor", "chunk_period", "6 hours", "is not a period; use a count and a unit of min, h, D or W"),
+        ("monitor", "chunk_rows", 10, "greater than or equal to 100"),
+        ("monitor", "band_k", 0, "greater than 0"),
+        ("scoring", "decision_threshold", 1.5, "less than 1"),
+    ],
+)
+def test_bad_monitoring_and_threshold_settings_are_refused(tmp_path, section, key, value, says):
+    raw = churn_raw()
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path, raw))
+    assert f"{section}.{key}" in str(err.value) and says in str(err.value), str(err.value)
+
+
+def test_the_decision_threshold_reaches_every_thresholded_metric(tmp_path):
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from mlcycle.ml import evaluation as ev
+
+    raw = churn_raw()
+    raw.setdefault("scoring", {})["decision_threshold"] = 0.3
+    spec = load_spec(write_spec(tmp_path, raw))
+    assert spec.scoring.decision_threshold == 0.3
+    rng = np.random.default_rng(0)
+    s = rng.random(2000)
+    y = (rng.random(2000) < s).astype(int)
+    got = ev.all_metrics(spec.task, y, s, threshold=spec.scoring.decision_threshold)
+    assert got["accuracy"] == pytest.approx(accuracy_score(y, s >= 0.3))
+    assert got["f1"] == pytest.approx(f1_score(y, s >= 0.3))
+    assert got["accuracy"] != pytest.approx(accuracy_score(y, s >= 0.5))

@@ -530,7 +530,7 @@ def evaluate(
         size = mlc.get_model_version(spec.name, v).tags.get(registry.TAG_SIZE)
         return {
             "version": str(v),
-            "metrics": ev.all_metrics(spec.task, y, s),
+            "metrics": ev.all_metrics(spec.task, y, s, threshold=spec.scoring.decision_threshold),
             "latency_ms_per_1k_rows": None,  # timed below, in turns with the champion
             "model_size_mb": float(size) if size else None,
         }, s
@@ -541,7 +541,12 @@ def evaluate(
     if champion_mv is not None and rival:
         champion, champ_scores = measure(str(champion_mv.version))
         confidence = ev.paired_bootstrap(
-            spec.gate.primary_metric, y, cand_scores, champ_scores, n=spec.gate.bootstrap_resamples
+            spec.gate.primary_metric,
+            y,
+            cand_scores,
+            champ_scores,
+            n=spec.gate.bootstrap_resamples,
+            threshold=spec.scoring.decision_threshold,
         )
         if spec.gate.shadow.required:
             shadow = _shadow_on_newest_batch(
@@ -580,6 +585,7 @@ def evaluate(
                 candidate=cand_scores,
                 champion=champ_scores,
                 min_rows=slices.min_rows,
+                threshold=spec.scoring.decision_threshold,
             ),
         ),
     }
@@ -654,8 +660,9 @@ def _on_trusted_set(
         )
         return out
     X, y = rows[spec.features.all], rows[spec.data.target].to_numpy()
-    out["candidate"] = cand = ev.all_metrics(spec.task, y, ev.scores(candidate, X, spec.task))
-    out["champion"] = champ = ev.all_metrics(spec.task, y, ev.scores(champion, X, spec.task))
+    cut = spec.scoring.decision_threshold
+    out["candidate"] = cand = ev.all_metrics(spec.task, y, ev.scores(candidate, X, spec.task), threshold=cut)
+    out["champion"] = champ = ev.all_metrics(spec.task, y, ev.scores(champion, X, spec.task), threshold=cut)
     primary = spec.gate.primary_metric
     log.info(
         "trusted set v%d, %d of %d rows: candidate %s=%.4f, champion %s=%.4f",

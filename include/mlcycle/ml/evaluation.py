@@ -30,10 +30,11 @@ def scores_of(output: np.ndarray, task: Task) -> np.ndarray:
     return output[:, 1] if task is Task.CLASSIFICATION else output
 
 
-def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
+def metric_value(name: str, y: np.ndarray, s: np.ndarray, *, threshold: float = 0.5) -> float:
     """Metric ``name`` of scores ``s`` against labels ``y``; ``KeyError`` for an unknown name.
 
-    accuracy and f1 cut probabilities at 0.5; ``roc_auc`` is NaN when ``y`` holds one class."""
+    accuracy and f1 cut probabilities at ``threshold`` (the spec's
+    ``scoring.decision_threshold``); ``roc_auc`` is NaN when ``y`` holds one class."""
     import numpy as np
     from sklearn import metrics as m
 
@@ -42,9 +43,9 @@ def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
     if name == "average_precision":
         return float(m.average_precision_score(y, s))
     if name == "accuracy":
-        return float(m.accuracy_score(y, s >= 0.5))
+        return float(m.accuracy_score(y, s >= threshold))
     if name == "f1":
-        return float(m.f1_score(y, s >= 0.5, zero_division=0))
+        return float(m.f1_score(y, s >= threshold, zero_division=0))
     if name == "log_loss":
         return float(m.log_loss(y, np.clip(s, 1e-15, 1 - 1e-15), labels=[0, 1]))
     if name == "brier":
@@ -58,9 +59,11 @@ def metric_value(name: str, y: np.ndarray, s: np.ndarray) -> float:
     raise KeyError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
 
 
-def all_metrics(task: Task, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+def all_metrics(task: Task, y: np.ndarray, s: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
     """Every metric of ``METRICS`` that applies to ``task``, by name."""
-    return {name: metric_value(name, y, s) for name, (t, _) in METRICS.items() if t is task}
+    return {
+        name: metric_value(name, y, s, threshold=threshold) for name, (t, _) in METRICS.items() if t is task
+    }
 
 
 # Rows a latency measurement scores: short runs are more likely to fall between bursts of
@@ -125,6 +128,7 @@ def slice_metrics(
     candidate: np.ndarray,
     champion: np.ndarray | None,
     min_rows: int,
+    threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
     """``metric`` of each model on the rows of each value of each of ``columns`` (the same rows for
     both), largest slices first. A slice under ``min_rows`` rows, or one where the metric is
@@ -141,7 +145,7 @@ def slice_metrics(
             if rows >= min_rows:
                 for who, s in (("candidate", candidate), ("champion", champion)):
                     if s is not None:
-                        v = metric_value(metric, y[mask], s[mask])
+                        v = metric_value(metric, y[mask], s[mask], threshold=threshold)
                         measured[who] = None if np.isnan(v) else v
             out.append({"column": column, "value": str(value), "rows": int(rows), **measured})
     return out
@@ -204,7 +208,14 @@ def curves(task: Task, y: np.ndarray, by_version: dict[str, np.ndarray]) -> dict
 
 
 def paired_bootstrap(
-    metric: str, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, *, n: int = 200, seed: int = 0
+    metric: str,
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    *,
+    n: int = 200,
+    seed: int = 0,
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Resample holdout rows (the same rows for both models) and report how often the
     candidate is at least as good as the champion, and a 90 % interval of the gain
@@ -216,7 +227,8 @@ def paired_bootstrap(
     gains = []
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))
-        c, b = metric_value(metric, y[idx], candidate[idx]), metric_value(metric, y[idx], champion[idx])
+        c = metric_value(metric, y[idx], candidate[idx], threshold=threshold)
+        b = metric_value(metric, y[idx], champion[idx], threshold=threshold)
         if not (np.isnan(c) or np.isnan(b)):
             gains.append(sign * (c - b))
     if not gains:  # e.g. a single-class holdout: AUC is undefined on every resample

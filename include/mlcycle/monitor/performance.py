@@ -68,7 +68,7 @@ def realized(
     single_class = task is Task.CLASSIFICATION and len(set(y.tolist())) < 2
     for name in names:
         if name not in out:
-            out[name] = float("nan") if single_class else ev.metric_value(name, y, s)
+            out[name] = float("nan") if single_class else ev.metric_value(name, y, s, threshold=threshold)
     return out
 
 
@@ -96,6 +96,7 @@ def reference_performance(
     numeric: list[str] | None = None,
     categorical: list[str] | None = None,
     primary: str | None = None,
+    k: float = 3.0,
     seed: int = 0,
 ) -> dict[str, Any]:
     """What monitoring needs to estimate and judge performance, as data: the calibrator (with
@@ -160,6 +161,12 @@ def reference_performance(
             bands[metric]["estimate_std"] = float(est[both].std(ddof=1))
             bands[metric]["estimate_mae"] = float(np.abs(est[both] - real[both]).mean())
     out["bands"] = bands
+    for metric, b in bands.items():  # the bands of a reference-sized chunk, for the record
+        b["k"] = k
+        b["lower"], b["upper"] = (band(out, metric, b["rows"], k)[side] for side in ("lower", "upper"))
+        if "estimate_std" in b:
+            est = band(out, metric, b["rows"], k, source="estimated")
+            b["estimate_lower"], b["estimate_upper"] = est["lower"], est["upper"]
     return out
 
 

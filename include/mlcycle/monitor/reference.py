@@ -41,7 +41,9 @@ def reference_profile(
         importance=feature_importance(spec, pipeline, holdout),
     ).to_dict()
     y = holdout[spec.data.target].to_numpy()
-    reference: dict[str, Any] = {"metrics": ev.all_metrics(spec.task, y, scores)}
+    reference: dict[str, Any] = {
+        "metrics": ev.all_metrics(spec.task, y, scores, threshold=spec.scoring.decision_threshold)
+    }
     # Chunks of the holdout in time order, as a monitoring window comes.
     order = np.argsort(holdout[spec.data.time_column].to_numpy(), kind="stable")
     reference["estimation"] = performance.reference_performance(
@@ -54,6 +56,7 @@ def reference_profile(
         numeric=spec.features.numeric,
         categorical=spec.features.categorical,
         primary=spec.gate.primary_metric,
+        k=spec.monitor.band_k,
     )
     profile["reference_performance"] = reference
     # How strongly each pair of columns (the target included) goes together: the pre-training
