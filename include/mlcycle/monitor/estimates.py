@@ -215,4 +215,7 @@ def regressor_estimates(losses: np.ndarray) -> dict[str, float]:
     """Estimated MAE and RMSE of rows whose predicted losses are ``losses`` (``dle_losses``)."""
     import numpy as np
 
-    return {"mae": float(losses[:, 0].mean()), "rmse": float(np.sqrt(losses[:, 1].mean()))}
+    return {
+        "mae": float(losses[:, 0].mean(dtype="float64")),
+        "rmse": float(np.sqrt(losses[:, 1].mean(dtype="float64"))),
+    }

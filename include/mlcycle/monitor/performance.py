@@ -209,15 +209,12 @@ def judge(
     return {"value": value, **b, "status": status}
 
 
-def _enough(task: Task, y: np.ndarray | None, p: np.ndarray | None, min_rows: int) -> bool:
-    """Whether a value on these rows can be told from the reference at all."""
-    rows = len(y) if y is not None else len(p)  # type: ignore[arg-type]
+def _enough(rows: int, positives: float | None, min_rows: int) -> bool:
+    """Whether a value on ``rows`` rows (``positives`` of them, or expected to be, for a
+    classifier) can be told from the reference at all."""
     if rows < min_rows:
         return False
-    if task is not Task.CLASSIFICATION:
-        return True
-    positives = float(y.sum()) if y is not None else float(p.sum())  # type: ignore[union-attr]
-    return min(positives, rows - positives) >= MIN_CLASS_ROWS
+    return positives is None or min(positives, rows - positives) >= MIN_CLASS_ROWS
 
 
 def _scope(
@@ -239,10 +236,11 @@ def _scope(
     threshold = reference["threshold"]
     rows = len(p)
     out: dict[str, Any] = {"label": label, "rows": rows, "estimated": {}, "realized": {}}
-    if _enough(task, None, p if task is Task.CLASSIFICATION else np.zeros(rows), min_rows):
+    classifier = task is Task.CLASSIFICATION
+    if _enough(rows, float(p.sum()) if classifier else None, min_rows):
         est = (
             estimates.classifier_estimates(p, scores >= threshold)
-            if task is Task.CLASSIFICATION
+            if classifier
             else estimates.regressor_estimates(losses)  # type: ignore[arg-type]
         )
         out["expected_confusion"] = est.pop("confusion", None)
@@ -255,7 +253,7 @@ def _scope(
     out["labelled_rows"] = int(labelled.sum())
     if out["labelled_rows"]:
         yl, sl = y[labelled], scores[labelled]
-        if _enough(task, yl, None, min_rows):
+        if _enough(len(yl), float(yl.sum()) if classifier else None, min_rows):
             real = realized(task, yl, sl, threshold, names)
             out["confusion"] = real.pop("confusion", None)
             out["realized"] = {m: judge(reference, m, real[m], len(yl), k) for m in names}
