@@ -407,11 +407,13 @@ def _monitor_doc(spec: ModelSpec) -> str:
 
 Compares the last {m.window_days} day(s) of validated batches with the reference profile of the current
 `champion` (written when it was trained): per-feature drift (PSI, KS, chi-square, Jensen–Shannon,
-Wasserstein), prediction drift, measured performance where labels exist
-{"and a label-free estimate from the champion's probabilities (CBPE)" if spec.task == "classification" else ""}.
+Wasserstein), prediction drift, and performance: estimated without labels
+({"calibrated CBPE: ROC AUC, accuracy, precision, recall, F1 at threshold " + format(spec.scoring.decision_threshold, "g") if spec.task == "classification" else "DLE loss models: MAE, RMSE"})
+and measured where labels exist, per chunk of {f"{m.chunk_period} of `{spec.data.time_column}`" if m.chunk_period else f"{m.chunk_rows:,} rows"} and over the window, each
+against its band from the reference (mean ± {m.band_k:g} std over holdout chunks){f"; and the primary metric at most {m.max_performance_drop:g} worse than on the holdout" if m.max_performance_drop is not None else ""}.
 
 A retrain is requested (an event of the asset `mlcycle://{spec.name}/retrain`, which `train_{spec.name}` is
-scheduled on) only when drift is found AND every guardrail passes: cooldown {m.cooldown_hours:g} h since the
+scheduled on) only when drift or a performance alert is found AND every guardrail passes: cooldown {m.cooldown_hours:g} h since the
 last training, at least {m.min_new_rows} new rows, at most {m.max_retrains_per_week} retrains per rolling week,
 newest batch not in quarantine. The decision and its reasons are recorded either way (task log, drift report
 behind the **Evidence** link, MLflow experiment `{spec.name}-monitoring`, the retrain-decision table).
