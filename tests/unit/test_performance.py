@@ -223,3 +223,45 @@ def test_a_million_rows_like_the_reference_raise_no_alert_and_a_small_shift_is_c
     assert ("band", "window", "estimated", "roc_auc") in {
         (a["rule"], a["scope"], a["source"], a["metric"]) for a in worse["alerts"]
     }
+
+
+def test_the_sampling_error_grows_with_fewer_rows_and_fewer_positives(rng):
+    s, y, _ = draw(rng, 50_000)
+    ref = mp.reference_performance(
+        Task.CLASSIFICATION, y, s, threshold=0.5, chunk_rows=5000, primary="roc_auc"
+    )
+    at = {n: mp.band(ref, "roc_auc", n, 3.0)["sampling_error"] for n in (500, 5000, 50_000)}
+    assert at[500] == pytest.approx(at[5000] * np.sqrt(10)) and at[5000] == pytest.approx(
+        at[50_000] * np.sqrt(10)
+    )
+    balanced = ref["positive_rate"] * 500
+    rare = mp.band(ref, "roc_auc", 500, 3.0, positives=17)["sampling_error"]
+    assert rare > 1.5 * mp.band(ref, "roc_auc", 500, 3.0, positives=balanced)["sampling_error"]
+
+
+def test_chunks_by_rows_or_by_time_and_a_profile_without_estimation():
+    import datetime as dt
+
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import monitor
+
+    spec = get_spec("churn")
+    times = np.array(
+        [np.datetime64(dt.datetime(2026, 12, 1, h)) for h in (0, 1, 7, 13, 23, 23)], dtype="datetime64[ns]"
+    )
+    streamed = {"rows": 6, "times": times}
+    by_rows = monitor.chunk_indices(
+        spec.model_copy(update={"monitor": spec.monitor.model_copy(update={"chunk_rows": 4})}), streamed
+    )
+    assert [(label, idx.tolist()) for label, idx in by_rows] == [
+        ("rows 0-3", [0, 1, 2, 3]),
+        ("rows 4-5", [4, 5]),
+    ]
+    six_hours = spec.model_copy(update={"monitor": spec.monitor.model_copy(update={"chunk_period": "6h"})})
+    by_time = monitor.chunk_indices(six_hours, streamed)
+    assert [(label, idx.tolist()) for label, idx in by_time] == [
+        ("2026-12-01 00:00", [0, 1]), ("2026-12-01 06:00", [2]), ("2026-12-01 12:00", [3]),
+        ("2026-12-01 18:00", [4, 5]),
+    ]  # fmt: skip
+    old = monitor.performance(spec, {"reference_performance": {"metrics": {"roc_auc": 0.8}}}, streamed)
+    assert "predates performance estimation: retrain it" in old["note"]

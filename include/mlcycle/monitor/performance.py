@@ -117,6 +117,7 @@ def reference_performance(
         "samples": method,
     }
     if task is Task.CLASSIFICATION:
+        out["positive_rate"] = float(y.mean())
         cal = calibration.fit_calibrator(s, y)
         honest = calibration.cross_fitted(s, y, seed=seed)  # each row calibrated without itself
         out["calibration"] = {
@@ -171,17 +172,31 @@ def reference_performance(
 
 
 def band(
-    reference: dict[str, Any], metric: str, rows: int, k: float, source: str = "realized"
+    reference: dict[str, Any],
+    metric: str,
+    rows: int,
+    k: float,
+    *,
+    source: str = "realized",
+    positives: float | None = None,
 ) -> dict[str, float]:
     """The band of a ``source`` (realized or estimated) value of ``metric`` resting on ``rows``
-    rows, and its sampling error. A realized value varies with the labels drawn; an estimate
-    only with the rows (it reads no labels), so each is judged by its own spread over the
-    reference chunks. Both bands are widened by the uncertainty of the reference itself (the
-    realized spread at the reference's size: what its mean and the calibrator rest on)."""
+    rows (``positives`` of them, or expected to be, for a classifier), and its sampling error.
+    A realized value varies with the labels drawn; an estimate only with the rows (it reads no
+    labels), so each is judged by its own spread over the reference chunks. The error grows
+    as 1/sqrt(rows), and as the classes get more unequal than in the reference (17 positives
+    in 500 rows tell less than 100). Both bands are widened by the uncertainty of the
+    reference itself (the realized spread at the reference's size: what its mean and the
+    calibrator rest on)."""
     b = reference["bands"][metric]
     estimated = source == "estimated" and "estimate_std" in b
     center, spread = (b["estimate_mean"], b["estimate_std"]) if estimated else (b["mean"], b["std"])
-    error = spread * math.sqrt(b["rows"] / rows)
+    effective = float(rows)
+    if positives is not None and reference.get("positive_rate"):
+        q = min(max(positives / rows, 1.0 / rows), 1.0 - 1.0 / rows)
+        q_ref = reference["positive_rate"]
+        effective = rows * (q * (1.0 - q)) / (q_ref * (1.0 - q_ref))
+    error = spread * math.sqrt(b["rows"] / effective)
     of_reference = b["std"] * math.sqrt(b["rows"] / reference["rows"])
     half = k * math.hypot(error, of_reference)
     lower, upper = center - half, center + half
@@ -193,12 +208,19 @@ def band(
 
 
 def judge(
-    reference: dict[str, Any], metric: str, value: float, rows: int, k: float, *, source: str = "realized"
+    reference: dict[str, Any],
+    metric: str,
+    value: float,
+    rows: int,
+    k: float,
+    *,
+    source: str = "realized",
+    positives: float | None = None,
 ) -> dict[str, Any]:
     """One value against its band: where it lies, and whether that is worse than the reference."""
     if metric not in reference["bands"] or not math.isfinite(value):
         return {"value": value if math.isfinite(value) else None, "status": TOO_FEW}
-    b = band(reference, metric, rows, k, source=source)
+    b = band(reference, metric, rows, k, source=source, positives=positives)
     worse_below = higher_is_better(metric)
     if value < b["lower"]:
         status = "worse" if worse_below else "better"
@@ -237,7 +259,8 @@ def _scope(
     rows = len(p)
     out: dict[str, Any] = {"label": label, "rows": rows, "estimated": {}, "realized": {}}
     classifier = task is Task.CLASSIFICATION
-    if _enough(rows, float(p.sum()) if classifier else None, min_rows):
+    expected = float(p.sum()) if classifier else None
+    if _enough(rows, expected, min_rows):
         est = (
             estimates.classifier_estimates(p, scores >= threshold)
             if classifier
@@ -245,7 +268,8 @@ def _scope(
         )
         out["expected_confusion"] = est.pop("confusion", None)
         out["estimated"] = {
-            m: judge(reference, m, est[m], rows, k, source="estimated") for m in watched(task)
+            m: judge(reference, m, est[m], rows, k, source="estimated", positives=expected)
+            for m in watched(task)
         }
     else:
         out["estimated"] = {m: {"value": None, "status": TOO_FEW} for m in watched(task)}
@@ -253,10 +277,13 @@ def _scope(
     out["labelled_rows"] = int(labelled.sum())
     if out["labelled_rows"]:
         yl, sl = y[labelled], scores[labelled]
-        if _enough(len(yl), float(yl.sum()) if classifier else None, min_rows):
+        positives = float(yl.sum()) if classifier else None
+        if _enough(len(yl), positives, min_rows):
             real = realized(task, yl, sl, threshold, names)
             out["confusion"] = real.pop("confusion", None)
-            out["realized"] = {m: judge(reference, m, real[m], len(yl), k) for m in names}
+            out["realized"] = {
+                m: judge(reference, m, real[m], len(yl), k, positives=positives) for m in names
+            }
         else:
             out["realized"] = {m: {"value": None, "status": TOO_FEW} for m in names}
     return out
