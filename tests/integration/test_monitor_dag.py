@@ -278,3 +278,40 @@ def test_rows_moving_to_where_the_model_is_unsure_alert_from_the_estimate_alone(
     assert {a["source"] for a in perf["alerts"]} == {"estimated"}
     checks = {c["name"]: c for c in out["decision"]["checks"]}
     assert "performance alert: estimated roc_auc" in checks["drift"]["detail"], checks["drift"]
+
+
+def test_a_regressor_is_monitored_with_its_loss_models(store):
+    """demand (a regressor): the reference carries the loss models as data; a check estimates
+    MAE and RMSE without labels, measures them with, and a noisier period alerts."""
+    from mlcycle.core.run import RunInfo
+    from mlcycle.flows import monitor
+    from tests.conftest import train_champion
+
+    # Trained on batches older than the 7-day window: the check sees only rows the model has not.
+    spec = train_champion(store, "demand", end=today() - dt.timedelta(days=8), days=5)
+    (path,) = write_batches(store.lake, "demand", today(), days=1, rows=3000, seed=5)
+
+    def check(run_id: str) -> dict:
+        return monitor.check(spec, RunInfo("monitor_demand", run_id), store.mlc, lake_root=store.lake,
+                             now=dt.datetime.now(dt.UTC), ledger_uri=store.ledger_uri)  # fmt: skip
+
+    healthy = check("manual__healthy")["performance"]
+    assert healthy["calibration"] is None and healthy["alerts"] == [], healthy["alerts"]
+    window = healthy["window"]
+    assert set(window["estimated"]) == {"mae", "rmse"} and window["labelled_rows"] == window["rows"] == 3000
+    for metric in ("mae", "rmse"):
+        est, real = window["estimated"][metric], window["realized"][metric]
+        assert est["status"] == real["status"] == "within", (est, real)
+        assert abs(est["value"] - real["value"]) < 3 * real["sampling_error"] + 0.1 * real["value"], (
+            est,
+            real,
+        )
+
+    # The same rows with the price signal scrambled: the champion errs more, and the labels say so.
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    frame["units_sold"] = frame["units_sold"].sample(frac=1.0, random_state=0).to_numpy()
+    frame.to_parquet(path)
+    worse = check("manual__worse")["performance"]
+    assert ("band", "realized", "rmse") in {(a["rule"], a["source"], a["metric"]) for a in worse["alerts"]}
