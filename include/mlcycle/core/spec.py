@@ -76,6 +76,9 @@ class DataSpec(_Strict):
     split: Literal["time", "hash"] = "time"
     split_seed: int = 0
     rows_per_batch: int = Field(2000, ge=10)
+    # A bound on the rows a training holds (about 1 GB per million): above it, a stratified,
+    # seeded sample of the window is read batch by batch (mlcycle.data.sample). None: all rows.
+    max_training_rows: int | None = Field(None, ge=100)
     # Classifiers: the target's values as they appear in the data, each mapped to class 0 or 1
     # (1 is the positive class, the one roc_auc and f1 score). Without it the target must
     # already hold 0/1 (or true/false).

@@ -59,6 +59,7 @@ TAG_SKIPPED = "mlcycle.skipped"  # on the MLflow run of a training that had noth
 TAG_DATA_SHIFT = "mlcycle.data_shift"
 TAG_DATA_SHIFT_REASON = "mlcycle.data_shift.accepted_because"
 DATA_SHIFT_ARTIFACT = "data_shift/report.json"
+SAMPLE_ARTIFACT = "lineage/sample.json"  # which rows a window above data.max_training_rows kept
 
 
 def run_file(spec: ModelSpec, lake_root: str, run: RunInfo, what: RunFile) -> lk.LakePath:
@@ -243,7 +244,7 @@ def train(
         mlc.set_terminated(mlflow_run_id)
         return skipped
 
-    df = lk.read_parquet([lk.as_path(u) for u in manifest.batches])
+    df = _read_window(spec, mlc, mlflow_run_id, manifest)
     log.info("read %d rows from %d batch(es)", len(df), len(manifest.batches))
     shift = check_data_shift(
         spec, run, mlc, df, lake_root=lake_root, mlflow_run_id=mlflow_run_id, accept=accept_data_shift
@@ -288,6 +289,32 @@ def train(
     out["holdout_metrics"] = {k: round(v, 6) for k, v in holdout_metrics.items()}
     out["train_seconds"] = round(fitted.seconds, 3)
     return out
+
+
+def _read_window(
+    spec: ModelSpec, mlc: MlflowClient, mlflow_run_id: str, manifest: lk.Manifest
+) -> pd.DataFrame:
+    """The training window as one frame; above ``data.max_training_rows``, a bounded stratified
+    sample read batch by batch (``data.sample``), its exact composition logged with the run."""
+    paths = [lk.as_path(u) for u in manifest.batches]
+    bound = spec.data.max_training_rows
+    if bound is None or manifest.rows <= bound:
+        return lk.read_parquet(paths)
+    from mlcycle.data.sample import read_sample
+
+    digests = manifest.digests or [lk.file_sha256(p) for p in paths]
+    sample = read_sample(spec, paths, digests, [lk.count_rows([p]) for p in paths])
+    mlc.log_dict(mlflow_run_id, sample.lineage, SAMPLE_ARTIFACT)
+    registry.log_params(mlc, mlflow_run_id, {
+        "data.max_training_rows": bound, "data.sampled_from_rows": manifest.rows,
+        "data.sample_keys_sha256": sample.lineage["keys_sha256"],
+    })  # fmt: skip
+    log.info(
+        "window of %d rows above data.max_training_rows: kept a stratified sample of %d",
+        manifest.rows,
+        len(sample.frame),
+    )
+    return sample.frame
 
 
 def check_data_shift(
