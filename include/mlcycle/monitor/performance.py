@@ -163,11 +163,12 @@ def reference_performance(
             bands[metric]["estimate_mae"] = float(np.abs(est[both] - real[both]).mean())
     out["bands"] = bands
     for metric, b in bands.items():  # the bands of a reference-sized chunk, for the record
-        b["k"] = k
-        b["lower"], b["upper"] = (band(out, metric, b["rows"], k)[side] for side in ("lower", "upper"))
+        size = int(b["rows"])
+        realized_band = band(out, metric, size, k)
+        b.update(k=k, lower=realized_band["lower"], upper=realized_band["upper"])
         if "estimate_std" in b:
-            est = band(out, metric, b["rows"], k, source="estimated")
-            b["estimate_lower"], b["estimate_upper"] = est["lower"], est["upper"]
+            estimated_band = band(out, metric, size, k, source="estimated")
+            b.update(estimate_lower=estimated_band["lower"], estimate_upper=estimated_band["upper"])
     return out
 
 
