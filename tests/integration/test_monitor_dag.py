@@ -247,30 +247,37 @@ def test_labels_that_arrive_later_are_measured_beside_the_earlier_estimate(champ
     assert {h["batch"] for h in second["performance"]["history"]} == {path.name, Path(later_path).name}
 
 
-def test_rows_moving_to_where_the_model_is_unsure_alert_from_the_estimate_alone(champion):
-    """No labels at all: customers the champion cannot tell apart (scores near the middle)
-    become most of the batch. The estimate alone sees it; the report says so."""
+def land_unsure(env, *, labelled: bool) -> Path:
+    """A batch of which 70 % are customers the champion cannot tell apart (scores between 0.3
+    and 0.7), drawn from the same generator: the label relationship is unchanged."""
     import pandas as pd
 
-    from mlcycle.core.run import RunInfo
     from mlcycle.core.spec import get_spec
     from mlcycle.data.generators import generate_batch
-    from mlcycle.flows import monitor
     from mlcycle.store import registry
 
     spec = get_spec(MODEL)
-    mlc = registry.client(champion.tracking_uri)
-    model = registry.load_sklearn(mlc, MODEL, "1")
+    model = registry.load_sklearn(registry.client(env.tracking_uri), MODEL, "1")
     pool = generate_batch("churn", today(), 20_000, seed=9)
     p = model.predict_proba(pool[spec.features.all])[:, 1]
-    unsure = pool[(p > 0.3) & (p < 0.7)]
-    rest = pool[(p <= 0.3) | (p >= 0.7)]
-    batch = pd.concat([unsure.head(2100), rest.head(900)], ignore_index=True).drop(columns=[spec.data.target])
-    path = Path(champion.lake) / MODEL / "incoming" / f"{today().isoformat()}.parquet"
+    unsure, rest = pool[(p > 0.3) & (p < 0.7)], pool[(p <= 0.3) | (p >= 0.7)]
+    batch = pd.concat([unsure.head(2100), rest.head(900)], ignore_index=True)
+    path = Path(env.lake) / MODEL / "incoming" / f"{today().isoformat()}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    batch.to_parquet(path)
-    out = monitor.check(spec, RunInfo(DAG_ID, "manual__unsure"), mlc, lake_root=champion.lake,
-                        now=dt.datetime.now(dt.UTC), ledger_uri=champion.ledger_uri)  # fmt: skip
+    (batch if labelled else batch.drop(columns=[spec.data.target])).to_parquet(path)
+    return path
+
+
+def test_rows_moving_to_where_the_model_is_unsure_alert_from_the_estimate_alone(champion):
+    """No labels at all: the estimate alone sees the batch is harder; the report says so."""
+    from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import get_spec
+    from mlcycle.flows import monitor
+    from mlcycle.store import registry
+
+    land_unsure(champion, labelled=False)
+    out = monitor.check(get_spec(MODEL), RunInfo(DAG_ID, "manual__unsure"), registry.client(champion.tracking_uri),
+                        lake_root=champion.lake, now=dt.datetime.now(dt.UTC), ledger_uri=champion.ledger_uri)  # fmt: skip
     perf = out["performance"]
     assert perf["window"]["labelled_rows"] == 0 and perf["window"]["realized"] == {}
     fired = {(a["rule"], a["source"], a["metric"]) for a in perf["alerts"]}
@@ -278,6 +285,23 @@ def test_rows_moving_to_where_the_model_is_unsure_alert_from_the_estimate_alone(
     assert {a["source"] for a in perf["alerts"]} == {"estimated"}
     checks = {c["name"]: c for c in out["decision"]["checks"]}
     assert "performance alert: estimated roc_auc" in checks["drift"]["detail"], checks["drift"]
+
+
+def test_the_monitor_dag_asks_for_a_retrain_when_the_estimate_leaves_its_band(dags, champion):
+    """The same batch through monitor_<model> (with its labels, as the contract requires of an
+    incoming batch): the estimate's alert is raised, and the labels confirm it."""
+    land_unsure(champion, labelled=True)
+    dr = dags[DAG_ID].test(run_conf={"as_of": later(13)})
+    assert dr.state == "success", states(dr)
+    out = check_result(dr)
+    assert out["retrain"] is True and "performance alert: estimated roc_auc" in out["reason"], out
+    from mlcycle.core.run import run_key
+
+    report = json.loads(
+        (Path(champion.lake) / MODEL / "runs" / run_key(dr.run_id) / "drift.json").read_text()
+    )
+    fired = {(a["rule"], a["source"], a["metric"]) for a in report["performance"]["alerts"]}
+    assert {("band", "estimated", "roc_auc"), ("band", "realized", "roc_auc")} <= fired, fired
 
 
 def test_a_regressor_is_monitored_with_its_loss_models(store):
