@@ -245,6 +245,11 @@ def test_labels_that_arrive_later_are_measured_beside_the_earlier_estimate(champ
     assert early["realized"]["roc_auc"] == pytest.approx(truth)
     assert abs(early["estimated"]["roc_auc"] - truth) < 0.05  # how good the estimate was, on record
     assert {h["batch"] for h in second["performance"]["history"]} == {path.name, Path(later_path).name}
+    from mlcycle.reports import pages
+
+    page = pages.drift_page(second)
+    table = page[page.index("Estimate and realized value by batch") :]
+    assert path.name in table and pages.fmt_number(early["realized"]["roc_auc"]) in table
 
 
 def land_unsure(env, *, labelled: bool) -> Path:

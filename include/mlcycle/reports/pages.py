@@ -449,20 +449,20 @@ def _performance_view(perf: Mapping[str, Any]) -> dict[str, Any]:
         for m in metrics
     ]  # fmt: skip
     chunks = perf.get("chunks") or []
+
+    def points(source: str, metric: str, key: str = "value") -> list[list[float]]:
+        out = []
+        for i, c in enumerate(chunks, 1):
+            v = (c.get(source) or {}).get(metric) or {}
+            if isinstance(v.get(key), int | float) and math.isfinite(v[key]):
+                out.append([float(i), float(v[key])])
+        return out
+
     charts = []
     for m in metrics:
-
-        def points(source: str, key: str = "value", metric: str = m) -> list[list[float]]:
-            out = []
-            for i, c in enumerate(chunks, 1):
-                v = (c.get(source) or {}).get(metric) or {}
-                if isinstance(v.get(key), int | float) and math.isfinite(v[key]):
-                    out.append([float(i), float(v[key])])
-            return out
-
-        series = [("estimated", points("estimated")), ("realized", points("realized")),
-                  ("band", points("estimated", "lower") or points("realized", "lower")),
-                  ("band", points("estimated", "upper") or points("realized", "upper"))]  # fmt: skip
+        series = [("estimated", points("estimated", m)), ("realized", points("realized", m)),
+                  ("band", points("estimated", m, "lower") or points("realized", m, "lower")),
+                  ("band", points("estimated", m, "upper") or points("realized", m, "upper"))]  # fmt: skip
         if len(chunks) > 1 and any(pts for _, pts in series[:2]):
             charts.append(_chart(f"{m} per chunk", [(side, pts) for side, pts in series if pts],
                                  x_label="chunk (oldest to newest)", y_label=m))  # fmt: skip
@@ -477,6 +477,7 @@ def _performance_view(perf: Mapping[str, Any]) -> dict[str, Any]:
         "threshold": perf.get("threshold"),
         "k": perf.get("k"),
         "window": window,
+        "history": [h for h in perf.get("history") or [] if h.get("estimated") or h.get("realized")],
     }
 
 
