@@ -292,7 +292,7 @@ class Topology:
                 elif time.monotonic() - healthy_at > UNHEALTHY_RESTART_S:
                     # An orchestrator's liveness probe: a scheduler whose health endpoint failed
                     # for this long is killed (SIGABRT: faulthandler writes every thread's stack
-                    # to its log first) and started again by the restart policy above.
+                    # to its log first) and started again.
                     self.restarts.append("scheduler (unhealthy)")
                     started = self._restartable["scheduler"]
                     self.kill("scheduler", signal.SIGABRT)
