@@ -320,6 +320,9 @@ class FeatureDriftOverride(_Strict):
     threshold: float = Field(gt=0)
 
 
+PERIOD_RE = re.compile(r"^[1-9][0-9]*(min|h|D|W)$")  # monitor.chunk_period: 30min, 6h, 1D, 1W
+
+
 class MonitorSpec(_Strict):
     """Drift monitoring and the guardrails in front of a drift-triggered retrain."""
 
@@ -356,9 +359,6 @@ class MonitorSpec(_Strict):
                 f"{value!r} is not a period; use a count and a unit of min, h, D or W, e.g. '6h' or '1D'"
             )
         return value
-
-
-PERIOD_RE = re.compile(r"^[1-9][0-9]*(min|h|D|W)$")
 
 
 class ScoringSpec(_Strict):

@@ -92,7 +92,8 @@ def _stream(
         with path.open("rb") as fh:
             names = set(pq.ParquetFile(fh).schema_arrow.names)
             fh.seek(0)
-            extra = [c for c in (target, time_column, key) if c in names]
+            wanted = (target, key, *([time_column] if spec.monitor.chunk_period else []))
+            extra = [c for c in wanted if c in names]
             for table in iter_chunks(fh, [*spec.features.all, *extra], CHUNK_ROWS):
                 chunk = table.to_pandas()
                 s = ev.scores(model, chunk[spec.features.all], spec.task)
@@ -112,7 +113,7 @@ def _stream(
                     y = np.where(np.isnan(y), arrived, y)
                 kept["labels"].append(y)
                 kept["batch"].append(np.full(len(chunk), number, dtype="int32"))
-                if spec.monitor.chunk_period and time_column in chunk.columns:
+                if time_column in chunk.columns:
                     kept["times"].append(chunk[time_column].to_numpy(dtype="datetime64[ns]"))
                 if dle is not None:
                     kept["losses"].append(

@@ -98,10 +98,11 @@ def expected_calibration_error(scores: Any, labels: Any, bins: int = ECE_BINS) -
 
     s = np.asarray(scores, dtype="float64")
     y = np.asarray(labels, dtype="float64")
+    if not len(s):
+        return float("nan")
     idx = np.minimum((s * bins).astype("int64"), bins - 1)
-    n = np.bincount(idx, minlength=bins)
     gap = np.abs(np.bincount(idx, weights=s, minlength=bins) - np.bincount(idx, weights=y, minlength=bins))
-    return float(gap.sum() / max(len(s), 1)) if n.sum() else float("nan")
+    return float(gap.sum() / len(s))
 
 
 def cross_fitted(scores: Any, labels: Any, folds: int = CROSS_FIT_FOLDS, seed: int = 0) -> np.ndarray:

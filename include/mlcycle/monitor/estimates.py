@@ -94,7 +94,8 @@ def classifier_estimates(proba_positive: Any, predicted: Any) -> dict[str, Any]:
 def classifier_realized(labels: Any, proba_positive: Any, threshold: float) -> dict[str, Any]:
     """The same metrics measured on labels (NaN where a class is missing), and the confusion matrix."""
     import numpy as np
-    from sklearn.metrics import roc_auc_score
+
+    from mlcycle.ml.evaluation import metric_value
 
     y = np.asarray(labels, dtype="float64") == 1.0
     p = np.asarray(proba_positive, dtype="float64")
@@ -105,16 +106,17 @@ def classifier_realized(labels: Any, proba_positive: Any, threshold: float) -> d
         "fn": float(np.sum(~predicted & y)),
         "tn": float(np.sum(~predicted & ~y)),
     }
-    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {"roc_auc": auc, **_from_confusion(confusion), "confusion": confusion}
+    return {"roc_auc": metric_value("roc_auc", y, p), **_from_confusion(confusion), "confusion": confusion}
 
 
 def regressor_realized(labels: Any, predictions: Any) -> dict[str, float]:
     """MAE and RMSE measured on labels."""
     import numpy as np
 
-    err = np.asarray(predictions, dtype="float64") - np.asarray(labels, dtype="float64")
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err * err)))}
+    from mlcycle.ml.evaluation import metric_value
+
+    y, p = np.asarray(labels, dtype="float64"), np.asarray(predictions, dtype="float64")
+    return {name: metric_value(name, y, p) for name in REGRESSOR_METRICS}
 
 
 # --- direct loss estimation for regressors --------------------------------------------------------

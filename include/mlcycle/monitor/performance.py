@@ -65,7 +65,7 @@ def realized(
         if task is Task.CLASSIFICATION
         else estimates.regressor_realized(y, s)
     )
-    single_class = task is Task.CLASSIFICATION and len(set(y.tolist())) < 2
+    single_class = task is Task.CLASSIFICATION and (not len(y) or y.min() == y.max())
     for name in names:
         if name not in out:
             out[name] = float("nan") if single_class else ev.metric_value(name, y, s, threshold=threshold)

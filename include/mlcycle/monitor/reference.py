@@ -52,7 +52,8 @@ def reference_profile(
         np.asarray(scores)[order],
         threshold=spec.scoring.decision_threshold,
         chunk_rows=spec.monitor.chunk_rows,
-        frame=holdout.iloc[order],
+        # The loss models of a regressor read the features; a classifier's estimate does not.
+        frame=holdout.iloc[order] if spec.task is Task.REGRESSION else None,
         numeric=spec.features.numeric,
         categorical=spec.features.categorical,
         primary=spec.gate.primary_metric,
