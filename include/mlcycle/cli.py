@@ -68,6 +68,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "corrupt": args.corrupt,
         "shuffle_labels": args.shuffle_labels,
         "degrade": args.degrade,
+        "new_intent": args.new_intent,
     }
     if args.out:
         day = args.end
@@ -342,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--degrade", type=float, default=0.0,
         help="0..1 (churn): a concept shift in one segment that the features barely show",
+    )  # fmt: skip
+    gen.add_argument(
+        "--new-intent", type=float, default=0.0,
+        help="0..1 (support_intent): the share of questions of a new intent, warranty",
     )  # fmt: skip
     gen.add_argument("--corrupt", action="store_true", help="break the contract (bad values, missing keys)")
     gen.add_argument(

@@ -42,7 +42,8 @@ def test_one_train_dag_per_spec(dagbag):
 
 
 KINDS = ("train", "score", "monitor", "rollback", "guard")
-ALL_DAGS = [f"{kind}_{n}" for kind in KINDS for n in ("churn", "demand")]
+MODELS = ("churn", "demand", "support_intent")
+ALL_DAGS = [f"{kind}_{n}" for kind in KINDS for n in MODELS]
 EXPECTED_PARAMS = {
     "train": {"batch_uri", "reason", "force", "estimator_params", "accept_data_shift", "require_approval"},
     "score": {"batch_uri", "alias", "version", "rows_per_partition", "chunk_rows"},
@@ -75,7 +76,7 @@ def test_conventions(dagbag, dag_id):
             assert task.retry_exponential_backoff == 2.0, task.task_id
 
 
-@pytest.mark.parametrize("spec_name", ["churn", "demand"])
+@pytest.mark.parametrize("spec_name", MODELS)
 def test_score_dag_runs_on_new_batches(dagbag, spec_name):
     """score_<model> is scheduled on the model's incoming-batch asset."""
     dag = dagbag.dags[f"score_{spec_name}"]
@@ -83,7 +84,7 @@ def test_score_dag_runs_on_new_batches(dagbag, spec_name):
     assert type(dag.get_task("score_partition")).__name__ == "MappedOperator"
 
 
-@pytest.mark.parametrize("spec_name", ["churn", "demand"])
+@pytest.mark.parametrize("spec_name", MODELS)
 def test_monitor_dag_runs_hourly_and_on_new_batches(dagbag, spec_name):
     dag = dagbag.dags[f"monitor_{spec_name}"]
     assert dag.timetable.timetable.expression == "0 * * * *"
@@ -93,7 +94,7 @@ def test_monitor_dag_runs_hourly_and_on_new_batches(dagbag, spec_name):
     assert dag.get_task("check_drift").trigger_rule == "all_done"
 
 
-@pytest.mark.parametrize("spec_name", ["churn", "demand"])
+@pytest.mark.parametrize("spec_name", MODELS)
 def test_schedule_is_the_specs(dagbag, spec_name):
     from mlcycle.core.spec import get_spec
 

@@ -47,7 +47,7 @@ def test_batch_matches_its_spec(model):
     needed = {spec.data.key_column, spec.data.time_column, spec.data.target, *spec.features.all}
     assert needed <= set(df.columns)
     assert df[spec.data.key_column].is_unique
-    assert (df[spec.data.time_column] == pd.Timestamp(DAY)).all()
+    assert (df[spec.data.time_column].dt.normalize() == pd.Timestamp(DAY)).all()  # within the day
     assert GENERATORS[model][1] == spec.data.key_column
     assert GENERATORS[model][2] == spec.data.target
 
@@ -108,8 +108,7 @@ def test_shuffle_labels_keeps_the_label_distribution(model):
     target = GENERATORS[model][2]
     clean = generate_batch(model, DAY, 1000)
     shuffled = generate_batch(model, DAY, 1000, shuffle_labels=True)
-    assert sorted(shuffled[target]) == sorted(clean[target])
-    assert shuffled[target].mean() == pytest.approx(clean[target].mean())
+    assert sorted(shuffled[target]) == sorted(clean[target])  # hence the same rate of every value
     assert not np.array_equal(shuffled[target].to_numpy(), clean[target].to_numpy())
     features = [c for c in clean.columns if c != target]
     pd.testing.assert_frame_equal(shuffled[features], clean[features])
@@ -131,7 +130,11 @@ def test_shuffled_labels_lose_the_signal():
 @pytest.mark.parametrize(
     ("args", "options", "message"),
     [
-        (("fraud", DAY, 10), {}, r"unknown generator 'fraud'; choose one of \['churn', 'demand'\]"),
+        (
+            ("fraud", DAY, 10),
+            {},
+            r"unknown generator 'fraud'; choose one of \['churn', 'demand', 'support_intent'\]",
+        ),
         (("churn", DAY, 10), {"drift": 1.5}, "drift must be between 0 and 1, got 1.5"),
         (("churn", DAY, 10), {"drift": -0.1}, "drift must be between 0 and 1, got -0.1"),
         (("demand", DAY, 0), {}, "rows must be positive, got 0"),

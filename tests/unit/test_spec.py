@@ -41,12 +41,15 @@ def write_spec(directory: Path, raw: Any, name: str | None = None) -> Path:
 
 
 def test_shipped_specs_parse():
-    """Both shipped specs load from the real include/models folder, sorted by name."""
+    """The shipped specs load from the real include/models folder, sorted by name."""
     specs = load_specs(SHIPPED)
-    assert [s.name for s in specs] == ["churn", "demand"]
-    churn, demand = specs
+    assert [s.name for s in specs] == ["churn", "demand", "support_intent"]
+    churn, demand, intent = specs
     assert churn.task is Task.CLASSIFICATION
     assert demand.task is Task.REGRESSION
+    assert intent.task is Task.MULTICLASS
+    assert intent.features.text == ["question"]
+    assert intent.features.all[-1] == "question"  # numeric, categorical, then text
     assert churn.gate.primary_metric == "roc_auc"
     assert demand.data.split == "hash"
     assert churn.train_dag_id == "train_churn"
@@ -74,7 +77,9 @@ def test_defaults_are_filled_in(tmp_path):
 def test_get_spec_finds_by_name_and_lists_known_models(tmp_path):
     """get_spec loads ``<name>.yaml``; an unknown name lists the models that exist."""
     assert get_spec("demand", SHIPPED).name == "demand"
-    with pytest.raises(SpecError, match=r"no model spec .*nope\.yaml; known models: \['churn', 'demand'\]"):
+    with pytest.raises(
+        SpecError, match=r"no model spec .*nope\.yaml; known models: \['churn', 'demand', 'support_intent'\]"
+    ):
         get_spec("nope", SHIPPED)
 
 
@@ -156,7 +161,7 @@ BAD_SPECS = [
         "feature_in_both_lists",
         _set("features.categorical", ["age", "region"]),
         "features",
-        "both numeric and categorical",
+        "listed more than once (numeric, categorical, text)",
     ),
 ]
 
@@ -255,10 +260,11 @@ def test_metric_direction_is_known_per_metric():
     """The gate relies on these directions: AUC higher is better, losses lower."""
     from mlcycle.core.spec import METRICS
 
-    assert METRICS["roc_auc"] == (Task.CLASSIFICATION, Direction.HIGHER)
-    assert METRICS["log_loss"] == (Task.CLASSIFICATION, Direction.LOWER)
-    assert METRICS["rmse"] == (Task.REGRESSION, Direction.LOWER)
-    assert METRICS["r2"] == (Task.REGRESSION, Direction.HIGHER)
+    assert METRICS["roc_auc"] == ({Task.CLASSIFICATION}, Direction.HIGHER)
+    assert METRICS["log_loss"] == ({Task.CLASSIFICATION, Task.MULTICLASS}, Direction.LOWER)
+    assert METRICS["macro_f1"] == ({Task.MULTICLASS}, Direction.HIGHER)
+    assert METRICS["rmse"] == ({Task.REGRESSION}, Direction.LOWER)
+    assert METRICS["r2"] == ({Task.REGRESSION}, Direction.HIGHER)
 
 
 def test_invalid_yaml_names_file(tmp_path):
@@ -454,8 +460,8 @@ def test_estimator_problems_name_the_closest_valid_name(estimator, problem):
 
 
 def test_shipped_estimators_build():
-    """Both shipped specs name estimators that build with their params."""
-    assert [estimator_problems(s) for s in load_specs(SHIPPED)] == [[], []]
+    """Every shipped spec names an estimator that builds with its params."""
+    assert [estimator_problems(s) for s in load_specs(SHIPPED)] == [[], [], []]
 
 
 @pytest.mark.parametrize(

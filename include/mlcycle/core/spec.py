@@ -31,8 +31,14 @@ CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
 class Task(StrEnum):
     """The spec's ``task``: which metrics apply, and whether the estimator must classify or regress."""
 
-    CLASSIFICATION = "classification"
+    CLASSIFICATION = "classification"  # binary: class 1 is the positive class
+    MULTICLASS = "multiclass"  # one of data.classes per row
     REGRESSION = "regression"
+
+    @property
+    def classifies(self) -> bool:
+        """Binary or multi-class: the model has ``predict_proba`` and ``classes_``."""
+        return self is not Task.REGRESSION
 
 
 class Direction(StrEnum):
@@ -42,18 +48,54 @@ class Direction(StrEnum):
     LOWER = "lower"
 
 
-# Every metric the gate can use, the task it belongs to and which way is better.
-METRICS: dict[str, tuple[Task, Direction]] = {
-    "roc_auc": (Task.CLASSIFICATION, Direction.HIGHER),
-    "average_precision": (Task.CLASSIFICATION, Direction.HIGHER),
-    "accuracy": (Task.CLASSIFICATION, Direction.HIGHER),
-    "f1": (Task.CLASSIFICATION, Direction.HIGHER),
-    "log_loss": (Task.CLASSIFICATION, Direction.LOWER),
-    "brier": (Task.CLASSIFICATION, Direction.LOWER),
-    "rmse": (Task.REGRESSION, Direction.LOWER),
-    "mae": (Task.REGRESSION, Direction.LOWER),
-    "r2": (Task.REGRESSION, Direction.HIGHER),
+_BINARY, _MULTI, _REG = (
+    frozenset({Task.CLASSIFICATION}),
+    frozenset({Task.MULTICLASS}),
+    frozenset({Task.REGRESSION}),
+)
+
+# Every metric the gate can use, the tasks it applies to and which way is better. A multi-class
+# model also has one ``recall.<class>`` and ``precision.<class>`` per class (``metric_info``).
+METRICS: dict[str, tuple[frozenset[Task], Direction]] = {
+    "roc_auc": (_BINARY, Direction.HIGHER),
+    "average_precision": (_BINARY, Direction.HIGHER),
+    "accuracy": (_BINARY | _MULTI, Direction.HIGHER),
+    "f1": (_BINARY, Direction.HIGHER),
+    "log_loss": (_BINARY | _MULTI, Direction.LOWER),
+    "brier": (_BINARY, Direction.LOWER),
+    "balanced_accuracy": (_MULTI, Direction.HIGHER),
+    "macro_f1": (_MULTI, Direction.HIGHER),
+    "weighted_f1": (_MULTI, Direction.HIGHER),
+    "roc_auc_ovr": (_MULTI, Direction.HIGHER),  # one-vs-rest, macro average over the classes
+    "rmse": (_REG, Direction.LOWER),
+    "mae": (_REG, Direction.LOWER),
+    "r2": (_REG, Direction.HIGHER),
 }
+PER_CLASS_METRICS = ("recall", "precision")
+CLASS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # a class becomes metric and column names
+
+
+def metric_info(name: str) -> tuple[frozenset[Task], Direction] | None:
+    """The tasks ``name`` applies to and its direction, for ``METRICS`` and the per-class
+    ``recall.<class>`` / ``precision.<class>``; None for an unknown name."""
+    if name in METRICS:
+        return METRICS[name]
+    kind, _, cls = name.partition(".")
+    if kind in PER_CLASS_METRICS and CLASS_RE.match(cls):
+        return _MULTI, Direction.HIGHER
+    return None
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether ``name`` (a ``metric_info`` name) improves upwards."""
+    info = metric_info(name)
+    return info is None or info[1] is Direction.HIGHER
+
+
+def task_metrics(task: Task) -> list[str]:
+    """The names of ``METRICS`` that apply to ``task``, sorted."""
+    return sorted(m for m, (tasks, _) in METRICS.items() if task in tasks)
+
 
 # Estimators a spec may name. A dotted path from YAML is imported and instantiated,
 # so it is restricted to scikit-learn's own namespace.
@@ -83,6 +125,28 @@ class DataSpec(_Strict):
     # (1 is the positive class, the one roc_auc and f1 score). Without it the target must
     # already hold 0/1 (or true/false).
     labels: dict[str | int, int] | None = None
+    # Multi-class: every value the target may hold, as it appears in the data. The model's
+    # probability columns, the per-class metrics and the scoring output follow this list.
+    classes: list[str] | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if len(value) < 3:
+            raise ValueError(
+                f"{value} are {len(value)} classes; a multi-class target needs at least 3 (for two, "
+                "use task: classification with data.labels)"
+            )
+        bad = [c for c in value if not CLASS_RE.match(c)]
+        if bad:
+            raise ValueError(
+                f"{bad} cannot name metrics and columns; use letters, digits, _ and - (e.g. 'billing')"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"{sorted(c for c in set(value) if value.count(c) > 1)} are listed twice")
+        return value
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -110,23 +174,61 @@ class DataSpec(_Strict):
         return value
 
 
+class TextVectorSpec(_Strict):
+    """Validates ``features.text_vectorizer``: how each text column becomes numbers. ``tfidf``:
+    TF-IDF of word n-grams beside TF-IDF of character n-grams (within word boundaries, which
+    absorb typos and new inflections), fitted on the training rows. ``hashing``: the same two
+    views hashed into a fixed number of columns, stateless, so an incremental model can go on
+    learning from new batches without refitting a vocabulary (and not convertible to ONNX)."""
+
+    kind: Literal["tfidf", "hashing"] = "tfidf"
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = (3, 5)  # None: words only
+    max_features: int = Field(20_000, ge=100, le=2**22)  # per view (tfidf: the most frequent terms)
+    min_df: int = Field(2, ge=1)  # tfidf: terms in fewer training rows are dropped
+    sublinear_tf: bool = True
+    lowercase: bool = True
+
+    @field_validator("word_ngrams", "char_ngrams")
+    @classmethod
+    def _ngrams(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1] <= 8:
+            raise ValueError(
+                f"{list(value)} is not an n-gram range; give [low, high] with 1 <= low <= high <= 8"
+            )
+        return value
+
+
 class FeaturesSpec(_Strict):
-    """Validates the ``features`` section: numeric and categorical columns, at least one, none in both lists."""
+    """Validates the ``features`` section: numeric, categorical and text columns, at least one,
+    each in one list."""
 
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    text: list[str] = Field(default_factory=list)  # free text, vectorised by text_vectorizer
+    text_vectorizer: TextVectorSpec = Field(default_factory=TextVectorSpec)
+    # Numeric columns after imputation: as they are (trees), or standardised (linear models and
+    # SGD, whose fit depends on the columns' scales).
+    numeric_scaling: Literal["none", "standard"] = "none"
 
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> FeaturesSpec:
-        if not self.numeric and not self.categorical:
-            raise ValueError("list at least one feature under numeric or categorical")
-        both = sorted(set(self.numeric) & set(self.categorical))
+        if not self.all:
+            raise ValueError("list at least one feature under numeric, categorical or text")
+        both = sorted(c for c in set(self.all) if self.all.count(c) > 1)
         if both:
-            raise ValueError(f"{both} are listed as both numeric and categorical; keep each in one list")
+            raise ValueError(
+                f"{both} are listed more than once (numeric, categorical, text); keep each in one list"
+            )
         return self
 
     @property
     def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.text]
+
+    @property
+    def tabular(self) -> list[str]:
+        """The numeric and categorical columns: what per-feature drift statistics read."""
         return [*self.numeric, *self.categorical]
 
 
@@ -274,6 +376,9 @@ class GateSpec(_Strict):
     # scoring and monitoring run: always recorded in the ledger as "external"; "revert" also
     # moves it back to the last version the pipeline put there.
     external_moves: Literal["alert", "revert"] = "alert"
+    # Multi-class: no class's recall on the holdout may fall below the champion's by more than
+    # this (one rule per class). None: not judged per class.
+    max_class_recall_drop: float | None = Field(None, ge=0.0, le=1.0)
 
     @property
     def trusted_tolerance(self) -> float:
@@ -284,10 +389,11 @@ class GateSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_metrics(self) -> GateSpec:
+        known = f"use one of {sorted(METRICS)} (multi-class also recall.<class>, precision.<class>)"
         for section in ("thresholds", "max_regression", "min_improvement"):
             for metric in getattr(self, section):
-                if metric not in METRICS:
-                    raise ValueError(f"@{section}.{metric}: unknown metric; use one of {sorted(METRICS)}")
+                if metric_info(metric) is None:
+                    raise ValueError(f"@{section}.{metric}: unknown metric; {known}")
         for section in ("max_regression", "min_improvement"):
             for metric, value in getattr(self, section).items():
                 if value < 0:
@@ -295,10 +401,8 @@ class GateSpec(_Strict):
                         f"@{section}.{metric}: is {value}; give a non-negative amount "
                         "(the direction comes from the metric)"
                     )
-        if self.primary_metric not in METRICS:
-            raise ValueError(
-                f"@primary_metric: {self.primary_metric!r} is unknown; use one of {sorted(METRICS)}"
-            )
+        if metric_info(self.primary_metric) is None:
+            raise ValueError(f"@primary_metric: {self.primary_metric!r} is unknown; {known}")
         return self
 
 
@@ -436,7 +540,6 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        fitting = sorted(m for m, (t, _) in METRICS.items() if t is self.task)
         keys = [("primary_metric", self.gate.primary_metric)] + [
             (f"{section}.{m}", m)
             for section in ("thresholds", "max_regression", "min_improvement")
@@ -447,8 +550,26 @@ class ModelSpec(_Strict):
                 "@gate.shadow.min_agreement: agreement of classes needs a classifier; use max_mean_abs_diff"
             )
         for key, metric in keys:
-            if METRICS[metric][0] is not self.task:
-                raise ValueError(f"@gate.{key}: {metric} does not apply to {self.task}; use one of {fitting}")
+            info = metric_info(metric)
+            if info is not None and self.task not in info[0]:
+                raise ValueError(
+                    f"@gate.{key}: {metric} does not apply to {self.task}; use one of {task_metrics(self.task)}"
+                    + (" or recall.<class>, precision.<class>" if self.task is Task.MULTICLASS else "")
+                )
+            cls = metric.partition(".")[2]
+            if info is not None and cls and self.data.classes and cls not in self.data.classes:
+                raise ValueError(f"@gate.{key}: {cls!r} is not one of data.classes {self.data.classes}")
+        if self.gate.max_class_recall_drop is not None and self.task is not Task.MULTICLASS:
+            raise ValueError(
+                "@gate.max_class_recall_drop: per-class recall needs task: multiclass; remove it"
+            )
+        if self.task is Task.MULTICLASS and self.data.classes is None:
+            raise ValueError(
+                "@data.classes: a multi-class target needs its classes listed as they appear in the "
+                "data, e.g. classes: [billing, technical, delivery]"
+            )
+        if self.task is not Task.MULTICLASS and self.data.classes is not None:
+            raise ValueError(f"@data.classes: only a multi-class target lists classes (task is {self.task})")
         reserved = {self.data.key_column, self.data.time_column, self.data.target}
         clash = sorted(reserved & set(self.features.all))
         if clash:
@@ -459,11 +580,15 @@ class ModelSpec(_Strict):
                 f"@gate.slices.columns: {not_categorical} are not categorical features; slice on one of "
                 f"{self.features.categorical}"
             )
-        if self.task is Task.REGRESSION and self.data.labels is not None:
-            raise ValueError("@data.labels: a regression target is a number, not a label; remove labels")
+        if self.task is not Task.CLASSIFICATION and self.data.labels is not None:
+            raise ValueError(
+                f"@data.labels: labels map a binary target to 0/1; a {self.task} target "
+                + ("lists data.classes instead" if self.task is Task.MULTICLASS else "is a number")
+                + "; remove labels"
+            )
         expected = f"{self.estimator.class_.rsplit('.', 1)[1]}"
-        if self.task is Task.CLASSIFICATION and "Regressor" in expected:
-            raise ValueError(f"@estimator.class: {expected} is a regressor but task is classification")
+        if self.task.classifies and "Regressor" in expected:
+            raise ValueError(f"@estimator.class: {expected} is a regressor but task is {self.task}")
         if self.task is Task.REGRESSION and "Classifier" in expected:
             raise ValueError(f"@estimator.class: {expected} is a classifier but task is regression")
         return self
@@ -606,11 +731,16 @@ def spec_digest(spec: ModelSpec) -> str:
     import json
 
     data = {"key_column", "time_column", "target", "holdout_fraction", "split", "split_seed"}
-    if spec.data.labels is not None:
-        data.add("labels")
+    data |= {k for k in ("labels", "classes") if getattr(spec.data, k) is not None}
     relevant = spec.model_dump(
         mode="json", include={"features": True, "estimator": True, "data": data}, by_alias=True
     )
+    # Options at their defaults leave out: the digest of a model that does not use them stays.
+    features = relevant["features"]
+    if not spec.features.text:
+        del features["text"], features["text_vectorizer"]
+    if spec.features.numeric_scaling == "none":
+        del features["numeric_scaling"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -692,11 +822,9 @@ def estimator_problems(spec: ModelSpec) -> list[str]:
             validate()
     except (TypeError, ValueError) as exc:
         return [f"estimator.params: {short} refuses them: {exc}"]
-    if spec.task is Task.CLASSIFICATION and not (
-        is_classifier(estimator) and hasattr(estimator, "predict_proba")
-    ):
+    if spec.task.classifies and not (is_classifier(estimator) and hasattr(estimator, "predict_proba")):
         return [
-            f"estimator.class: {short} is not a classifier with predict_proba, but task is classification "
+            f"estimator.class: {short} is not a classifier with predict_proba, but task is {spec.task} "
             "(some classifiers need a parameter for it, e.g. SVC's probability: true)"
         ]
     if spec.task is Task.REGRESSION and not is_regressor(estimator):
@@ -710,7 +838,8 @@ def _some(values: list[Any], limit: int = 10) -> str:
 
 
 def encode_target(spec: ModelSpec, values: pd.Series) -> pd.Series:
-    """The target as the estimator and the metrics need it. A classifier's values become class
+    """The target as the estimator and the metrics need it. A multi-class target keeps its values
+    as text (each must be one of ``data.classes``). A classifier's values become class
     0/1 through ``data.labels`` (without it they must already be 0/1 or booleans); a regressor's
     must be numbers. Missing values stay missing (the result is then float64). ``SpecError``
     naming the values seen and the spec key to set."""
@@ -725,6 +854,17 @@ def encode_target(spec: ModelSpec, values: pd.Series) -> pd.Series:
                 f"{values.dtype} values such as {_some(list(present.unique()), 5)}: fix the data or the task"
             )
         return values
+    if spec.task is Task.MULTICLASS:
+        classes = spec.data.classes or []
+        text = values.astype("object").where(values.isna(), values.astype("string"))
+        unknown = sorted(set(present.astype("string").unique().tolist()) - set(classes))
+        if unknown:
+            raise SpecError(
+                f"model {spec.name}: the target {name!r} holds {_some(unknown)}, which data.classes "
+                f"does not list (it lists {classes}); add them to data.classes in the spec if they "
+                "are new classes, or fix the data"
+            )
+        return text
     labels = spec.data.labels
     if labels is None:
         seen = sorted(present.unique().tolist(), key=repr)

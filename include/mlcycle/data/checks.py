@@ -62,7 +62,7 @@ def contract_problems(spec: ModelSpec, suite: dict[str, Any], where: str) -> lis
             f"contract {where}: no expect_column_to_exist for {missing} (the key, time, target and every "
             f"feature need one); run `mlcycle contract suggest {spec.name} --write` or add them"
         )
-    if spec.task is Task.CLASSIFICATION:
+    if spec.task.classifies:
         in_set = _columns(suite, "expect_column_values_to_be_in_set").get(data.target)
         allowed = in_set.get("value_set") if in_set else None
         if not isinstance(allowed, list):
@@ -70,12 +70,21 @@ def contract_problems(spec: ModelSpec, suite: dict[str, Any], where: str) -> lis
                 f"contract {where}: no expect_column_values_to_be_in_set for the target {data.target!r}; "
                 "an unknown label would only be found at training: add one with the labels the data holds"
             )
+        elif data.classes is not None and sorted(map(str, allowed)) != sorted(data.classes):
+            problems.append(
+                f"contract {where} allows the target values {allowed} but data.classes lists "
+                f"{data.classes}; make them the same (a new class needs both)"
+            )
         elif data.labels is not None and sorted(map(repr, allowed)) != sorted(map(repr, data.labels)):
             problems.append(
                 f"contract {where} allows the target values {allowed} but data.labels maps "
                 f"{list(data.labels)}; make them the same"
             )
-        elif data.labels is None and any(isinstance(v, str) or v not in (0, 1) for v in allowed):
+        elif (
+            data.labels is None
+            and data.classes is None
+            and any(isinstance(v, str) or v not in (0, 1) for v in allowed)
+        ):
             example = ", ".join(f"{v!r}: {i}" for i, v in enumerate(allowed[:2]))
             problems.append(
                 f"contract {where} allows the target values {allowed}, which are not 0/1; map them in "
@@ -102,7 +111,11 @@ def check_model(spec: ModelSpec, contracts_dir: Path) -> CheckReport:
     target = (
         f"labels {', '.join(f'{k!r} -> {v}' for k, v in spec.data.labels.items())}"
         if spec.data.labels
-        else ("classes 0/1" if spec.task is Task.CLASSIFICATION else "numeric")
+        else (
+            f"classes {spec.data.classes}"
+            if spec.data.classes
+            else ("classes 0/1" if spec.task is Task.CLASSIFICATION else "numeric")
+        )
     )
     report.checked = [
         f"estimator {spec.estimator.class_} builds with {len(params)} param(s): {sorted(params)}",

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import math
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 # Keys of an expectation's kwargs that describe the rule (the rest is GX plumbing).
 _PLUMBING = {"batch_id", "result_format", "catch_exceptions", "include_config"}
 EXAMPLES = 10  # sample unexpected values kept per failure
+SHOWN_CHARS = 60  # characters of a long text value a message shows
+# Text checks (``expect_column_values_to_not_match_regex``): a value that is empty or only
+# whitespace, and one with a U+FFFD replacement character (bytes decoded with the wrong encoding)
+# or a control character other than tab, newline and carriage return.
+BLANK_REGEX = r"^\s*$"
+ENCODING_REGEX = "[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 DEFAULT_CHUNK_ROWS = 100_000
 
 # What the chunked validator evaluates itself (the rest of its vocabulary is below).
@@ -51,6 +58,13 @@ _ROWS = {  # a verdict per row, vectorised per chunk; counts merged
     "expect_column_values_to_be_between",
     "expect_column_values_to_be_in_set",
     "expect_column_values_to_not_be_in_set",
+}
+# Rules on text, vectorised per chunk (with GX's own pandas calls) when the column holds strings;
+# GX runs them chunk by chunk on a column of another dtype.
+_TEXT_ROWS = {
+    "expect_column_value_lengths_to_be_between",
+    "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex",
 }
 _AGGREGATES = {  # GX metric of the column, merged across chunks
     "expect_column_mean_to_be_between": "mean",
@@ -169,7 +183,7 @@ class Failure:
             return f"{head}: could not be evaluated: {self.error}"
         if self.unexpected_count is not None:
             pct = f" ({self.unexpected_percent:.2f}%)" if self.unexpected_percent is not None else ""
-            sample = f", e.g. {self.examples[:5]}" if self.examples else ""
+            sample = f", e.g. {examples_text(self.examples[:5])}" if self.examples else ""
             return f"{head}: {self.unexpected_count} unexpected values{pct}{sample}"
         return f"{head}: observed {self.observed!r}"
 
@@ -321,12 +335,107 @@ def type_problem(column: str, values: pd.Series) -> str | None:
     )
 
 
+def shown(value: Any, pattern: str | None = None, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for a message: a string longer than ``limit`` characters cut to ``limit`` of
+    them (around the first match of ``pattern`` when it has one, else its start) and its length."""
+    if not isinstance(value, str) or len(value) <= limit:
+        return repr(value)
+    start = 0
+    if pattern:
+        try:
+            found = re.search(pattern, value)
+        except (re.error, TypeError):
+            found = None
+        start = max(0, min(found.start() - limit // 2, len(value) - limit)) if found else 0
+    end = start + limit
+    return (
+        f"{'…' if start else ''}{value[start:end]!r}{'…' if end < len(value) else ''} ({len(value):,} chars)"
+    )
+
+
+def examples_text(examples: list[Any], pattern: str | None = None) -> str:
+    """Sample values as a list reads, long strings cut (see ``shown``)."""
+    return "[" + ", ".join(shown(v, pattern) for v in examples) + "]"
+
+
+def _matches(regex: str, text: str) -> bool:
+    try:
+        return re.search(regex, text) is not None
+    except (re.error, TypeError):
+        return False
+
+
+def _regex_words(regex: str) -> tuple[str, str]:
+    """(what the values a forbidden ``regex`` matches are, what to do), in plain words for the
+    usual text checks (blank text, broken encoding) and generic for any other pattern."""
+    if _matches(regex, "") and _matches(regex, " \t") and not _matches(regex, "a"):
+        return "are empty or only whitespace", "fix the producer, which sends blank text"
+    if (_matches(regex, "\ufffd") or _matches(regex, "\x00")) and not any(
+        _matches(regex, ok) for ok in ("a", "é", " ", "\t", "\n")
+    ):
+        return (
+            "contain a U+FFFD replacement character (text decoded with the wrong encoding) or a "
+            "control character",
+            "fix the producer: decode the source as UTF-8 and drop control characters",
+        )
+    return f"match the pattern {regex!r}, which the contract forbids", "fix the producer or the regex"
+
+
+def _length_words(kwargs: dict[str, Any]) -> str:
+    """The values a length rule refuses: 'shorter than 3 or longer than 2000 characters'."""
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    words = []
+    if lo is not None:
+        words.append(f"{lo} characters or shorter" if kwargs.get("strict_min") else f"shorter than {lo}")
+    if hi is not None:
+        words.append(f"{hi} characters or longer" if kwargs.get("strict_max") else f"longer than {hi}")
+    text = " or ".join(words)
+    return text if text.endswith(("shorter", "longer")) else f"{text} characters"
+
+
+def count_problem(f: Failure) -> str | None:
+    """A failed row check on text, or any failed not-null check, in plain words: the column, how
+    many of how many values, sample values (long ones cut) and what to do; None for others."""
+    column, n, pct = f.kwargs.get("column"), f.unexpected_count, f.unexpected_percent
+    if f.error or not n or pct is None or not isinstance(column, str):
+        return None
+    total = round(n * 100 / pct) if pct else None
+    mostly = f.kwargs.get("mostly")
+    allowed = ""
+    if isinstance(mostly, int | float) and _is_number(mostly) and mostly < 1:
+        allowed = f", more than the {round((1 - mostly) * 100, 4):g}% the contract allows (mostly={mostly})"
+    partly = bool(allowed)
+    if f.expectation == "expect_column_values_to_not_be_null":
+        rows = f"{n:,} of {total:,} rows" if total else f"{n:,} rows"
+        mostly_hint = "lower mostly" if partly else "set mostly"
+        return (
+            f"{n} unexpected values ({pct:.2f}%): {column!r} is null in {rows}{allowed}; fix the "
+            f"producer, or {mostly_hint} in the contract if that many nulls are valid"
+        )
+    regex = f.kwargs.get("regex") if isinstance(f.kwargs.get("regex"), str) else None
+    if f.expectation == "expect_column_value_lengths_to_be_between":
+        what = f"are {_length_words(f.kwargs)}"
+        hint = f"fix the producer or {'lower mostly' if partly else 'widen the bounds'} in the contract"
+    elif f.expectation == "expect_column_values_to_not_match_regex" and regex is not None:
+        what, hint = _regex_words(regex)
+        hint += ", or lower mostly in the contract if that many are valid" if partly else ""
+    elif f.expectation == "expect_column_values_to_match_regex" and regex is not None:
+        what, hint = f"do not match the pattern {regex!r}", "fix the producer or the regex in the contract"
+    else:
+        return None
+    share = f"{n:,} of {total:,} non-null values ({pct:.2f}%)" if total else f"{n:,} values"
+    distinct = list({repr(v): v for v in f.examples}.values())[:5]
+    sample = f", e.g. {examples_text(distinct, regex)}" if distinct else ""
+    return f"column {column!r}: {share} {what}{allowed}{sample}; {hint}"
+
+
 def _explain(
     failures: list[Failure], present: list[str], sample: Callable[[str], pd.Series]
 ) -> list[Failure]:
     """Failures as a person reads them: every missing column reported once (with the columns the
-    batch has and a hint when only the case differs) in place of each expectation it broke, and
-    text in a column compared with numbers reported as a type problem with sample values."""
+    batch has and a hint when only the case differs) in place of each expectation it broke, text
+    in a column compared with numbers reported as a type problem with sample values, and failed
+    checks of nulls, text lengths and patterns with their counts and what to do (``count_problem``)."""
     have = set(present)
     missing: list[str] = []
     folded = 0
@@ -347,6 +456,7 @@ def _explain(
         if f.expectation in _NUMERIC_BOUNDED and isinstance(column, str) and any(map(_is_number, bounds)):
             found = _resolve(column, present)
             f.problem = f.problem or (type_problem(found, sample(found)) if found else None)
+        f.problem = f.problem or count_problem(f)
     if not missing:
         return kept
     cased = [f"{_resolve(m, present)!r} for {m!r}" for m in missing if _resolve(m, present)]
@@ -550,6 +660,8 @@ class _Rows(_Check):
         import numpy as np
 
         exp = self.exp
+        if self.kind in _TEXT_ROWS:
+            return _text_expected(self.kind, exp, s)
         if self.kind == "expect_column_values_to_be_between":
             values, (lo, hi) = s.to_numpy(), self.bounds
             ok = np.ones(len(values), dtype=bool)
@@ -575,11 +687,17 @@ class _Rows(_Check):
             bad = int(len(s) - isnull.sum())
         else:
             self.nonnull += int(len(s) - isnull.sum())
-            bad = (
-                int(len(s) - isnull.sum())
-                if self.text_vs_numbers
-                else int((~self._expected(s) & ~isnull).sum())
-            )
+            if self.text_vs_numbers:
+                bad = int(len(s) - isnull.sum())
+            else:
+                try:
+                    expected = self._expected(s)
+                except Exception as exc:  # an invalid regex: GX reports what pandas raised
+                    if self.kind not in _TEXT_ROWS:
+                        raise
+                    self.error = str(exc)
+                    return
+                bad = int((~expected & ~isnull).sum())
         self.unexpected += bad
         if bad:
             self.bad_chunks.append(chunk.index)
@@ -616,6 +734,34 @@ class _Rows(_Check):
     def conclude(self) -> None:
         if self.failure is not None and self.examples:
             self.failure.examples = plain(self.examples[:EXAMPLES])
+
+
+def _text_expected(kind: str, exp: Any, s: pd.Series) -> np.ndarray:
+    """Which rows of ``s`` meet a rule on text (nulls count as expected: the caller excludes them),
+    computed as GX's pandas metrics compute it: on the non-null values as ``str``, their
+    ``str.len()`` against the bounds or ``str.contains(regex)``, so the same regex engine decides."""
+    import numpy as np
+
+    notnull = s.notna().to_numpy()
+    values = s[notnull].astype(str)
+    if kind == "expect_column_value_lengths_to_be_between":
+        lengths, lo, hi = values.str.len(), exp.min_value, exp.max_value
+        if lo is not None and hi is not None:
+            inclusive = {(False, False): "both", (True, False): "right", (False, True): "left"}.get(
+                (bool(exp.strict_min), bool(exp.strict_max)), "neither"
+            )
+            hit = lengths.between(lo, hi, inclusive=inclusive)
+        elif hi is not None:
+            hit = lengths < hi if exp.strict_max else lengths <= hi
+        else:
+            hit = lengths > lo if exp.strict_min else lengths >= lo
+    else:
+        hit = values.str.contains(exp.regex)
+        if kind == "expect_column_values_to_not_match_regex":
+            hit = ~hit
+    ok = np.ones(len(s), dtype=bool)
+    ok[notnull] = hit.to_numpy(dtype=bool)
+    return ok
 
 
 def _as_numpy_bound(bound: Any) -> Any:
@@ -985,7 +1131,9 @@ class _FileRun:
             if kind_of == "M" and naive:  # timestamps without a time zone, like the bounds
                 return _Rows(raw, exp, column)
             return _GxRows(raw, exp, [column])
-        if kind in _ROWS:
+        if kind in _ROWS or (
+            kind in _TEXT_ROWS and (dtype == np.dtype(object) or isinstance(dtype, pd.StringDtype))
+        ):
             return _Rows(raw, exp, column)
         if kind == _UNIQUE:
             arrow_type = self.pf.schema_arrow.field(column).type

@@ -71,7 +71,6 @@ def read_sample(spec: ModelSpec, paths: list[LakePath], digests: list[str], rows
     ``digests`` and row counts ``rows``, from the run's manifest), read one batch at a time."""
     import pandas as pd
 
-    from mlcycle.core.spec import Task
     from mlcycle.data import lake as lk
 
     bound = spec.data.max_training_rows
@@ -83,7 +82,7 @@ def read_sample(spec: ModelSpec, paths: list[LakePath], digests: list[str], rows
     for path, digest, n, k in zip(paths, digests, rows, keep, strict=True):
         frame = lk.read_parquet([path])
         seed = int.from_bytes(hashlib.sha256(f"{spec.data.split_seed}:{digest}".encode()).digest()[:8], "big")
-        strata = frame[spec.data.target] if spec.task is Task.CLASSIFICATION else None
+        strata = frame[spec.data.target] if spec.task.classifies else None
         chosen, per_class = _draw(frame, k, seed, strata) if k < n else (frame, {})
         for key in sorted(chosen[spec.data.key_column].astype(str)):
             keys.update(key.encode() + b"\n")
@@ -95,7 +94,7 @@ def read_sample(spec: ModelSpec, paths: list[LakePath], digests: list[str], rows
         "max_training_rows": bound,
         "window_rows": sum(rows),
         "rows": len(frame),
-        "method": "stratified by target within each batch" if spec.task is Task.CLASSIFICATION else "uniform within each batch",
+        "method": "stratified by target within each batch" if spec.task.classifies else "uniform within each batch",
         "seed": f"sha256(split_seed {spec.data.split_seed} : batch sha256)",
         "keys_sha256": keys.hexdigest(),
         "batches": batches,

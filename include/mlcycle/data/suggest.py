@@ -21,6 +21,12 @@ Rules (each bound is written in the expectation's ``meta.observed`` beside what 
   quarantines drifted but valid data loses good data. Columns holding only 0/1 get the set
   {0, 1} instead;
 - text with at most ``MAX_CATEGORIES`` distinct values (not the key): the set seen;
+- free text (a ``features.text`` column, or text with more distinct values than
+  ``MAX_CATEGORIES``, not the key): no value set but the text checks of
+  ``mlcycle.data.contracts``: value lengths between the shortest and longest seen widened by the
+  numbers' ``margin`` rule (integers, not below 0); empty or whitespace-only values up to twice
+  the worst batch's share plus 2 points (``mostly``, as for nulls); and no U+FFFD replacement or
+  control character (other than tab, newline and carriage return) in any value;
 - the target of a classifier: the labels of ``data.labels`` (else {0, 1}), and for a 0/1
   target a positive rate between a quarter of the lowest batch rate and a quarter of the way
   from the highest to 1 (this catches a constant or missing label, not a shift);
@@ -40,14 +46,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import DataNotFoundError, MlcycleError
-from mlcycle.core.spec import ModelSpec, Task
 from mlcycle.data import lake as lk
+from mlcycle.data.contracts import BLANK_REGEX, ENCODING_REGEX
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
     import pandas as pd
+
+    from mlcycle.core.spec import ModelSpec
 
 MARGIN = 0.5
 MAX_CATEGORIES = 50
@@ -79,6 +87,10 @@ class ColumnStats:
     values: set[Any] | None = field(default_factory=set)  # distinct values, None beyond MAX_CATEGORIES
     duplicates: int = 0
     rates: list[float] = field(default_factory=list)  # per-batch mean of a 0/1 column
+    shortest: int | None = None  # text: the fewest and most characters of a value
+    longest: int | None = None
+    worst_blank_rate: float = 0.0  # text: the worst batch's share of empty or whitespace-only values
+    damaged: int = 0  # text: values with a replacement or control character (ENCODING_REGEX)
 
     def add(self, values: pd.Series, uri: str) -> None:
         """Merge one batch's values of the column."""
@@ -115,6 +127,15 @@ class ColumnStats:
         if kind == "numeric":
             self.integer = self.integer and bool((present % 1 == 0).all())
             self.rates.append(float(present.mean()))
+        if kind == "text":  # as GX's checks read text: the values as str, the same regex engine
+            text = present.astype(str)
+            lengths = text.str.len()
+            shortest, longest = int(lengths.min()), int(lengths.max())
+            self.shortest = shortest if self.shortest is None else min(self.shortest, shortest)
+            self.longest = longest if self.longest is None else max(self.longest, longest)
+            blank = int(text.str.contains(BLANK_REGEX).sum())
+            self.worst_blank_rate = max(self.worst_blank_rate, blank / len(text))
+            self.damaged += int(text.str.contains(ENCODING_REGEX).sum())
         if self.values is not None and kind in ("numeric", "text", "bool"):
             self.values |= set(present.unique()[: MAX_CATEGORIES + 1].tolist())
             if len(self.values) > MAX_CATEGORIES:
@@ -139,8 +160,22 @@ def spec_columns(spec: ModelSpec) -> list[str]:
         data.time_column,
         *spec.features.numeric,
         *spec.features.categorical,
+        *_text_features(spec),
         data.target,
     ]
+
+
+def _text_features(spec: ModelSpec) -> list[str]:
+    """The spec's free-text features (``features.text``; none in a spec without that list)."""
+    return list(getattr(spec.features, "text", None) or [])
+
+
+def is_free_text(spec: ModelSpec, column: str, stats: ColumnStats) -> bool:
+    """Whether ``column`` gets the text checks instead of a value set: a text feature of the spec,
+    or text with more distinct values than ``MAX_CATEGORIES``; never the key or the time column."""
+    if column in (spec.data.key_column, spec.data.time_column) or stats.kind != "text":
+        return False
+    return column in _text_features(spec) or stats.values is None
 
 
 def profile_batches(spec: ModelSpec, batches: Iterable[tuple[str, pd.DataFrame]]) -> Profile:
@@ -243,8 +278,10 @@ def _column_expectations(
             )
         return out
     binary = kind == "numeric" and stats.integer and stats.values is not None and stats.values <= {0, 1}
-    if column == data.target and spec.task is Task.CLASSIFICATION:
-        labels = list(data.labels) if data.labels else [0, 1]
+    if column == data.target and spec.task.classifies:
+        labels: list[Any] = [0, 1]
+        if data.classes or data.labels:
+            labels = list(data.classes or data.labels or [])
         out.append(_exp("column_values_to_be_in_set", column, value_set=labels))
         if binary and stats.rates:
             low, high = min(stats.rates), max(stats.rates)
@@ -264,8 +301,35 @@ def _column_expectations(
         lower, upper = numeric_bounds(float(stats.low), float(stats.high), stats.integer, margin)
         seen = [_py(stats.low), _py(stats.high)]
         out.append(_exp("column_values_to_be_between", column, seen, min_value=lower, max_value=upper))
+    elif is_free_text(spec, column, stats):
+        out += _text_expectations(column, stats, margin)
     elif kind == "text" and stats.values is not None:
         out.append(_exp("column_values_to_be_in_set", column, value_set=sorted(stats.values)))
+    return out
+
+
+def _text_expectations(column: str, stats: ColumnStats, margin: float) -> list[dict[str, Any]]:
+    """The text checks of a free-text column (see the module docstring)."""
+    if stats.shortest is None or stats.longest is None:
+        return []
+    lower, upper = numeric_bounds(stats.shortest, stats.longest, True, margin)
+    out = [
+        _exp(
+            "column_value_lengths_to_be_between",
+            column,
+            [stats.shortest, stats.longest],
+            min_value=int(lower),
+            max_value=int(upper),
+        )
+    ]
+    mostly = math.floor((1 - min(1.0, 2 * stats.worst_blank_rate + NULL_SLACK)) * 100) / 100
+    if mostly > 0:
+        observed = {"worst_batch_blank_rate": round(stats.worst_blank_rate, 4)}
+        out.append(
+            _exp("column_values_to_not_match_regex", column, observed, regex=BLANK_REGEX, mostly=mostly)
+        )
+    damaged = {"damaged_values": stats.damaged} if stats.damaged else None
+    out.append(_exp("column_values_to_not_match_regex", column, damaged, regex=ENCODING_REGEX))
     return out
 
 
@@ -311,6 +375,12 @@ def data_warnings(spec: ModelSpec, profile: Profile) -> list[str]:
             found.append(f"{column!r} has {stats[column].nulls} null(s)")
     if stats[data.key_column].duplicates:
         found.append(f"the key {data.key_column!r} has {stats[data.key_column].duplicates} duplicate(s)")
+    for column, column_stats in stats.items():
+        if column_stats.damaged and is_free_text(spec, column, column_stats):
+            found.append(
+                f"{column!r} has {column_stats.damaged} value(s) with a U+FFFD replacement character or a "
+                "control character (text decoded with the wrong encoding)"
+            )
     if stats[data.time_column].kind not in (None, "datetime"):
         found.append(
             f"the time column {data.time_column!r} holds {stats[data.time_column].kind} values, not timestamps "

@@ -14,13 +14,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import DataNotFoundError, RegistryError
-from mlcycle.core.spec import ModelSpec, encode_target
+from mlcycle.core.spec import ModelSpec, Task, encode_target
 from mlcycle.data import lake as lk
 from mlcycle.data.lake import RunFile
 from mlcycle.monitor.profile import PREDICTION
 from mlcycle.store import ledger, registry
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
 
     from mlcycle.core.results import DriftCheckResult
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 100_000
+# Text drift reads at most this many rows of each text column from the window (its first ones):
+# vocabulary shares settle long before, and the window's text is never held whole.
+TEXT_ROWS = 50_000
 
 
 # --- at monitoring time ---------------------------------------------------------------------------
@@ -80,12 +84,16 @@ def _stream(
     from mlcycle.ml import evaluation as ev
     from mlcycle.ml.scoring import iter_chunks
     from mlcycle.monitor import estimates
+    from mlcycle.monitor.performance import top_class
     from mlcycle.monitor.window import Accumulator
 
     acc = Accumulator(profile) if profile is not None else None
     dle = (estimation or {}).get("dle")
     target, time_column, key = spec.data.target, spec.data.time_column, spec.data.key_column
     kept: dict[str, list[np.ndarray]] = {"scores": [], "labels": [], "times": [], "losses": [], "batch": []}
+    classes = ev.classes_of(spec)
+    chosen = np.zeros(len(classes or []), dtype="int64")  # how often the champion chose each class
+    texts: dict[str, list[Any]] = {c: [] for c in spec.features.text}
     rows = 0
     for number, path in enumerate(paths):
         late = _labels_file(spec, lake, path)
@@ -97,20 +105,20 @@ def _stream(
             for table in iter_chunks(fh, [*spec.features.all, *extra], CHUNK_ROWS):
                 chunk = table.to_pandas()
                 s = ev.scores(model, chunk[spec.features.all], spec.task)
+                y = _labels(spec, chunk, late)
+                if classes is not None:  # multi-class: watched through the top class
+                    chosen += np.bincount(s.argmax(axis=1), minlength=len(classes))
+                    s, y = top_class(s, y, classes)
+                for column, kept_texts in texts.items():
+                    if sum(map(len, kept_texts)) < TEXT_ROWS:
+                        kept_texts.append(chunk[column].iloc[: TEXT_ROWS - sum(map(len, kept_texts))])
                 if acc is not None:
-                    frame = chunk[spec.features.all].copy()
+                    frame = chunk[spec.features.tabular].copy()
                     frame[PREDICTION] = s
                     acc.update(frame)
                 # float32 and int32: 12 bytes a row kept, 120 MB for a 10M-row window.
                 kept["scores"].append(s.astype("float32"))
-                y = (
-                    encode_target(spec, chunk[target]).to_numpy(dtype="float32", na_value=np.nan)
-                    if target in chunk.columns
-                    else np.full(len(chunk), np.nan, dtype="float32")
-                )
-                if late is not None and key in chunk.columns:
-                    arrived = chunk[key].map(late).to_numpy(dtype="float32", na_value=np.nan)
-                    y = np.where(np.isnan(y), arrived, y)
+                y = np.asarray(y, dtype="float32")
                 kept["labels"].append(y)
                 kept["batch"].append(np.full(len(chunk), number, dtype="int32"))
                 if time_column in chunk.columns:
@@ -124,11 +132,91 @@ def _stream(
     def joined(key: str) -> Any:
         return np.concatenate(kept[key]) if kept[key] else None
 
+    import pandas as pd
+
     return acc.result() if acc is not None else None, {
         "rows": rows,
         "batches": [p.name for p in paths],
+        "predicted_classes": [int(c) for c in chosen] if classes is not None else None,
+        "texts": {
+            c: pd.concat(parts, ignore_index=True) if parts else pd.Series([], dtype="string")
+            for c, parts in texts.items()
+        },
         **{key: joined(key) for key in kept},
     }
+
+
+def _labels(spec: ModelSpec, chunk: pd.DataFrame, late: Any) -> Any:
+    """The chunk's labels: its own target, else one that arrived later (``late``: by key); NaN
+    (None for a multi-class target's text) where there is none. Binary: class 0/1 as floats."""
+    import numpy as np
+    import pandas as pd
+
+    target, key = spec.data.target, spec.data.key_column
+    own = encode_target(spec, chunk[target]) if target in chunk.columns else pd.Series([None] * len(chunk))
+    if late is not None and key in chunk.columns:
+        own = own.where(own.notna(), chunk[key].map(late).to_numpy())
+    if spec.task is Task.MULTICLASS:
+        return own.astype("object").where(own.notna(), None).to_numpy()
+    return own.to_numpy(dtype="float32", na_value=np.nan)
+
+
+# The predicted class distribution drifted: a chi-square test says it is not chance (p below
+# this) and the Jensen-Shannon distance says it is not small (at least this).
+CLASS_DRIFT_P = 0.001
+CLASS_DRIFT_JS = 0.1
+
+
+def predicted_class_drift(reference: dict[str, Any], counts: list[int], *, min_rows: int) -> dict[str, Any]:
+    """How often the champion chose each class in the window vs on the holdout: per class the
+    two shares, the chi-square p-value and JS distance, and whether that is drift."""
+    import numpy as np
+
+    from mlcycle.monitor.statistics import chi2_test, jensen_shannon
+
+    classes, ref = reference["classes"], np.asarray(reference["counts"], dtype="float64")
+    cur = np.asarray(counts, dtype="float64")
+    rows = int(cur.sum())
+    shares = {c: [round(float(r / max(ref.sum(), 1)), 4), round(float(k / max(rows, 1)), 4)]
+              for c, r, k in zip(classes, ref, cur, strict=True)}  # fmt: skip
+    out: dict[str, Any] = {"rows": rows, "reference_rows": int(ref.sum()), "shares": shares}
+    if rows < min_rows:
+        return {**out, "status": "too_few_rows", "drifted": False}
+    smoothed = ref + 0.5  # a class the holdout never chose must not make the test infinite
+    _, p_value, _ = chi2_test(cur, smoothed)
+    js = jensen_shannon(smoothed, cur + 0.5)
+    drifted = p_value < CLASS_DRIFT_P and js >= CLASS_DRIFT_JS
+    return {**out, "p_value": p_value, "js": js, "js_threshold": CLASS_DRIFT_JS, "drifted": drifted}
+
+
+def content_drift(spec: ModelSpec, profile: dict[str, Any], streamed: dict[str, Any]) -> dict[str, Any]:
+    """Drift the per-feature statistics do not cover: each text column's (vocabulary, words
+    the reference never saw, lengths; ``monitor.text``) and a multi-class model's predicted
+    class distribution. ``drifted`` names what drifted, for the summary."""
+    from mlcycle.monitor.text import text_drift
+
+    out: dict[str, Any] = {"text": {}, "predicted_classes": None, "drifted": []}
+    for column, values in (streamed.get("texts") or {}).items():
+        reference = (profile.get("text") or {}).get(column)
+        if reference is None:
+            out["text"][column] = {"status": "no_reference", "drifted": False,
+                                   "note": "the champion's profile predates text drift: retrain it"}  # fmt: skip
+            continue
+        result = out["text"][column] = text_drift(reference, values, min_rows=spec.monitor.min_rows)
+        if result.get("drifted"):
+            new = ", ".join(str(t[0]) for t in result.get("top_new_terms", [])[:5])
+            out["drifted"].append(
+                f"text {column}: vocabulary JS {result['vocabulary_js']:.3f}, unseen words "
+                f"{result['oov_rate']:.1%}" + (f" (new: {new})" if new else "")
+            )
+    if streamed.get("predicted_classes") is not None and profile.get("predicted_classes"):
+        result = predicted_class_drift(
+            profile["predicted_classes"], streamed["predicted_classes"], min_rows=spec.monitor.min_rows
+        )
+        out["predicted_classes"] = result
+        if result["drifted"]:
+            out["drifted"].append(f"predicted classes: JS {result['js']:.3f}, p {result['p_value']:.2g}")
+    return out
 
 
 def chunk_indices(spec: ModelSpec, streamed: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -155,7 +243,7 @@ def performance(spec: ModelSpec, profile: dict[str, Any], streamed: dict[str, An
     each against its band from the reference (``monitor.performance``)."""
     from mlcycle.monitor import performance as perf
 
-    primary = spec.gate.primary_metric
+    primary = perf.monitored_primary(spec.task, spec.gate.primary_metric)
     ref = profile.get("reference_performance", {})
     estimation = ref.get("estimation")
     if estimation is None:
@@ -321,6 +409,7 @@ def check(
             min_rows=spec.monitor.min_rows,
         )
         perf = performance(spec, profile_dict, streamed)
+        content = content_drift(spec, profile_dict, streamed)
         if estimation is not None:
             history, version = load_history(lake), str(champion.version)
             late = late_labels(spec, lake, model, version=version, estimation=estimation, window=window,
@@ -330,7 +419,10 @@ def check(
             perf["history"] = [history[p["label"]] for p in measured if p["label"] in history]
         degraded = bool(perf.get("degraded"))
         summary = report.summary() + (f"; performance alert: {_perf_text(perf)}" if degraded else "")
-        drift_found, drift_dict, rows = report.dataset_drift or degraded, report.to_dict(), streamed["rows"]
+        if content["drifted"]:
+            summary += "; " + "; ".join(content["drifted"])
+        drift_found = report.dataset_drift or degraded or bool(content["drifted"])
+        drift_dict, rows = {**report.to_dict(), **content}, streamed["rows"]
     else:  # e.g. the only recent batch failed validation: record why nothing is decided
         summary = f"no validated batch in the last {spec.monitor.window_days} day(s): drift not measured"
         drift_found, drift_dict, rows, perf = False, {"summary": summary, "features": []}, 0, {}
@@ -413,6 +505,13 @@ def _log_to_mlflow(
                 if metric == primary:
                     metrics[f"performance_{source}"] = float(v["value"])
     metrics["performance_alerts"] = float(len(result["performance"].get("alerts", [])))
+    for column, text in (drift_report.get("text") or {}).items():
+        for key in ("vocabulary_js", "oov_rate", "length_js"):
+            if isinstance(text.get(key), int | float):
+                metrics[f"text_{key}_{column}"] = float(text[key])
+    classes = drift_report.get("predicted_classes") or {}
+    if isinstance(classes.get("js"), int | float):
+        metrics["predicted_classes_js"] = float(classes["js"])
     metrics["retrain_requested"] = 1.0 if result["decision"]["retrain"] else 0.0
     registry.log_metrics(mlc, run_id, metrics)
     mlc.log_dict(run_id, result, "monitoring/drift.json")

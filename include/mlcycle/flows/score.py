@@ -13,7 +13,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import RegistryError
-from mlcycle.core.spec import ModelSpec, Task
 from mlcycle.data import lake as lk
 from mlcycle.data.lake import RunFile
 from mlcycle.ml import scoring
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
     from mlcycle.core.results import ModelChoice, PartitionResult, PartitionSpec, ScoringReport
     from mlcycle.core.run import RunInfo
+    from mlcycle.core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,6 @@ def _log_to_mlflow(spec: ModelSpec, run: RunInfo, report: dict[str, Any], mlc: M
 def expected_columns(spec: ModelSpec, classes: list[Any]) -> list[str]:
     """Columns of a prediction file, for readers and tests."""
     cols = [spec.data.key_column, "prediction"]
-    if spec.task is Task.CLASSIFICATION:
+    if spec.task.classifies:
         cols += [f"proba_{c}" for c in classes]
     return [*cols, "model_name", "model_version", "model_alias", "run_id", "scored_at"]

@@ -557,7 +557,9 @@ def evaluate(
         size = mlc.get_model_version(spec.name, v).tags.get(registry.TAG_SIZE)
         return {
             "version": str(v),
-            "metrics": ev.all_metrics(spec.task, y, s, threshold=spec.scoring.decision_threshold),
+            "metrics": ev.all_metrics(
+                spec.task, y, s, threshold=spec.scoring.decision_threshold, classes=ev.classes_of(spec)
+            ),
             "latency_ms_per_1k_rows": None,  # timed below, in turns with the champion
             "model_size_mb": float(size) if size else None,
         }, s
@@ -574,6 +576,7 @@ def evaluate(
             champ_scores,
             n=spec.gate.bootstrap_resamples,
             threshold=spec.scoring.decision_threshold,
+            classes=ev.classes_of(spec),
         )
         if spec.gate.shadow.required:
             shadow = _shadow_on_newest_batch(
@@ -613,6 +616,7 @@ def evaluate(
                 champion=champ_scores,
                 min_rows=slices.min_rows,
                 threshold=spec.scoring.decision_threshold,
+                classes=ev.classes_of(spec),
             ),
         ),
     }
@@ -620,7 +624,12 @@ def evaluate(
     scored = {str(version): cand_scores}
     if champion is not None:
         scored[champion["version"]] = champ_scores
-    lk.write_json(ev.curves(spec.task, y, scored), run_file(spec, lake_root, run, RunFile.CURVES))
+    plotted = ev.curves(spec.task, y, scored, classes=ev.classes_of(spec))
+    if spec.features.text:
+        from mlcycle.ml.text import top_terms
+
+        plotted["top_terms"] = top_terms(models[str(version)], spec)
+    lk.write_json(plotted, run_file(spec, lake_root, run, RunFile.CURVES))
     primary = spec.gate.primary_metric
     log.info(
         "holdout %d rows: candidate v%s %s=%.4f%s",
@@ -687,9 +696,13 @@ def _on_trusted_set(
         )
         return out
     X, y = rows[spec.features.all], rows[spec.data.target].to_numpy()
-    cut = spec.scoring.decision_threshold
-    out["candidate"] = cand = ev.all_metrics(spec.task, y, ev.scores(candidate, X, spec.task), threshold=cut)
-    out["champion"] = champ = ev.all_metrics(spec.task, y, ev.scores(champion, X, spec.task), threshold=cut)
+    cut, classes = spec.scoring.decision_threshold, ev.classes_of(spec)
+    out["candidate"] = cand = ev.all_metrics(
+        spec.task, y, ev.scores(candidate, X, spec.task), threshold=cut, classes=classes
+    )
+    out["champion"] = champ = ev.all_metrics(
+        spec.task, y, ev.scores(champion, X, spec.task), threshold=cut, classes=classes
+    )
     primary = spec.gate.primary_metric
     log.info(
         "trusted set v%d, %d of %d rows: candidate %s=%.4f, champion %s=%.4f",
@@ -767,16 +780,16 @@ def _shadow_on_newest_batch(
     if newest is None:
         return None
     X: pd.DataFrame = lk.read_parquet([newest], columns=spec.features.all)
-    c, b = ev.scores(candidate, X, spec.task), ev.scores(champion, X, spec.task)
-    counts, edges = np.histogram(c - b, bins=SHADOW_BINS)
+    shift = ev.score_shift(ev.scores(candidate, X, spec.task), ev.scores(champion, X, spec.task))
+    counts, edges = np.histogram(shift, bins=SHADOW_BINS)
     out: dict[str, Any] = {
         "batch": newest.name,
         "rows": len(X),
-        "mean_abs_diff": float(np.abs(c - b).mean()),
+        "mean_abs_diff": float(np.abs(shift).mean()),
         # Candidate minus champion score per row: the gate page plots it.
         "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
     }
-    if spec.task.value == "classification":
+    if spec.task.classifies:
         out["agreement"] = float((candidate.predict(X) == champion.predict(X)).mean())
     return out
 

@@ -9,19 +9,25 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from mlcycle.core.spec import METRICS, Direction, Task
+from mlcycle.core.spec import METRICS, PER_CLASS_METRICS, Task, higher_is_better, task_metrics
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from mlcycle.core.spec import ModelSpec
+
 
 def scores(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
-    """Positive-class probability for classifiers, the prediction for regressors."""
+    """Positive-class probability for binary classifiers, every class's probability (one
+    column per class, in ``model.classes_`` order) for multi-class, the prediction for
+    regressors."""
     import numpy as np
 
     if task is Task.CLASSIFICATION:
         return np.asarray(model.predict_proba(X))[:, 1]
+    if task is Task.MULTICLASS:
+        return np.asarray(model.predict_proba(X), dtype="float64")
     return np.asarray(model.predict(X), dtype="float64")
 
 
@@ -30,14 +36,73 @@ def scores_of(output: np.ndarray, task: Task) -> np.ndarray:
     return output[:, 1] if task is Task.CLASSIFICATION else output
 
 
-def metric_value(name: str, y: np.ndarray, s: np.ndarray, *, threshold: float = 0.5) -> float:
-    """Metric ``name`` of scores ``s`` against labels ``y``; ``KeyError`` for an unknown name.
+def score_shift(candidate: np.ndarray, champion: np.ndarray) -> np.ndarray:
+    """Per row, the candidate's score minus the champion's: for a multi-class model, of the
+    probability of the class the champion chooses (how much less sure the served decision gets)."""
+    import numpy as np
 
-    accuracy and f1 cut probabilities at ``threshold`` (the spec's
-    ``scoring.decision_threshold``); ``roc_auc`` is NaN when ``y`` holds one class."""
+    if np.ndim(champion) == 2:
+        rows, chosen = np.arange(len(champion)), champion.argmax(axis=1)
+        return np.asarray(candidate[rows, chosen] - champion[rows, chosen])
+    return np.asarray(candidate - champion)
+
+
+def classes_of(spec: ModelSpec) -> list[str] | None:
+    """The column order of a multi-class model's probabilities (scikit-learn's ``classes_``:
+    the spec's classes sorted, since training refuses a window that lacks one); None otherwise."""
+    return sorted(spec.data.classes) if spec.task is Task.MULTICLASS and spec.data.classes else None
+
+
+def _multiclass_value(name: str, y: np.ndarray, s: np.ndarray, classes: list[str]) -> float:
     import numpy as np
     from sklearn import metrics as m
 
+    labels = np.asarray(classes, dtype=object)
+    pred = labels[np.asarray(s).argmax(axis=1)]
+    y = np.asarray(y, dtype=object)
+    if not len(y):
+        return float("nan")
+    kind, _, cls = name.partition(".")
+    if kind in PER_CLASS_METRICS and cls:
+        # Undefined (NaN), never 0, without rows of the class (recall) or predictions of it
+        # (precision): a rule then says "not measured" rather than "dropped to 0".
+        actual, chosen = y == cls, pred == cls
+        base = actual if kind == "recall" else chosen
+        return float((actual & chosen).sum() / base.sum()) if base.any() else float("nan")
+    if name == "accuracy":
+        return float(np.mean(pred == y))
+    if name == "balanced_accuracy":
+        present = [c for c in classes if (y == c).any()]
+        return float(np.mean([np.mean(pred[y == c] == c) for c in present]))
+    if name in ("macro_f1", "weighted_f1"):
+        average = name.partition("_")[0]
+        return float(m.f1_score(y, pred, labels=classes, average=average, zero_division=0))
+    if name == "log_loss":
+        return float(m.log_loss(y, np.clip(s, 1e-15, 1.0), labels=classes))
+    if name == "roc_auc_ovr":
+        # One-vs-rest, macro over the classes present with both sides (NaN under two such).
+        aucs = [
+            m.roc_auc_score(y == c, s[:, i]) for i, c in enumerate(classes) if 0 < (y == c).sum() < len(y)
+        ]
+        return float(np.mean(aucs)) if len(aucs) >= 2 else float("nan")
+    raise KeyError(f"{name!r} is not a multi-class metric; known: {task_metrics(Task.MULTICLASS)}")
+
+
+def metric_value(
+    name: str, y: np.ndarray, s: np.ndarray, *, threshold: float = 0.5, classes: list[str] | None = None
+) -> float:
+    """Metric ``name`` of scores ``s`` against labels ``y``; ``KeyError`` for an unknown name.
+
+    accuracy and f1 cut probabilities at ``threshold`` (the spec's
+    ``scoring.decision_threshold``); ``roc_auc`` is NaN when ``y`` holds one class. Multi-class
+    scores (one column per class, ``classes`` naming them) decide by the most probable class."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    if np.ndim(s) == 2:
+        if classes is None:
+            raise ValueError("multi-class scores need the classes their columns are (classes_of(spec))")
+        return _multiclass_value(name, y, s, classes)
     if name == "roc_auc":
         return float(m.roc_auc_score(y, s)) if len(np.unique(y)) > 1 else float("nan")
     if name == "average_precision":
@@ -59,11 +124,15 @@ def metric_value(name: str, y: np.ndarray, s: np.ndarray, *, threshold: float = 
     raise KeyError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
 
 
-def all_metrics(task: Task, y: np.ndarray, s: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
-    """Every metric of ``METRICS`` that applies to ``task``, by name."""
-    return {
-        name: metric_value(name, y, s, threshold=threshold) for name, (t, _) in METRICS.items() if t is task
-    }
+def all_metrics(
+    task: Task, y: np.ndarray, s: np.ndarray, *, threshold: float = 0.5, classes: list[str] | None = None
+) -> dict[str, float]:
+    """Every metric of ``METRICS`` that applies to ``task``, by name; a multi-class model's also
+    ``recall.<class>`` and ``precision.<class>`` of each class."""
+    names = task_metrics(task)
+    if task is Task.MULTICLASS:
+        names += [f"{kind}.{c}" for c in classes or [] for kind in PER_CLASS_METRICS]
+    return {name: metric_value(name, y, s, threshold=threshold, classes=classes) for name in names}
 
 
 # Rows a latency measurement scores: short runs are more likely to fall between bursts of
@@ -129,6 +198,7 @@ def slice_metrics(
     champion: np.ndarray | None,
     min_rows: int,
     threshold: float = 0.5,
+    classes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``metric`` of each model on the rows of each value of each of ``columns`` (the same rows for
     both), largest slices first. A slice under ``min_rows`` rows, or one where the metric is
@@ -145,10 +215,16 @@ def slice_metrics(
             if rows >= min_rows:
                 for who, s in (("candidate", candidate), ("champion", champion)):
                     if s is not None:
-                        v = metric_value(metric, y[mask], s[mask], threshold=threshold)
+                        v = metric_value(metric, y[mask], s[mask], threshold=threshold, classes=classes)
                         measured[who] = None if np.isnan(v) else v
             out.append({"column": column, "value": str(value), "rows": int(rows), **measured})
     return out
+
+
+def _rounded(value: float) -> float | None:
+    import math
+
+    return None if math.isnan(value) else round(value, 4)
 
 
 CURVE_POINTS = 60
@@ -164,35 +240,58 @@ def _thin(xs: np.ndarray, ys: np.ndarray, n: int = CURVE_POINTS) -> list[list[fl
     return [[round(float(xs[i]), 4), round(float(ys[i]), 4)] for i in idx]
 
 
-def curves(task: Task, y: np.ndarray, by_version: dict[str, np.ndarray]) -> dict[str, Any]:
+def _calibration(confidence: np.ndarray, correct: np.ndarray) -> list[list[float]]:
+    """10 equal-width bins of ``confidence``: [mean confidence, observed frequency, rows] each."""
+    import numpy as np
+
+    edges = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, 9)
+    return [
+        [
+            round(float(confidence[which == b].mean()), 4),
+            round(float(correct[which == b].mean()), 4),
+            int((which == b).sum()),
+        ]
+        for b in range(10)
+        if (which == b).any()
+    ]
+
+
+def curves(
+    task: Task, y: np.ndarray, by_version: dict[str, np.ndarray], *, classes: list[str] | None = None
+) -> dict[str, Any]:
     """What the gate page plots, per model version on the same holdout rows: for a classifier the
-    ROC and precision-recall curves and a 10-bin calibration curve; for a regressor predicted vs
-    actual (a sample of rows) and the residuals' quantiles. Small: a few hundred numbers each."""
+    ROC and precision-recall curves and a 10-bin calibration curve; for a multi-class model the
+    confusion matrix, per-class recall and precision and the calibration of its top class; for a
+    regressor predicted vs actual (a sample of rows) and the residuals' quantiles. Small: a few
+    hundred numbers each."""
     import numpy as np
     from sklearn import metrics as m
 
     out: dict[str, Any] = {"task": str(task), "rows": len(y), "models": {}}
+    if classes is not None:
+        out["classes"] = classes
     for version, s in by_version.items():
-        if task is Task.CLASSIFICATION:
+        if task is Task.MULTICLASS and classes is not None:
+            labels = np.asarray(classes, dtype=object)
+            pred = labels[s.argmax(axis=1)]
+            out["models"][version] = {
+                "confusion": m.confusion_matrix(y, pred, labels=classes).tolist(),
+                "per_class": {
+                    c: {k: _rounded(_multiclass_value(f"{k}.{c}", y, s, classes)) for k in PER_CLASS_METRICS}
+                    for c in classes
+                },
+                "calibration": _calibration(s.max(axis=1), (pred == y).astype("float64")),
+            }
+        elif task is Task.CLASSIFICATION:
             if len(np.unique(y)) < 2:
                 continue
             fpr, tpr, _ = m.roc_curve(y, s)
             precision, recall, _ = m.precision_recall_curve(y, s)
-            edges = np.linspace(0, 1, 11)
-            which = np.clip(np.digitize(s, edges[1:-1]), 0, 9)
-            calibration = [
-                [
-                    round(float(s[which == b].mean()), 4),
-                    round(float(y[which == b].mean()), 4),
-                    int((which == b).sum()),
-                ]
-                for b in range(10)
-                if (which == b).any()
-            ]
             out["models"][version] = {
                 "roc": _thin(fpr, tpr),
                 "pr": _thin(recall[::-1], precision[::-1]),
-                "calibration": calibration,
+                "calibration": _calibration(s, y.astype("float64")),
             }
         else:
             rng = np.random.default_rng(0)
@@ -216,19 +315,20 @@ def paired_bootstrap(
     n: int = 200,
     seed: int = 0,
     threshold: float = 0.5,
+    classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Resample holdout rows (the same rows for both models) and report how often the
     candidate is at least as good as the champion, and a 90 % interval of the gain
     (positive = better, whatever the metric's direction)."""
     import numpy as np
 
-    sign = 1.0 if METRICS[metric][1] is Direction.HIGHER else -1.0
+    sign = 1.0 if higher_is_better(metric) else -1.0
     rng = np.random.default_rng(seed)
     gains = []
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))
-        c = metric_value(metric, y[idx], candidate[idx], threshold=threshold)
-        b = metric_value(metric, y[idx], champion[idx], threshold=threshold)
+        c = metric_value(metric, y[idx], candidate[idx], threshold=threshold, classes=classes)
+        b = metric_value(metric, y[idx], champion[idx], threshold=threshold, classes=classes)
         if not (np.isnan(c) or np.isnan(b)):
             gains.append(sign * (c - b))
     if not gains:  # e.g. a single-class holdout: AUC is undefined on every resample

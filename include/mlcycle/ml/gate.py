@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mlcycle.core.spec import METRICS, Direction, GateSpec
+from mlcycle.core.spec import GateSpec, higher_is_better
 
 
 class Outcome(StrEnum):
@@ -35,7 +35,7 @@ class Rule:
     """One evaluated gate rule: what was measured, the limit it had to meet, and a sentence for reviewers."""
 
     name: str
-    kind: str  # threshold | regression | improvement | confidence | budget | shadow | trusted | slice
+    kind: str  # threshold | regression | improvement | confidence | budget | shadow | trusted | slice | class
     outcome: Outcome
     observed: float | None
     limit: float | None
@@ -105,7 +105,7 @@ class Verdict:
 
 def _gain(metric: str, candidate: float, champion: float) -> float:
     """Signed improvement of candidate over champion: positive is better."""
-    sign = 1.0 if METRICS[metric][1] is Direction.HIGHER else -1.0
+    sign = 1.0 if higher_is_better(metric) else -1.0
     # Rounded so that float noise between identical models is not read as a change.
     return round(sign * (candidate - champion), 12) + 0.0
 
@@ -211,7 +211,7 @@ def _comparison_rules(
                 rules.append(_missing(metric, kind, "champion (same holdout)"))
                 continue
             gain = _gain(metric, c, b)
-            better = "higher" if METRICS[metric][1] is Direction.HIGHER else "lower"
+            better = "higher" if higher_is_better(metric) else "lower"
             if kind == "regression":
                 ok = gain >= -amount
                 detail = (
@@ -244,6 +244,59 @@ def _comparison_rules(
                     f"resamples, required ≥ {policy.min_confidence:.0%}",
                 )
             )
+    return rules
+
+
+def _class_recall_rules(policy: GateSpec, cand: Measurement, champ: Measurement | None) -> list[Rule]:
+    """Multi-class: one rule per class, its recall on the holdout no more than
+    ``max_class_recall_drop`` below the champion's on the same rows. A class without holdout
+    rows has no recall: listed as skipped, not judged. The first version: skipped."""
+    limit = policy.max_class_recall_drop
+    if limit is None:
+        return []
+    classes = sorted(k.partition(".")[2] for k in cand.metrics if k.startswith("recall."))
+    rules = []
+    for cls in classes:
+        name = f"class:recall.{cls}"
+        c = cand.metrics.get(f"recall.{cls}")
+        b = champ.metrics.get(f"recall.{cls}") if champ else None
+        if champ is None:
+            rules.append(
+                Rule(
+                    name,
+                    "class",
+                    Outcome.SKIPPED,
+                    None,
+                    limit,
+                    "no champion yet: bootstrap under absolute rules",
+                )
+            )
+            continue
+        if c is None or b is None or math.isnan(c) or math.isnan(b):
+            rules.append(
+                Rule(
+                    name,
+                    "class",
+                    Outcome.SKIPPED,
+                    None,
+                    limit,
+                    f"class {cls!r} has no holdout rows: recall undefined, not judged",
+                )
+            )
+            continue
+        drop = round(b - c, 12) + 0.0
+        ok = drop <= limit
+        rules.append(
+            Rule(
+                name,
+                "class",
+                Outcome.PASS if ok else Outcome.FAIL,
+                -drop,
+                limit,
+                f"recall of class {cls!r} {_fmt(c)} vs champion {_fmt(b)}: drop {_fmt(drop)}, "
+                f"allowed {_fmt(limit)} (gate.max_class_recall_drop)",
+            )
+        )
     return rules
 
 
@@ -300,7 +353,7 @@ def _trusted_rule(policy: GateSpec, trusted: dict[str, Any] | None) -> Rule:
         return _missing(metric, "trusted", f"{where} (champion)")
     gain = _gain(metric, c, b)
     ok = gain >= -tolerance
-    better = "higher" if METRICS[metric][1] is Direction.HIGHER else "lower"
+    better = "higher" if higher_is_better(metric) else "lower"
     detail = (
         f"on the {where}: {metric} {_fmt(c)} vs champion {_fmt(b)}: change {gain:+.4g} ({better} is better), "
         f"allowed regression {_fmt(tolerance)}"
@@ -379,6 +432,7 @@ def decide(
         rules += _comparison_rules(policy, candidate, champion, confidence)
         rules += _shadow_rules(policy, shadow)
         rules.append(_trusted_rule(policy, trusted))
+    rules += _class_recall_rules(policy, candidate, champion)
     rules += _slice_rules(policy, slices, bootstrap=champion is None)
     return Verdict(
         model=model,

@@ -89,7 +89,7 @@ def predict_frame(model: Any, X: pd.DataFrame, task: Task) -> tuple[np.ndarray, 
     """(prediction, class probabilities or None, class labels) for one chunk."""
     import numpy as np
 
-    if task is Task.CLASSIFICATION:
+    if task.classifies:
         proba = np.asarray(model.predict_proba(X))
         classes = list(model.classes_)
         return np.asarray(model.classes_)[proba.argmax(axis=1)], proba, classes
@@ -108,7 +108,7 @@ def _output_table(
     import pyarrow as pa
 
     cols: dict[str, Any] = {spec.data.key_column: keys}
-    if spec.task is Task.CLASSIFICATION and proba is not None:
+    if spec.task.classifies and proba is not None:
         cols["prediction"] = pa.array(pred)
         for i, c in enumerate(classes):
             cols[f"proba_{c}"] = pa.array(proba[:, i], type=pa.float64())
@@ -138,9 +138,17 @@ class ScoreResult:
         return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
 
 
-def _primary_score(task: Task, pred: np.ndarray, proba: np.ndarray | None) -> np.ndarray:
+def _primary_score(
+    task: Task, pred: np.ndarray, proba: np.ndarray | None, served: np.ndarray | None = None
+) -> np.ndarray:
+    """The score a shadow comparison reads: a binary model's positive-class probability, a
+    multi-class model's probability of the class the served model chose (``served``: the served
+    model's probabilities; itself when None), a regressor's prediction."""
     import numpy as np
 
+    if task is Task.MULTICLASS and proba is not None:
+        chosen = (proba if served is None else served).argmax(axis=1)
+        return np.asarray(proba[np.arange(len(proba)), chosen], dtype="float64")
     return (
         proba[:, -1]
         if task is Task.CLASSIFICATION and proba is not None
@@ -217,7 +225,7 @@ def score_file(
                         key: table.column(key).combine_chunks(),
                         "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
                         "shadow_score": pa.array(
-                            _primary_score(spec.task, s_pred, s_proba), type=pa.float64()
+                            _primary_score(spec.task, s_pred, s_proba, proba), type=pa.float64()
                         ),
                         "prediction": pa.array([str(p) for p in pred]),
                         "shadow_prediction": pa.array([str(p) for p in s_pred]),
@@ -229,7 +237,7 @@ def score_file(
             rows += scored.num_rows
             chunks += 1
         if writer is None:  # an empty range still gets a well-formed output, same columns
-            classes = list(getattr(model, "classes_", [])) if spec.task is Task.CLASSIFICATION else []
+            classes = list(getattr(model, "classes_", [])) if spec.task.classifies else []
             empty = _output_table(
                 spec,
                 keys=pa.array([], type=pa.string()),
@@ -310,7 +318,7 @@ def shadow_summary(shadow_uris: list[str], task: Task, max_flips: int = 1000) ->
             "p99_abs_diff": float(np.quantile(diff, 0.99)),
             "max_abs_diff": float(diff.max()),
         }
-    if task is Task.CLASSIFICATION and len(df):
+    if task.classifies and len(df):
         # Agreement is about decisions, so it only means something for classes.
         flips = df[df["prediction"] != df["shadow_prediction"]]
         out["agreement"] = float(1.0 - len(flips) / len(df))

@@ -24,6 +24,7 @@ SKOPS_TRUSTED_TYPES = [
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "mlcycle.ml.text.TextColumn",  # text features' documents (this project's own, no code run)
 ]
 
 
@@ -62,9 +63,12 @@ def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> 
     estimator = estimator_cls(**params)
     transformers = []
     if spec.features.numeric:
-        transformers.append(
-            ("num", SimpleImputer(strategy="median", add_indicator=True), spec.features.numeric)
-        )
+        numeric: Any = SimpleImputer(strategy="median", add_indicator=True)
+        if spec.features.numeric_scaling == "standard":
+            from sklearn.preprocessing import StandardScaler
+
+            numeric = Pipeline([("impute", numeric), ("scale", StandardScaler())])
+        transformers.append(("num", numeric, spec.features.numeric))
     if spec.features.categorical:
         transformers.append(
             (
@@ -81,7 +85,21 @@ def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> 
                 spec.features.categorical,
             )
         )
-    pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    if spec.features.text:
+        from mlcycle.ml.text import vectorizer
+
+        # One branch per column (named text_<column>, which the evidence's top terms read).
+        transformers += [
+            (f"text_{c}", vectorizer(spec.features.text_vectorizer), [c]) for c in spec.features.text
+        ]
+    pre = ColumnTransformer(
+        transformers,
+        remainder="drop",
+        # Text branches' term names stay prefixed, so two text columns' terms never collide.
+        verbose_feature_names_out=bool(spec.features.text),
+        # Sparse text stays sparse to the estimator when most of the matrix is zeros.
+        sparse_threshold=0.3,
+    )
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
@@ -167,6 +185,14 @@ def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = 
         raise SpecError(
             f"model {spec.name}: the training data has a single class {target.unique()!r}; need both"
         )
+    if spec.task is Task.MULTICLASS:
+        absent = [c for c in spec.data.classes or [] if c not in set(target.unique().tolist())]
+        if absent:
+            raise SpecError(
+                f"model {spec.name}: classes {absent} of data.classes have no row in the training part "
+                f"of the window ({len(train_df)} rows); every class needs examples. Widen "
+                "data.training_window_days, or remove a class that no longer occurs from data.classes"
+            )
     pipeline = build_pipeline(spec, overrides)
     log.info(
         "training %s on %d rows (%d holdout), %d features, estimator %s",
@@ -178,6 +204,10 @@ def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = 
     )
     started = time.perf_counter()
     pipeline.fit(train_df[spec.features.all], target)
+    if spec.features.text:
+        from mlcycle.ml.text import drop_stop_words
+
+        drop_stop_words(pipeline)
     seconds = time.perf_counter() - started
     log.info("trained %s in %.2fs", spec.name, seconds)
     params = {f"model.{k}": v for k, v in pipeline.named_steps["model"].get_params().items()}

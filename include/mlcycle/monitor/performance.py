@@ -18,6 +18,10 @@ judges each against its band. An alert is a value on the worse side of its band 
 window or the newest chunk, or (where the spec sets ``max_performance_drop``) a drop larger
 than that which is also outside the sampling error; the report names the rule that fired.
 Values resting on too few rows (or too few of a class) are "too few rows to tell".
+
+A multi-class model is watched through its top class: the stream is each row's confidence (the
+largest class probability) and whether that class was right, so its calibrated confidence
+estimates accuracy without labels (the same calibrator and bands as a binary model's).
 """
 
 from __future__ import annotations
@@ -39,8 +43,13 @@ TOO_FEW = "too few rows to tell"
 BOUNDED = frozenset({*estimates.CLASSIFIER_METRICS, "average_precision", "brier"})  # within [0, 1]
 
 
+MULTICLASS_METRICS = ("accuracy",)
+
+
 def watched(task: Task) -> tuple[str, ...]:
     """The metrics estimated without labels."""
+    if task is Task.MULTICLASS:
+        return MULTICLASS_METRICS
     return estimates.CLASSIFIER_METRICS if task is Task.CLASSIFICATION else estimates.REGRESSOR_METRICS
 
 
@@ -49,9 +58,29 @@ def higher_is_better(metric: str) -> bool:
     return metric not in METRICS or METRICS[metric][1] is Direction.HIGHER
 
 
+def monitored_primary(task: Task, primary: str) -> str:
+    """The metric the window's absolute drop rule reads: the gate's primary metric, except for a
+    multi-class model, whose top-class stream carries accuracy only."""
+    return MULTICLASS_METRICS[0] if task is Task.MULTICLASS else primary
+
+
 def measured(task: Task, primary: str) -> tuple[str, ...]:
     """The metrics measured on labels: the estimated ones and the gate's primary metric."""
+    if task is Task.MULTICLASS:
+        return MULTICLASS_METRICS
     return (*watched(task), *([] if primary in watched(task) else [primary]))
+
+
+def top_class(proba: np.ndarray, labels: Any, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-class model's stream for monitoring: per row the confidence (largest class
+    probability) and 1.0 where that class is the label, 0.0 where not, NaN without a label."""
+    import numpy as np
+    import pandas as pd
+
+    chosen = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    known = pd.notna(labels)
+    correct = np.where(known, chosen == np.asarray(labels, dtype=object), np.nan).astype("float64")
+    return proba.max(axis=1), correct
 
 
 def realized(
@@ -60,6 +89,8 @@ def realized(
     """``names`` measured on labels ``y`` (and, for a classifier, the confusion matrix)."""
     from mlcycle.ml import evaluation as ev
 
+    if task is Task.MULTICLASS:  # y: 1.0 where the top class was right (``top_class``)
+        return {"accuracy": float(y.mean()) if len(y) else float("nan")}
     out = (
         estimates.classifier_realized(y, s, threshold)
         if task is Task.CLASSIFICATION
@@ -116,7 +147,7 @@ def reference_performance(
         "rows": len(y),
         "samples": method,
     }
-    if task is Task.CLASSIFICATION:
+    if task.classifies:
         out["positive_rate"] = float(y.mean())
         cal = calibration.fit_calibrator(s, y)
         honest = calibration.cross_fitted(s, y, seed=seed)  # each row calibrated without itself
@@ -127,9 +158,8 @@ def reference_performance(
         }
 
         def measure(idx: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-            return (
-                realized(task, y[idx], s[idx], threshold, names),
-                estimates.classifier_estimates(honest[idx], s[idx] >= threshold),
+            return realized(task, y[idx], s[idx], threshold, names), _estimates(
+                task, honest[idx], s[idx], threshold
             )
     else:
         if frame is None:
@@ -170,6 +200,14 @@ def reference_performance(
             estimated_band = band(out, metric, size, k, source="estimated")
             b.update(estimate_lower=estimated_band["lower"], estimate_upper=estimated_band["upper"])
     return out
+
+
+def _estimates(task: Task, p: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """A classifier's label-free estimates from calibrated probabilities ``p``: CBPE for a binary
+    model; the mean calibrated confidence (expected accuracy) for a multi-class one."""
+    if task is Task.MULTICLASS:
+        return {"accuracy": float(p.mean()) if len(p) else float("nan")}
+    return estimates.classifier_estimates(p, scores >= threshold)
 
 
 def band(
@@ -259,13 +297,11 @@ def _scope(
     threshold = reference["threshold"]
     rows = len(p)
     out: dict[str, Any] = {"label": label, "rows": rows, "estimated": {}, "realized": {}}
-    classifier = task is Task.CLASSIFICATION
+    classifier = task.classifies
     expected = float(p.sum()) if classifier else None
     if _enough(rows, expected, min_rows):
         est = (
-            estimates.classifier_estimates(p, scores >= threshold)
-            if classifier
-            else estimates.regressor_estimates(losses)  # type: ignore[arg-type]
+            _estimates(task, p, scores, threshold) if classifier else estimates.regressor_estimates(losses)  # type: ignore[arg-type]
         )
         out["expected_confusion"] = est.pop("confusion", None)
         out["estimated"] = {
@@ -313,7 +349,7 @@ def assess(
 
     s = np.asarray(scores, dtype="float64")
     y = np.asarray(labels, dtype="float64")
-    p = calibration.calibrate(reference.get("calibration"), s) if task is Task.CLASSIFICATION else s
+    p = calibration.calibrate(reference.get("calibration"), s) if task.classifies else s
     names = measured(task, primary)
 
     def scope(label: str, idx: Any) -> dict[str, Any]:

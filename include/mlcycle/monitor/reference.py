@@ -33,23 +33,41 @@ def reference_profile(
 
     if scores is None:
         scores = ev.scores(pipeline, holdout[spec.features.all], spec.task)
+    y = holdout[spec.data.target].to_numpy()
+    classes = ev.classes_of(spec)
+    reference: dict[str, Any] = {
+        "metrics": ev.all_metrics(
+            spec.task, y, scores, threshold=spec.scoring.decision_threshold, classes=classes
+        )
+    }
+    # Monitoring reads one score per row: a multi-class model's top-class confidence, with
+    # whether that class was right as its label (``performance.top_class``).
+    watched_scores, watched_labels = (
+        performance.top_class(scores, y, classes) if classes is not None else (np.asarray(scores), y)
+    )
+    importance = feature_importance(spec, pipeline, holdout)
     profile = build_profile(
         train,
         spec.features.numeric,
         spec.features.categorical,
-        prediction=scores,
-        importance=feature_importance(spec, pipeline, holdout),
+        prediction=watched_scores,
+        # Text columns have their own drift (below); the importance-weighted share is the others'.
+        importance={f: importance[f] for f in spec.features.tabular},
     ).to_dict()
-    y = holdout[spec.data.target].to_numpy()
-    reference: dict[str, Any] = {
-        "metrics": ev.all_metrics(spec.task, y, scores, threshold=spec.scoring.decision_threshold)
-    }
+    if classes is not None:
+        profile["predicted_classes"] = predicted_classes(np.asarray(scores), classes)
+    if spec.features.text:
+        from mlcycle.monitor.text import text_profile
+
+        profile["text"] = {
+            c: {**text_profile(train[c]), "importance": importance[c]} for c in spec.features.text
+        }
     # Chunks of the holdout in time order, as a monitoring window comes.
     order = np.argsort(holdout[spec.data.time_column].to_numpy(), kind="stable")
     reference["estimation"] = performance.reference_performance(
         spec.task,
-        y[order],
-        np.asarray(scores)[order],
+        np.asarray(watched_labels, dtype="float64")[order],
+        np.asarray(watched_scores)[order],
         threshold=spec.scoring.decision_threshold,
         chunk_rows=spec.monitor.chunk_rows,
         # The loss models of a regressor read the features; a classifier's estimate does not.
@@ -64,6 +82,17 @@ def reference_profile(
     # check of the next candidate (``monitor.shift``) compares its data with these.
     profile["associations"] = associations(spec, train)
     return profile
+
+
+def predicted_classes(proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """How often a multi-class model chooses each class (``classes``: its columns), and on how
+    many rows: the reference of the predicted class distribution's drift."""
+    import numpy as np
+
+    counts = (
+        np.bincount(proba.argmax(axis=1), minlength=len(classes)) if len(proba) else np.zeros(len(classes))
+    )
+    return {"classes": classes, "counts": [int(c) for c in counts], "rows": len(proba)}
 
 
 PERMUTATION_REPEATS = 3
@@ -118,15 +147,19 @@ def permutation_importance_batched(
             values = values[shuffling_idx]
             copies.append(X.assign(**{column: values}))
     stacked = pd.concat(copies, ignore_index=True)
-    if task is Task.CLASSIFICATION:
-        out = np.asarray(pipeline.predict_proba(stacked))[:, 1]
+    if task.classifies:
+        out = np.asarray(pipeline.predict_proba(stacked))
+        out = out[:, 1] if task is Task.CLASSIFICATION else out
     else:
         out = np.asarray(pipeline.predict(stacked), dtype="float64")
-    blocks = out.reshape(len(copies), n)
+    blocks = out.reshape(len(copies), n, *out.shape[1:])
+    labels = list(getattr(pipeline, "classes_", []))
 
     def score(s: np.ndarray) -> float:
         if task is Task.CLASSIFICATION:
             return float(metrics.roc_auc_score(y, s))
+        if task is Task.MULTICLASS:  # multi-class: the log loss, smooth where accuracy is a step
+            return -float(metrics.log_loss(y, np.clip(s, 1e-15, 1.0), labels=labels))
         return -float(metrics.root_mean_squared_error(y, s))
 
     baseline = score(blocks[0])

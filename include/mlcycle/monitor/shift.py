@@ -208,7 +208,7 @@ def _null_rate(values: pd.Series, numeric: bool) -> float:
 def _null_checks(spec: ModelSpec, profile: Mapping[str, Any], df: pd.DataFrame) -> list[ShiftCheck]:
     bound = spec.gate.data_shift.max_null_rate_increase
     checks = []
-    for feature in spec.features.all:
+    for feature in spec.features.tabular:
         numeric = feature in spec.features.numeric
         ref_profile = profile.get("numeric" if numeric else "categorical", {}).get(feature)
         if ref_profile is None:
@@ -246,9 +246,9 @@ def _marginal_checks(spec: ModelSpec, profile: Mapping[str, Any], df: pd.DataFra
     bound = spec.gate.data_shift.max_psi
     try:
         reference = Profile.from_dict(profile)
-        if sorted(reference.features) != sorted(spec.features.all):
+        if sorted(reference.features) != sorted(spec.features.tabular):
             raise DriftError(
-                f"the champion's profile has features {reference.features}, the spec {spec.features.all}"
+                f"the champion's profile has features {reference.features}, the spec {spec.features.tabular}"
             )
         acc = Accumulator(reference)
         acc.update(df[reference.features])
@@ -338,7 +338,7 @@ def _leak_checks(
     a column filled from the outcome trains a model that cannot exist at prediction time."""
     bound = spec.gate.data_shift.max_target_association
     checks = []
-    for feature in spec.features.all:
+    for feature in spec.features.tabular:
         pair = f"{feature} ~ {spec.data.target}"
         cur, ref = current.get(pair), reference.get(pair)
         if cur is None or ref is None or ref >= bound:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import MlcycleError
-from mlcycle.core.spec import Task
 from mlcycle.serving.schema import NUMBER, Feature, Schema
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mlcycle.core.spec import Task
 
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 # Every param a request may set; all are booleans, false unless given.
@@ -183,7 +184,7 @@ def _params(raw: Any, task: Task, problems: list[Problem]) -> dict[str, bool]:
             problems.append(Problem(name, "bad_param", f"must be true or false, got {describe(value)}"))
         else:
             params[name] = value
-    if params.get("probabilities") and task is not Task.CLASSIFICATION:
+    if params.get("probabilities") and not task.classifies:
         problems.append(
             Problem(
                 "probabilities",

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from mlcycle.core.errors import SpecError
-from mlcycle.core.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    from mlcycle.core.spec import ModelSpec
 
 NUMBER: Final = "number"
 STRING: Final = "string"
@@ -93,7 +95,7 @@ def schema_of(pipeline: Any, spec: ModelSpec) -> Schema:
     classes = getattr(pipeline, "classes_", None)
     return Schema(
         features=tuple(features),
-        classes=tuple(classes.tolist()) if spec.task is Task.CLASSIFICATION and classes is not None else None,
+        classes=tuple(classes.tolist()) if spec.task.classifies and classes is not None else None,
     )
 
 
