@@ -204,11 +204,7 @@ def content_drift(spec: ModelSpec, profile: dict[str, Any], streamed: dict[str, 
             continue
         result = out["text"][column] = text_drift(reference, values, min_rows=spec.monitor.min_rows)
         if result.get("drifted"):
-            new = ", ".join(str(t[0]) for t in result.get("top_new_terms", [])[:5])
-            out["drifted"].append(
-                f"text {column}: vocabulary JS {result['vocabulary_js']:.3f}, unseen words "
-                f"{result['oov_rate']:.1%}" + (f" (new: {new})" if new else "")
-            )
+            out["drifted"].append(f"text {column}: {result['summary']}")
     if streamed.get("predicted_classes") is not None and profile.get("predicted_classes"):
         result = predicted_class_drift(
             profile["predicted_classes"], streamed["predicted_classes"], min_rows=spec.monitor.min_rows
@@ -507,8 +503,9 @@ def _log_to_mlflow(
     metrics["performance_alerts"] = float(len(result["performance"].get("alerts", [])))
     for column, text in (drift_report.get("text") or {}).items():
         for key in ("vocabulary_js", "oov_rate", "length_js"):
-            if isinstance(text.get(key), int | float):
-                metrics[f"text_{key}_{column}"] = float(text[key])
+            value = (text.get(key) or {}).get("value")
+            if isinstance(value, int | float):
+                metrics[f"text_{key}_{column}"] = float(value)
     classes = drift_report.get("predicted_classes") or {}
     if isinstance(classes.get("js"), int | float):
         metrics["predicted_classes_js"] = float(classes["js"])

@@ -126,7 +126,34 @@ def gate_page(verdict: dict[str, Any], curves: Mapping[str, Any] | None = None) 
         shadow_chart=_histogram_chart(shadow_histogram, [(0.0, "same score", "zero")]),
         slices=_slice_rows(verdict, rules),
         evidence=evidence,
+        classes=_class_tables(verdict, curves),
+        top_terms=(curves or {}).get("top_terms") or {},
     )
+
+
+def _class_tables(verdict: Mapping[str, Any], curves: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """A multi-class model's confusion matrix (rows: true class, columns: predicted) and per-class
+    recall and precision, for the candidate and the champion, on the same holdout rows."""
+    if not curves or not curves.get("classes"):
+        return []
+    out = []
+    for side in SERIES:
+        m = curves["models"].get(str(verdict.get(f"{side}_version")))
+        if not m or "confusion" not in m:
+            continue
+        rows = [
+            {"cls": c, "counts": counts, "total": sum(counts), **m["per_class"].get(c, {})}
+            for c, counts in zip(curves["classes"], m["confusion"], strict=True)
+        ]
+        out.append(
+            {
+                "side": side,
+                "version": verdict.get(f"{side}_version"),
+                "classes": curves["classes"],
+                "rows": rows,
+            }
+        )
+    return out
 
 
 # --- charts: plain SVG drawn server-side (no script, no external file) ---------------------------
@@ -194,6 +221,11 @@ def _model_charts(verdict: Mapping[str, Any], curves: Mapping[str, Any] | None) 
     order = [(side, models.get(str(verdict.get(f"{side}_version")))) for side in SERIES]
     present = [(side, m) for side, m in order if m]
     unit = (0.0, 1.0, 0.0, 1.0)
+    if curves.get("task") == "multiclass":
+        return [
+            _chart("Calibration of the top class", [(s, [c[:2] for c in m["calibration"]]) for s, m in present],
+                   x_label="confidence", y_label="share right", diagonal=True, dots=True, bounds=unit),
+        ]  # fmt: skip
     if curves.get("task") == "classification":
         return [
             _chart("ROC curve", [(s, m["roc"]) for s, m in present], x_label="false positive rate",
@@ -495,6 +527,8 @@ def drift_page(result: dict[str, Any]) -> str:
         summary=drift.get("summary", ""),
         features=[_feature_row(f) for f in _features(drift)],
         perf=_performance_view(result.get("performance") or {}),
+        text=drift.get("text") or {},
+        classes=drift.get("predicted_classes"),
     )
 
 

@@ -246,8 +246,10 @@ def load_sklearn(mlc: MlflowClient, model: str, version: str) -> Any:
         raise RegistryError(f"cannot load models:/{model}/{version}: {exc}") from exc
 
 
-# Where the types a model may rebuild beyond skops' own safe defaults may come from.
+# Where the types a model may rebuild beyond skops' own safe defaults may come from, and this
+# project's own (stateless, named one by one: nothing of them comes from the artifact but data).
 _SKOPS_TRUSTED_PACKAGES = ("numpy.", "scipy.", "sklearn.")
+_SKOPS_OWN_TYPES = frozenset({"mlcycle.ml.text.TextColumn"})
 
 
 def _skops_file(local: Path, where: str) -> tuple[Path, list[str]]:
@@ -272,11 +274,15 @@ def _skops_file(local: Path, where: str) -> tuple[Path, list[str]]:
     path = local / flavor["pickled_model"]
     needed = skops.io.get_untrusted_types(file=path)
     recorded = set(flavor.get("skops_trusted_types") or ())
-    refused = [t for t in needed if t not in recorded or not t.startswith(_SKOPS_TRUSTED_PACKAGES)]
+    refused = [
+        t
+        for t in needed
+        if t not in recorded or not (t.startswith(_SKOPS_TRUSTED_PACKAGES) or t in _SKOPS_OWN_TYPES)
+    ]
     if refused:
         raise RegistryError(
             f"{where} needs the skops types {refused}, which are not loaded: only types trusted when the "
-            "model was saved, from numpy, scipy or sklearn, are rebuilt. Retrain it with the train DAG, "
+            f"model was saved, from numpy, scipy or sklearn (or {sorted(_SKOPS_OWN_TYPES)}), are rebuilt. Retrain it with the train DAG, "
             "whose allow-list is mlcycle.ml.training.SKOPS_TRUSTED_TYPES"
         )
     return path, needed
