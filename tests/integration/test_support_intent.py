@@ -73,7 +73,9 @@ def test_first_champion_is_judged_on_multiclass_metrics(trained, env):
     verdict = facts["verdict"]
     assert verdict["passed"] and verdict["bootstrap"]
     metrics = verdict["candidate_metrics"]
-    assert {"macro_f1", "weighted_f1", "balanced_accuracy", "log_loss", "roc_auc_ovr", "accuracy"} <= set(metrics)
+    assert {"macro_f1", "weighted_f1", "balanced_accuracy", "log_loss", "roc_auc_ovr", "accuracy"} <= set(
+        metrics
+    )
     assert {f"recall.{c}" for c in CLASSES} <= set(metrics)
     assert metrics["macro_f1"] > 0.8  # the seeded questions carry the intent
     rules = {r["name"]: r["outcome"] for r in verdict["rules"]}

@@ -251,6 +251,19 @@ class EstimatorSpec(_Strict):
         return value
 
 
+class TrainingSpec(_Strict):
+    """Validates the ``training`` section: how a candidate is made. ``full``: fitted from scratch
+    on the whole window. ``incremental``: the champion's pipeline, preprocessing frozen, goes on
+    learning (``partial_fit``) from only the batches that arrived since its data, then faces the
+    same gate against that champion, its parent; every ``full_retrain_every`` updates, or when
+    the last full training is ``full_retrain_after_days`` old, a full retrain resets the chain."""
+
+    mode: Literal["full", "incremental"] = "full"
+    full_retrain_every: int = Field(10, ge=1)  # incremental updates in a row, then a full retrain
+    full_retrain_after_days: float = Field(7.0, gt=0)
+    epochs: int = Field(1, ge=1, le=100)  # passes of partial_fit over the new rows
+
+
 class Bound(_Strict):
     """Validates one entry of ``gate.thresholds``: ``min``, ``max`` or both, ``min`` not above ``max``."""
 
@@ -522,6 +535,7 @@ class ModelSpec(_Strict):
     gate: GateSpec
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
 
     @field_validator("name")
     @classmethod
@@ -829,6 +843,12 @@ def estimator_problems(spec: ModelSpec) -> list[str]:
         ]
     if spec.task is Task.REGRESSION and not is_regressor(estimator):
         return [f"estimator.class: {short} is not a regressor, but task is regression"]
+    if spec.training.mode == "incremental" and not hasattr(estimator, "partial_fit"):
+        return [
+            f"estimator.class: {short} has no partial_fit, but training.mode is incremental; use one "
+            "that learns in steps (SGDClassifier with loss log_loss, SGDRegressor, MultinomialNB, "
+            "MLPClassifier, MLPRegressor) or training.mode: full"
+        ]
     return []
 
 

@@ -8,6 +8,7 @@ earlier try made and reuses it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 import time
@@ -27,8 +28,6 @@ from mlcycle.data.lake import RunFile
 from mlcycle.store import ledger, registry
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
@@ -244,13 +243,32 @@ def train(
         mlc.set_terminated(mlflow_run_id)
         return skipped
 
-    df = _read_window(spec, mlc, mlflow_run_id, manifest)
-    log.info("read %d rows from %d batch(es)", len(df), len(manifest.batches))
+    plan = training_plan(spec, mlc, manifest, now=dt.datetime.now(dt.UTC), force=force, overrides=overrides)
+    log.info("training plan: %s (%s)", plan["mode"], plan["why"])
+    if plan["mode"] == "incremental" and not plan["added"]:
+        why = (
+            f"no batch arrived since the data of champion v{plan['parent']}: an incremental update has "
+            "nothing to learn. Trigger with force=true for a full retrain"
+        )
+        mlc.set_tag(mlflow_run_id, TAG_SKIPPED, why)
+        mlc.set_terminated(mlflow_run_id)
+        return {"skipped": True, "reason": why, "champion_version": str(plan["parent"])}
+    incremental = plan["mode"] == "incremental"
+    if incremental:
+        df = lk.read_parquet([lk.as_path(u) for u, _ in plan["added"]])
+        log.info("read %d new rows from %d batch(es) since v%s", len(df), len(plan["added"]), plan["parent"])
+    else:
+        df = _read_window(spec, mlc, mlflow_run_id, manifest)
+        log.info("read %d rows from %d batch(es)", len(df), len(manifest.batches))
     shift = check_data_shift(
         spec, run, mlc, df, lake_root=lake_root, mlflow_run_id=mlflow_run_id, accept=accept_data_shift
     )
     try:
-        fitted = tr.train(df, spec, overrides)
+        if incremental:
+            parent = registry.load_sklearn(mlc, spec.name, str(plan["parent"]))
+            fitted = tr.update(parent, df, spec)
+        else:
+            fitted = tr.train(df, spec, overrides)
     except MlcycleError:
         mlc.set_terminated(mlflow_run_id, status="FAILED")  # a bad spec or param: no retry will fix it
         raise
@@ -272,7 +290,18 @@ def train(
         size_mb=size_mb,
         onnx_report=onnx_report,
     )
-    shift_tags = {TAG_DATA_SHIFT: shift.status}
+    lineage = _lineage(plan, manifest, rows_learned=len(fitted.train))
+    mlc.log_dict(mlflow_run_id, lineage, LINEAGE_ARTIFACT)
+    registry.log_params(mlc, mlflow_run_id, {
+        "training.mode": plan["mode"], "training.parent_version": plan.get("parent") or "-",
+        "training.added_batches": len(plan.get("added") or manifest.batches), "training.rows_learned": len(fitted.train),
+    })  # fmt: skip
+    shift_tags = {
+        TAG_DATA_SHIFT: shift.status,
+        TAG_TRAINING_MODE: plan["mode"],
+        TAG_TRAINING_PARENT: str(plan.get("parent") or ""),
+        TAG_UPDATES_SINCE_FULL: str(lineage["updates_since_full"]),
+    }
     if shift.accepted:
         shift_tags[TAG_DATA_SHIFT_REASON] = shift.accepted
     registry.set_version_tags(mlc, spec.name, version, shift_tags)
@@ -289,6 +318,100 @@ def train(
     out["holdout_metrics"] = {k: round(v, 6) for k, v in holdout_metrics.items()}
     out["train_seconds"] = round(fitted.seconds, 3)
     return out
+
+
+# --- incremental updates ----------------------------------------------------------------------
+
+LINEAGE_ARTIFACT = "lineage/training.json"  # on every training run: mode, parent, batches seen/added
+TAG_TRAINING_MODE = "training.mode"  # full | incremental
+TAG_TRAINING_PARENT = "training.parent"  # the version an incremental update started from
+TAG_UPDATES_SINCE_FULL = "training.updates_since_full"
+
+
+def _champion_lineage(mlc: MlflowClient, mv: Any) -> dict[str, Any] | None:
+    """The training lineage a version logged (``LINEAGE_ARTIFACT``); None for one trained before
+    lineage was recorded."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return cast("dict[str, Any]", registry.load_run_json(mlc, registry.run_of(mv), LINEAGE_ARTIFACT))
+    except (MlflowException, OSError) as exc:
+        log.info("v%s has no training lineage (%s): the next candidate is trained fully", mv.version, exc)
+        return None
+
+
+def training_plan(
+    spec: ModelSpec,
+    mlc: MlflowClient,
+    manifest: lk.Manifest,
+    *,
+    now: dt.datetime,
+    force: bool,
+    overrides: Any,
+) -> dict[str, Any]:
+    """How this run makes its candidate: ``{"mode": "full", "why"}``, or ``{"mode":
+    "incremental", "why", "parent", "added": [(uri, sha256)], "seen", "updates_since_full",
+    "last_full"}`` where ``added`` are the window's batches the champion never learned (by
+    content: a rewritten file is new data). Full when the spec says so, for the first version,
+    with ``force`` or estimator overrides, when the champion has no lineage or another spec, and
+    every ``training.full_retrain_every`` updates or ``full_retrain_after_days`` days."""
+    policy = spec.training
+
+    def full(why: str) -> dict[str, Any]:
+        return {"mode": "full", "why": why}
+
+    if policy.mode == "full":
+        return full("training.mode is full")
+    champion = registry.version_by_alias(mlc, spec.name, registry.CHAMPION)
+    if champion is None:
+        return full("no champion yet: the first version is trained on the whole window")
+    if force or overrides:
+        return full("force or estimator overrides: trained on the whole window")
+    if champion.tags.get(registry.TAG_SPEC) != spec_digest(spec):
+        return full(f"the spec's features, estimator or data changed since champion v{champion.version}")
+    lineage = _champion_lineage(mlc, champion)
+    if lineage is None:
+        return full(f"champion v{champion.version} has no training lineage to continue from")
+    updates, last_full = int(lineage["updates_since_full"]), dt.datetime.fromisoformat(lineage["last_full"])
+    if updates >= policy.full_retrain_every:
+        return full(
+            f"{updates} incremental updates since the last full training (training.full_retrain_every)"
+        )
+    age = (now - last_full).total_seconds() / 86400
+    if age >= policy.full_retrain_after_days:
+        return full(f"the last full training is {age:.1f} days old (training.full_retrain_after_days)")
+    seen = {b["sha256"] for b in lineage["seen"]}
+    digests = manifest.digests or [lk.file_sha256(lk.as_path(u)) for u in manifest.batches]
+    added = [(u, d) for u, d in zip(manifest.batches, digests, strict=True) if d not in seen]
+    return {
+        "mode": "incremental",
+        "why": f"{len(added)} batch(es) since champion v{champion.version}'s data, update {updates + 1} "
+        f"of at most {policy.full_retrain_every} before a full retrain",
+        "parent": str(champion.version),
+        "added": added,
+        "seen": lineage["seen"],
+        "updates_since_full": updates,
+        "last_full": lineage["last_full"],
+    }
+
+
+def _lineage(plan: dict[str, Any], manifest: lk.Manifest, *, rows_learned: int) -> dict[str, Any]:
+    """What a version learned: its mode and parent, the batches added by this training, and every
+    batch (by content) its weights have seen, which the next incremental update continues from."""
+    digests = manifest.digests or [lk.file_sha256(lk.as_path(u)) for u in manifest.batches]
+    if plan["mode"] == "incremental":
+        added = [{"uri": u, "sha256": d} for u, d in plan["added"]]
+        return {
+            "mode": "incremental", "why": plan["why"], "parent": plan["parent"], "added": added,
+            "rows_learned": rows_learned, "seen": [*plan["seen"], *added],
+            "updates_since_full": plan["updates_since_full"] + 1, "last_full": plan["last_full"],
+        }  # fmt: skip
+    batches = [{"uri": u, "sha256": d} for u, d in zip(manifest.batches, digests, strict=True)]
+    return {
+        "mode": "full", "why": plan["why"], "parent": None, "added": batches, "rows_learned": rows_learned,
+        "seen": batches, "updates_since_full": 0,
+        "last_full": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
 
 
 def _read_window(

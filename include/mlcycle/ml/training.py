@@ -212,3 +212,55 @@ def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = 
     log.info("trained %s in %.2fs", spec.name, seconds)
     params = {f"model.{k}": v for k, v in pipeline.named_steps["model"].get_params().items()}
     return TrainResult(pipeline=pipeline, train=train_df, holdout=holdout, seconds=seconds, params=params)
+
+
+def update(parent: Pipeline, df: pd.DataFrame, spec: ModelSpec) -> TrainResult:
+    """An incremental candidate: a copy of the fitted ``parent`` whose preprocessing stays as it
+    was (vocabulary, categories, medians: the columns the estimator knows do not move) and whose
+    estimator learns the training part of ``df`` with ``partial_fit``, ``training.epochs``
+    passes in a seeded order. ``df`` is only the rows the parent has not seen; it is split like a
+    full training's window, so the candidate is judged on new rows it did not learn."""
+    import copy
+
+    import numpy as np
+
+    check_columns(df, spec)
+    labels = encode_target(spec, df[spec.data.target])
+    if unlabelled := int(labels.isna().sum()):
+        raise SpecError(
+            f"model {spec.name}: {unlabelled} of {len(df)} new rows have no value in the target "
+            f"{spec.data.target!r}; an incremental update learns labelled rows only. Wait for their labels "
+            "or require the target in the contract"
+        )
+    train_df, holdout = split(df.assign(**{spec.data.target: labels}), spec)
+    candidate = copy.deepcopy(parent)
+    model = candidate.named_steps["model"]
+    if not hasattr(model, "partial_fit"):
+        raise SpecError(
+            f"model {spec.name}: the champion's {type(model).__name__} has no partial_fit, so it cannot be "
+            "updated; train it fully once with the incremental estimator (force=true)"
+        )
+    X = candidate[:-1].transform(train_df[spec.features.all])
+    y = train_df[spec.data.target].to_numpy()
+    classes = getattr(model, "classes_", None)
+    unknown = sorted(set(np.unique(y).tolist()) - set(classes.tolist())) if classes is not None else []
+    if unknown:
+        raise SpecError(
+            f"model {spec.name}: the new rows hold classes {unknown} the champion never learned; an "
+            "incremental update cannot add a class. Retrain fully (force=true) with it in the spec"
+        )
+    rng = np.random.default_rng(0)
+    log.info(
+        "updating %s with %d new rows (%d holdout), %d epoch(s)",
+        spec.name,
+        len(train_df),
+        len(holdout),
+        spec.training.epochs,
+    )
+    started = time.perf_counter()
+    for _ in range(spec.training.epochs):
+        order = rng.permutation(len(y))
+        model.partial_fit(X[order], y[order], **({"classes": classes} if classes is not None else {}))
+    seconds = time.perf_counter() - started
+    params = {f"model.{k}": v for k, v in model.get_params().items()}
+    return TrainResult(pipeline=candidate, train=train_df, holdout=holdout, seconds=seconds, params=params)
