@@ -22,10 +22,9 @@ MODEL = "support_intent"
 ROWS = 800
 
 
-@pytest.fixture
-def online(env, monkeypatch, tmp_path, airflow_db):
-    """``env`` with MLCYCLE_SPECS_DIR holding support_intent as an hourly incremental learner,
-    and its train DAG parsed from that spec."""
+def deploy(env, monkeypatch, tmp_path, **training):
+    """Point MLCYCLE_SPECS_DIR at support_intent as an hourly incremental learner (``training``
+    overriding its policy) and parse its train DAG into ``env.dag``."""
     from airflow.dag_processing.dagbag import DagBag
 
     raw = yaml.safe_load((REPO / "include" / "models" / f"{MODEL}.yaml").read_text())
@@ -37,15 +36,21 @@ def online(env, monkeypatch, tmp_path, airflow_db):
         "class": "sklearn.linear_model.SGDClassifier",
         "params": {"loss": "log_loss", "alpha": 1e-4, "max_iter": 15, "tol": None, "random_state": 0},
     }
-    raw["training"] = {"mode": "incremental", "full_retrain_every": 3, "epochs": 3}
+    raw["training"] = {"mode": "incremental", "full_retrain_every": 3, "epochs": 3, **training}
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("MLCYCLE_SPECS_DIR", str(specs))
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
+    assert bag.dags[f"train_{MODEL}"].timetable.timetable.expression == "0 * * * *"  # the online loop
     env.dag = bag.dags[f"train_{MODEL}"]
     return env
+
+
+@pytest.fixture
+def online(env, monkeypatch, tmp_path, airflow_db):
+    return deploy(env, monkeypatch, tmp_path)
 
 
 def run(env, **conf):
@@ -131,3 +136,18 @@ def test_updates_learn_only_new_batches_and_a_damaged_one_is_refused(online):
     assert s["gate"] == "success" and s["promote"] == "skipped", s
     assert version(env, "3").tags["training.parent"] == "2"
     assert champion(env) == "2"
+
+
+def test_a_periodic_full_retrain_resets_the_chain(env, monkeypatch, tmp_path, airflow_db):
+    deploy(env, monkeypatch, tmp_path, full_retrain_every=1)
+    start = today() - dt.timedelta(days=3)
+    write_batches(env.lake, MODEL, start, days=5, rows=ROWS)
+    assert states(run(env))["promote"] == "success"
+    for day in (1, 2):  # 2,000 new rows a day: the update is judged on 400 of them
+        write_batches(env.lake, MODEL, start + dt.timedelta(days=day), days=1, rows=2000, seed=7 + day)
+        assert states(run(env))["promote"] == "success"
+    # v2 was the one update allowed; v3 learned the whole window again, from scratch.
+    assert [version(env, v).tags["training.mode"] for v in ("1", "2", "3")] == ["full", "incremental", "full"]
+    record = lineage(env, "3")
+    assert record["updates_since_full"] == 0 and "training.full_retrain_every" in record["why"]
+    assert record["rows_learned"] == round((5 * ROWS + 2 * 2000) * 0.8)

@@ -186,6 +186,7 @@ def test_imbalanced_case_tells_macro_from_weighted_and_balanced_from_plain_accur
     assert abs(got["balanced_accuracy"] - got["accuracy"]) > 0.05
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning")
 def test_a_class_absent_from_y_has_nan_recall_and_auc_averages_the_present_classes():
     """Without rows of 'delivery', its recall is undefined (NaN, never 0); roc_auc_ovr is the mean
     of the present classes' one-vs-rest AUCs; balanced accuracy averages the present classes;
@@ -212,10 +213,25 @@ def test_a_class_absent_from_y_has_nan_recall_and_auc_averages_the_present_class
     )
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     assert got["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=SORTED))
-    assert got["macro_f1"] == pytest.approx(
-        skm.f1_score(y, pred, labels=SORTED, average="macro", zero_division=0)
-    )
+    # 'delivery' is predicted (false positives), so scikit-learn's macro average counts it, with F1 0
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     assert got["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted", zero_division=0))
+
+
+def test_a_class_neither_present_nor_predicted_does_not_lower_macro_f1():
+    """A perfect model on rows without 'delivery' (a small holdout, a slice): no metric may count
+    the absent, never-predicted class as a score of 0. macro_f1 is scikit-learn's
+    ``f1_score(average="macro")`` (over the classes in y or predicted), 1.0 here, like
+    balanced_accuracy and roc_auc_ovr, which average the present classes."""
+    y = np.asarray(["account", "billing", "technical"] * 10, dtype=object)
+    proba = np.where(y[:, None] == np.asarray(SORTED, dtype=object)[None, :], 0.925, 0.025)
+    pred = np.asarray(SORTED, dtype=object)[proba.argmax(axis=1)]
+    assert (pred == y).all()
+    got = ev.all_metrics(Task.MULTICLASS, y, proba, classes=SORTED)
+    assert got["accuracy"] == got["balanced_accuracy"] == got["roc_auc_ovr"] == 1.0
+    assert got["weighted_f1"] == pytest.approx(1.0)
+    assert math.isnan(got["recall.delivery"]) and math.isnan(got["precision.delivery"])
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro")) == 1.0
 
 
 def test_a_class_never_predicted_has_nan_precision():
@@ -710,6 +726,36 @@ def test_score_file_writes_one_probability_column_per_class(tmp_path, trained):
     assert outputs["sklearn"]["prediction"].tolist() == outputs["onnx"]["prediction"].tolist()
 
 
+def test_shadow_of_the_twin_agrees_with_the_pipeline(tmp_path, trained):
+    """The served pipeline and its twin in shadow: the same class on every row, and the shadow
+    score (the probability of the class the served model chose) within the tolerance."""
+    spec, result = trained["boosting"]
+    src = frame(300, seed=5)
+    path = tmp_path / "batch.parquet"
+    pq.write_table(pa.Table.from_pandas(src, preserve_index=False), path)
+    twin = onnx_twin.OnnxModel(onnx_twin.convert(result.pipeline, spec), spec)
+    meta = scoring.output_meta(spec, "2", "challenger", "manual__shadow")
+    shadow_uri = str(tmp_path / "shadow.parquet")
+    out = scoring.score_file(
+        result.pipeline,
+        spec,
+        str(path),
+        str(tmp_path / "out.parquet"),
+        meta=meta,
+        chunk_rows=128,
+        shadow_model=twin,
+        shadow_uri=shadow_uri,
+    )
+    assert out.shadow_uri == shadow_uri
+    summary = scoring.shadow_summary([shadow_uri], spec.task)
+    assert summary["rows"] == 300
+    assert summary["agreement"] == 1.0 and summary["flipped_rows"] == 0
+    assert summary["max_abs_diff"] <= spec.scoring.onnx_tolerance
+    rows = pd.read_parquet(shadow_uri)
+    expected = result.pipeline.predict_proba(src[spec.features.all]).max(axis=1)
+    np.testing.assert_allclose(rows["score"].to_numpy(), expected)
+
+
 def test_a_text_spec_is_not_convertible_and_says_why():
     raw = raw_spec()
     raw["features"] = {
@@ -766,3 +812,30 @@ def test_training_refuses_a_target_value_outside_the_classes():
     df.loc[df.index[5], "intent"] = "refunds"
     with pytest.raises(SpecError, match=r"holds \['refunds'\], which data.classes does not list"):
         tr.train(df, spec_of(raw_spec()))
+
+
+def test_a_class_with_too_few_holdout_rows_is_listed_not_judged():
+    """A drop on 20 rows of a class (one row is 5 points) is not a verdict: gate.class_min_rows."""
+    candidate = {**CHAMPION_RECALLS, "billing": 0.50}
+    rows = {"account": 300, "billing": 20, "delivery": 300, "technical": 300}
+    v = decide("m", policy(), measure("2", candidate), measure("1", CHAMPION_RECALLS), class_rows=rows)
+    assert rule(v, "class:recall.billing").outcome is Outcome.SKIPPED
+    assert "20 holdout rows" in rule(v, "class:recall.billing").detail
+    assert v.passed is True
+    # With enough rows the same drop fails.
+    rows["billing"] = 50
+    v = decide("m", policy(), measure("2", candidate), measure("1", CHAMPION_RECALLS), class_rows=rows)
+    assert rule(v, "class:recall.billing").outcome is Outcome.FAIL
+
+
+def test_run_overrides_are_checked_against_the_task_and_its_classes():
+    from mlcycle.core.spec import gate_with_overrides
+
+    spec = spec_of(raw_spec())
+    kw = {"task": spec.task, "classes": spec.data.classes}
+    with pytest.raises(SpecError, match=r"thresholds\.roc_auc: roc_auc does not apply to multiclass"):
+        gate_with_overrides(spec.gate, {"thresholds": {"roc_auc": {"min": 0.8}}}, **kw)
+    with pytest.raises(SpecError, match=r"'refunds' is not one of data\.classes"):
+        gate_with_overrides(spec.gate, {"max_regression": {"recall.refunds": 0.1}}, **kw)
+    merged = gate_with_overrides(spec.gate, {"max_regression": {f"recall.{spec.data.classes[0]}": 0.1}}, **kw)
+    assert merged.max_regression[f"recall.{spec.data.classes[0]}"] == 0.1

@@ -126,7 +126,7 @@ class DataSpec(_Strict):
     # already hold 0/1 (or true/false).
     labels: dict[str | int, int] | None = None
     # Multi-class: every value the target may hold, as it appears in the data. The model's
-    # probability columns, the per-class metrics and the scoring output follow this list.
+    # probability columns and the scoring output follow this list sorted (scikit-learn's order).
     classes: list[str] | None = None
 
     @field_validator("classes")
@@ -392,6 +392,8 @@ class GateSpec(_Strict):
     # Multi-class: no class's recall on the holdout may fall below the champion's by more than
     # this (one rule per class). None: not judged per class.
     max_class_recall_drop: float | None = Field(None, ge=0.0, le=1.0)
+    # A class with fewer holdout rows is listed, not judged: one row moves its recall by 1/rows.
+    class_min_rows: int = Field(50, ge=1)
 
     @property
     def trusted_tolerance(self) -> float:
@@ -494,10 +496,37 @@ class ScoringSpec(_Strict):
 GATE_OVERRIDE_KEYS = ("thresholds", "max_regression", "min_improvement", "min_confidence", "approval")
 
 
-def gate_with_overrides(gate: GateSpec, overrides: dict[str, Any] | None) -> GateSpec:
+def _gate_metric_keys(gate: GateSpec) -> list[tuple[str, str]]:
+    """(key, metric) of every metric a gate names: the primary one and each rule's."""
+    return [("primary_metric", gate.primary_metric)] + [
+        (f"{section}.{m}", m)
+        for section in ("thresholds", "max_regression", "min_improvement")
+        for m in getattr(gate, section)
+    ]
+
+
+def metric_problem(metric: str, task: Task, classes: list[str] | None) -> str | None:
+    """Why ``metric`` cannot judge a ``task`` model (whose classes are ``classes``), or None."""
+    info = metric_info(metric)
+    if info is not None and task not in info[0]:
+        more = " or recall.<class>, precision.<class>" if task is Task.MULTICLASS else ""
+        return f"{metric} does not apply to {task}; use one of {task_metrics(task)}{more}"
+    cls = metric.partition(".")[2]
+    if info is not None and cls and classes and cls not in classes:
+        return f"{cls!r} is not one of data.classes {classes}"
+    return None
+
+
+def gate_with_overrides(
+    gate: GateSpec,
+    overrides: dict[str, Any] | None,
+    *,
+    task: Task | None = None,
+    classes: list[str] | None = None,
+) -> GateSpec:
     """``gate`` with a run's one-off ``overrides`` (``thresholds``, ``max_regression`` and
     ``min_improvement`` merged per metric, ``approval`` per field, ``min_confidence`` replaced),
-    checked like the spec;
+    checked like the spec (with ``task``, also that every metric applies to it and its ``classes``);
     a ``SpecError`` names what is wrong and what is allowed."""
     if not overrides:
         return gate
@@ -513,10 +542,17 @@ def gate_with_overrides(gate: GateSpec, overrides: dict[str, Any] | None) -> Gat
         else:
             raw[key] = value
     try:
-        return GateSpec.model_validate(raw)
+        merged = GateSpec.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise SpecError(f"gate_overrides {overrides}: {problems}") from None
+    if task is not None:
+        wrong = [
+            f"{key}: {p}" for key, m in _gate_metric_keys(merged) if (p := metric_problem(m, task, classes))
+        ]
+        if wrong:
+            raise SpecError(f"gate_overrides {overrides}: {'; '.join(wrong)}")
+    return merged
 
 
 class ModelSpec(_Strict):
@@ -554,25 +590,13 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        keys = [("primary_metric", self.gate.primary_metric)] + [
-            (f"{section}.{m}", m)
-            for section in ("thresholds", "max_regression", "min_improvement")
-            for m in getattr(self.gate, section)
-        ]
         if self.task is Task.REGRESSION and self.gate.shadow.min_agreement is not None:
             raise ValueError(
                 "@gate.shadow.min_agreement: agreement of classes needs a classifier; use max_mean_abs_diff"
             )
-        for key, metric in keys:
-            info = metric_info(metric)
-            if info is not None and self.task not in info[0]:
-                raise ValueError(
-                    f"@gate.{key}: {metric} does not apply to {self.task}; use one of {task_metrics(self.task)}"
-                    + (" or recall.<class>, precision.<class>" if self.task is Task.MULTICLASS else "")
-                )
-            cls = metric.partition(".")[2]
-            if info is not None and cls and self.data.classes and cls not in self.data.classes:
-                raise ValueError(f"@gate.{key}: {cls!r} is not one of data.classes {self.data.classes}")
+        for key, metric in _gate_metric_keys(self.gate):
+            if problem := metric_problem(metric, self.task, self.data.classes):
+                raise ValueError(f"@gate.{key}: {problem}")
         if self.gate.max_class_recall_drop is not None and self.task is not Task.MULTICLASS:
             raise ValueError(
                 "@gate.max_class_recall_drop: per-class recall needs task: multiclass; remove it"

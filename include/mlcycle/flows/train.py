@@ -743,6 +743,8 @@ def evaluate(
             ),
         ),
     }
+    if (classes := ev.classes_of(spec)) is not None:
+        out["class_rows"] = {c: int((y == c).sum()) for c in classes}
     lk.write_json(out, path)
     scored = {str(version): cand_scores}
     if champion is not None:
@@ -942,7 +944,7 @@ def gate(
     champ = g.Measurement(**champion) if champion else None
     from mlcycle.core.spec import gate_with_overrides
 
-    policy = gate_with_overrides(spec.gate, overrides)
+    policy = gate_with_overrides(spec.gate, overrides, task=spec.task, classes=spec.data.classes)
     verdict = g.decide(
         spec.name,
         policy,
@@ -952,6 +954,7 @@ def gate(
         shadow=evaluation.get("shadow"),
         trusted=cast("dict[str, Any] | None", evaluation.get("trusted")),
         slices=cast("list[dict[str, Any]] | None", evaluation.get("slices")),
+        class_rows=evaluation.get("class_rows"),
     )
     verdict.overrides = overrides or None
     json_path = run_file(spec, lake_root, run, RunFile.VERDICT_JSON)

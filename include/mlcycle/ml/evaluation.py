@@ -75,8 +75,10 @@ def _multiclass_value(name: str, y: np.ndarray, s: np.ndarray, classes: list[str
         present = [c for c in classes if (y == c).any()]
         return float(np.mean([np.mean(pred[y == c] == c) for c in present]))
     if name in ("macro_f1", "weighted_f1"):
+        # Over the classes present or predicted (scikit-learn's default): a class absent from
+        # these rows and never chosen has no F1, and must not count as 0.
         average = name.partition("_")[0]
-        return float(m.f1_score(y, pred, labels=classes, average=average, zero_division=0))
+        return float(m.f1_score(y, pred, average=average, zero_division=0))
     if name == "log_loss":
         return float(m.log_loss(y, np.clip(s, 1e-15, 1.0), labels=classes))
     if name == "roc_auc_ovr":

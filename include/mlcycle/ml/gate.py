@@ -247,10 +247,13 @@ def _comparison_rules(
     return rules
 
 
-def _class_recall_rules(policy: GateSpec, cand: Measurement, champ: Measurement | None) -> list[Rule]:
+def _class_recall_rules(
+    policy: GateSpec, cand: Measurement, champ: Measurement | None, class_rows: dict[str, int] | None
+) -> list[Rule]:
     """Multi-class: one rule per class, its recall on the holdout no more than
-    ``max_class_recall_drop`` below the champion's on the same rows. A class without holdout
-    rows has no recall: listed as skipped, not judged. The first version: skipped."""
+    ``max_class_recall_drop`` below the champion's on the same rows. A class with fewer than
+    ``class_min_rows`` holdout rows (``class_rows``), or none, is listed as skipped, not judged.
+    The first version: skipped."""
     limit = policy.max_class_recall_drop
     if limit is None:
         return []
@@ -271,6 +274,11 @@ def _class_recall_rules(policy: GateSpec, cand: Measurement, champ: Measurement 
                     "no champion yet: bootstrap under absolute rules",
                 )
             )
+            continue
+        rows = (class_rows or {}).get(cls)
+        if rows is not None and rows < policy.class_min_rows:
+            why = f"class {cls!r} has {rows} holdout rows, fewer than gate.class_min_rows ({policy.class_min_rows}): not judged"
+            rules.append(Rule(name, "class", Outcome.SKIPPED, None, limit, why))
             continue
         if c is None or b is None or math.isnan(c) or math.isnan(b):
             rules.append(
@@ -400,6 +408,7 @@ def decide(
     shadow: dict[str, Any] | None = None,
     trusted: dict[str, Any] | None = None,
     slices: list[dict[str, Any]] | None = None,
+    class_rows: dict[str, int] | None = None,
 ) -> Verdict:
     """The verdict on ``candidate``: absolute rules always, rules against ``champion`` if there
     is one (on the holdout, per slice of it, and on the ``trusted`` set's measurements when it
@@ -432,7 +441,7 @@ def decide(
         rules += _comparison_rules(policy, candidate, champion, confidence)
         rules += _shadow_rules(policy, shadow)
         rules.append(_trusted_rule(policy, trusted))
-    rules += _class_recall_rules(policy, candidate, champion)
+    rules += _class_recall_rules(policy, candidate, champion, class_rows)
     rules += _slice_rules(policy, slices, bootstrap=champion is None)
     return Verdict(
         model=model,
