@@ -260,6 +260,8 @@ def train(
     else:
         df = _read_window(spec, mlc, mlflow_run_id, manifest)
         log.info("read %d rows from %d batch(es)", len(df), len(manifest.batches))
+    # Above the bound, an estimator that learns in steps gets every row, a batch at a time.
+    streamed = not incremental and len(df) < manifest.rows and tr.streams(spec)
     shift = check_data_shift(
         spec, run, mlc, df, lake_root=lake_root, mlflow_run_id=mlflow_run_id, accept=accept_data_shift
     )
@@ -267,6 +269,8 @@ def train(
         if incremental:
             parent = registry.load_sklearn(mlc, spec.name, str(plan["parent"]))
             fitted = tr.update(parent, df, spec)
+        elif streamed:
+            fitted = tr.stream(spec, df, [lk.as_path(u) for u in manifest.batches], overrides)
         else:
             fitted = tr.train(df, spec, overrides)
     except MlcycleError:
@@ -290,11 +294,11 @@ def train(
         size_mb=size_mb,
         onnx_report=onnx_report,
     )
-    lineage = _lineage(plan, manifest, rows_learned=len(fitted.train))
+    lineage = _lineage(plan, manifest, rows_learned=fitted.rows_learned or len(fitted.train))
     mlc.log_dict(mlflow_run_id, lineage, LINEAGE_ARTIFACT)
     registry.log_params(mlc, mlflow_run_id, {
         "training.mode": plan["mode"], "training.parent_version": plan.get("parent") or "-",
-        "training.added_batches": len(plan.get("added") or manifest.batches), "training.rows_learned": len(fitted.train),
+        "training.added_batches": len(plan.get("added") or manifest.batches), "training.rows_learned": lineage["rows_learned"], "training.streamed": streamed,
     })  # fmt: skip
     shift_tags = {
         TAG_DATA_SHIFT: shift.status,

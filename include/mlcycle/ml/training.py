@@ -163,6 +163,7 @@ class TrainResult:
     holdout: pd.DataFrame
     seconds: float
     params: dict[str, Any]
+    rows_learned: int | None = None  # when not len(train): a streamed window (``stream``)
 
 
 def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = None) -> TrainResult:
@@ -264,3 +265,70 @@ def update(parent: Pipeline, df: pd.DataFrame, spec: ModelSpec) -> TrainResult:
     seconds = time.perf_counter() - started
     params = {f"model.{k}": v for k, v in model.get_params().items()}
     return TrainResult(pipeline=candidate, train=train_df, holdout=holdout, seconds=seconds, params=params)
+
+
+def streams(spec: ModelSpec) -> bool:
+    """Whether a window above ``data.max_training_rows`` is streamed into the estimator
+    (``stream``) instead of fitted on a sample: when the estimator learns in steps."""
+    return spec.data.max_training_rows is not None and hasattr(estimator_class(spec), "partial_fit")
+
+
+def stream(
+    spec: ModelSpec, sample: pd.DataFrame, paths: list[Any], overrides: dict[str, Any] | None = None
+) -> TrainResult:
+    """A full training on a window larger than memory, for an estimator with ``partial_fit``:
+    the preprocessing is fitted on the training part of ``sample`` (the bounded, stratified
+    sample of the window, ``data.sample``), then the estimator learns every row of every batch of
+    ``paths``, one batch in memory at a time, ``training.epochs`` passes. The holdout is the
+    sample's: with ``split: time`` every streamed row before its first time (out-of-time, like
+    a full training's), with ``split: hash`` every row whose key does not hash into it."""
+    import numpy as np
+
+    from mlcycle.data import lake as lk
+
+    check_columns(sample, spec)
+    encoded = sample.assign(**{spec.data.target: encode_target(spec, sample[spec.data.target])})
+    train_s, holdout = split(encoded, spec)
+    pipeline = build_pipeline(spec, overrides)
+    pipeline[:-1].fit(train_s[spec.features.all], train_s[spec.data.target])
+    model = pipeline.named_steps["model"]
+    classes: dict[str, Any] = {}
+    if spec.task.classifies:
+        classes["classes"] = np.asarray(
+            sorted(spec.data.classes) if spec.data.classes else [0, 1],
+            dtype=object if spec.data.classes else "int64",
+        )
+    cut = holdout[spec.data.time_column].min() if spec.data.split == "time" and len(holdout) else None
+    learned = 0
+    started = time.perf_counter()
+    for epoch in range(spec.training.epochs):
+        for path in paths:
+            batch = lk.read_parquet(
+                [path],
+                columns=[spec.data.key_column, spec.data.time_column, spec.data.target, *spec.features.all],
+            )
+            if cut is not None:
+                batch = batch[batch[spec.data.time_column] < cut]
+            else:
+                in_holdout = (
+                    _hash_fraction(batch[spec.data.key_column], spec.data.split_seed)
+                    < spec.data.holdout_fraction
+                )
+                batch = batch[~in_holdout]
+            y = encode_target(spec, batch[spec.data.target])
+            batch, y = batch[y.notna()], y[y.notna()]
+            if not len(batch):
+                continue
+            model.partial_fit(pipeline[:-1].transform(batch[spec.features.all]), y.to_numpy(), **classes)
+            learned += len(batch) if epoch == 0 else 0
+    seconds = time.perf_counter() - started
+    log.info(
+        "streamed %d rows of %d batch(es) into %s, %d epoch(s), in %.2fs",
+        learned,
+        len(paths),
+        spec.name,
+        spec.training.epochs,
+        seconds,
+    )
+    params = {f"model.{k}": v for k, v in model.get_params().items()}
+    return TrainResult(pipeline, train_s, holdout, seconds, params, rows_learned=learned)
