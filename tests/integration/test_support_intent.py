@@ -156,3 +156,59 @@ def test_a_candidate_on_shuffled_intents_is_refused(dags, champion, tmp_path):
     assert {"threshold:macro_f1", "trusted:macro_f1"} <= failed, failed
     assert any(name.startswith("class:recall.") for name in failed), failed
     assert str(registry.version_by_alias(champion.mlc, MODEL, "champion").version) == "1"
+
+
+def test_the_rest_server_routes_questions_and_names_a_bad_field(champion):
+    """`mlcycle serve support_intent`: each question gets its intent and every intent's
+    probability; a question sent as a number is a 400 naming the field."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from mlcycle.data.generators import generate_batch
+    from tests.serving.test_rest_serving import call, free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": champion.tracking_uri,
+        "MLFLOW_REGISTRY_URI": champion.tracking_uri,
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "mlcycle.cli", "serve", MODEL, "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "mlcycle serve did not answer /ping within 90 s"
+                time.sleep(0.3)
+        _, meta = call(f"{url}/metadata")
+        kinds = {f["name"]: f["kind"] for f in meta["features"]}
+        assert kinds["question"] == "text" and meta["classes"] == CLASSES
+        rows = generate_batch(MODEL, today(), 5, seed=11)
+        records = json.loads(
+            rows[["tenure_days", "prior_tickets_30d", "channel", "plan", "question"]].to_json(
+                orient="records"
+            )
+        )
+        status, body = call(
+            f"{url}/invocations", {"dataframe_records": records, "params": {"probabilities": True}}
+        )
+        assert status == 200, body
+        assert set(body["predictions"]) <= set(CLASSES) and len(body["predictions"]) == 5
+        assert len(body["probabilities"][0]) == len(CLASSES)
+        records[1]["question"] = 42
+        status, body = call(f"{url}/invocations", {"dataframe_records": records})
+        assert status == 400
+        assert [(e["field"], e["problem"]) for e in body["errors"]] == [("question", "wrong_type")], body
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

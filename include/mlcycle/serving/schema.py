@@ -35,7 +35,7 @@ class Feature:
     null, and (categoricals) the categories the model was trained on."""
 
     name: str
-    kind: Literal["numeric", "categorical"]
+    kind: Literal["numeric", "categorical", "text"]
     type: Literal["number", "string"]
     required: bool
     categories: tuple[Any, ...] = ()
@@ -79,6 +79,9 @@ def schema_of(pipeline: Any, spec: ModelSpec) -> Schema:
     for name in trained:
         if name in spec.features.numeric:
             features.append(Feature(name, "numeric", NUMBER, required=name not in nullable))
+            continue
+        if name in spec.features.text:  # free text: any string (a null would score as an empty text)
+            features.append(Feature(name, "text", STRING, required=True))
             continue
         if name not in categories:
             raise SpecError(
