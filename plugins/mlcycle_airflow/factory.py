@@ -281,12 +281,32 @@ def incoming_asset(spec: ModelSpec) -> Asset:
     return Asset(uri=f"mlcycle://{spec.name}/incoming", name=f"{spec.name}_incoming")
 
 
+def _estimate_doc(spec: ModelSpec) -> str:
+    if spec.task == "classification":
+        return f"calibrated CBPE: ROC AUC, accuracy, precision, recall, F1 at threshold {spec.scoring.decision_threshold:g}"
+    if spec.task == "multiclass":
+        return "the calibrated confidence of the chosen class: accuracy"
+    return "DLE loss models: MAE, RMSE"
+
+
+def _text_doc(spec: ModelSpec) -> str:
+    parts = []
+    if spec.features.text:
+        parts.append(
+            f"text drift of {', '.join(f'`{c}`' for c in spec.features.text)} (vocabulary: Jensen–Shannon over "
+            "the reference's top terms; words the reference never saw; lengths; empty texts)"
+        )
+    if spec.task == "multiclass":
+        parts.append("the predicted class distribution")
+    return "".join(f", {p}" for p in parts)
+
+
 def _score_doc(spec: ModelSpec) -> str:
     return f"""# Score `{spec.name}`
 
 Scores a batch with `models:/{spec.name}@champion` (or the alias or version given) and writes the
 predictions to `<lake>/{spec.name}/predictions/<batch file name>` (key, prediction,
-{"class probabilities, " if spec.task == "classification" else ""}model name, version, alias, run id).
+{"one probability per class, " if spec.task.classifies else ""}model name, version, alias, run id).
 A rerun replaces its own output atomically.
 
 **Steps**: resolve the batch (`batch_uri`, else the `batch_uri` in the extra of the triggering
@@ -407,8 +427,8 @@ def _monitor_doc(spec: ModelSpec) -> str:
 
 Compares the last {m.window_days} day(s) of validated batches with the reference profile of the current
 `champion` (written when it was trained): per-feature drift (PSI, KS, chi-square, Jensen–Shannon,
-Wasserstein), prediction drift, and performance: estimated without labels
-({"calibrated CBPE: ROC AUC, accuracy, precision, recall, F1 at threshold " + format(spec.scoring.decision_threshold, "g") if spec.task == "classification" else "DLE loss models: MAE, RMSE"})
+Wasserstein), prediction drift{_text_doc(spec)}, and performance: estimated without labels
+({_estimate_doc(spec)})
 and measured where labels exist, per chunk of {f"{m.chunk_period} of `{spec.data.time_column}`" if m.chunk_period else f"{m.chunk_rows:,} rows"} and over the window, each
 against its band from the reference (mean ± {m.band_k:g} std over holdout chunks){f"; and the primary metric at most {m.max_performance_drop:g} worse than on the holdout" if m.max_performance_drop is not None else ""}.
 
