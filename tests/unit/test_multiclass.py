@@ -839,3 +839,26 @@ def test_run_overrides_are_checked_against_the_task_and_its_classes():
         gate_with_overrides(spec.gate, {"max_regression": {"recall.refunds": 0.1}}, **kw)
     merged = gate_with_overrides(spec.gate, {"max_regression": {f"recall.{spec.data.classes[0]}": 0.1}}, **kw)
     assert merged.max_regression[f"recall.{spec.data.classes[0]}"] == 0.1
+
+
+def test_integer_classes_are_read_as_the_text_of_the_targets_values():
+    import pandas as pd
+
+    raw = raw_spec()
+    raw["data"]["classes"] = [1, 2, 3, 4, 5]  # star ratings
+    spec = spec_of(raw)
+    assert spec.data.classes == ["1", "2", "3", "4", "5"]
+    assert encode_target(spec, pd.Series([5, 1, None])).tolist()[:2] == ["5", "1"]
+    raw["data"]["classes"] = [True, False, "maybe"]
+    assert "booleans" in spec_error(raw)
+
+
+def test_an_estimator_that_refuses_the_data_is_a_spec_error_naming_the_fix():
+    raw = raw_spec()
+    raw["features"]["numeric_scaling"] = "standard"
+    raw["estimator"] = {"class": "sklearn.naive_bayes.MultinomialNB", "params": {}}
+    spec = spec_of(raw)
+    with pytest.raises(
+        SpecError, match=r"MultinomialNB refused the training data: .*[Nn]egative.*numeric_scaling"
+    ):
+        tr.train(frame(400), spec)

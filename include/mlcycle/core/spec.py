@@ -129,6 +129,19 @@ class DataSpec(_Strict):
     # probability columns and the scoring output follow this list sorted (scikit-learn's order).
     classes: list[str] | None = None
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, value: Any) -> Any:
+        # Integer classes (ratings 1-5) are read as the text the target's values become.
+        if isinstance(value, list):
+            if any(isinstance(v, bool) for v in value):
+                raise ValueError(
+                    "YAML read some classes as booleans (yes/no/on/off/true/false); quote every class "
+                    "as it appears in the data, e.g. classes: ['yes', 'no', 'maybe']"
+                )
+            return [str(v) if isinstance(v, int) else v for v in value]
+        return value
+
     @field_validator("classes")
     @classmethod
     def _classes(cls, value: list[str] | None) -> list[str] | None:
@@ -900,6 +913,9 @@ def encode_target(spec: ModelSpec, values: pd.Series) -> pd.Series:
         return values
     if spec.task is Task.MULTICLASS:
         classes = spec.data.classes or []
+        if pd.api.types.is_float_dtype(values) and bool((present == present.round()).all()):
+            values = values.astype("Int64")  # whole numbers made floats by a null: 5.0 is class "5"
+            present = values[values.notna()]
         text = values.astype("object").where(values.isna(), values.astype("string"))
         unknown = sorted(set(present.astype("string").unique().tolist()) - set(classes))
         if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -12,6 +13,8 @@ from mlcycle.core.errors import SpecError
 from mlcycle.core.spec import ModelSpec, Task, encode_target, estimator_class, estimator_problems
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
@@ -101,6 +104,20 @@ def build_pipeline(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> 
         sparse_threshold=0.3,
     )
     return Pipeline([("preprocess", pre), ("model", estimator)])
+
+
+@contextlib.contextmanager
+def refused_by_estimator(spec: ModelSpec) -> Iterator[None]:
+    """A ``ValueError`` of scikit-learn's fit (e.g. MultinomialNB given the negative values of
+    standardised columns) as a ``SpecError`` naming the model and what to change: no retry of
+    the same data and spec can succeed."""
+    try:
+        yield
+    except ValueError as exc:
+        raise SpecError(
+            f"model {spec.name}: {spec.estimator.class_} refused the training data: {exc}. Change the "
+            f"estimator, its params or the features (e.g. numeric_scaling) in include/models/{spec.name}.yaml"
+        ) from exc
 
 
 def _hash_fraction(keys: pd.Series, seed: int) -> pd.Series:
@@ -204,7 +221,8 @@ def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = 
         spec.estimator.class_,
     )
     started = time.perf_counter()
-    pipeline.fit(train_df[spec.features.all], target)
+    with refused_by_estimator(spec):
+        pipeline.fit(train_df[spec.features.all], target)
     if spec.features.text:
         from mlcycle.ml.text import drop_stop_words
 
@@ -261,7 +279,8 @@ def update(parent: Pipeline, df: pd.DataFrame, spec: ModelSpec) -> TrainResult:
     started = time.perf_counter()
     for _ in range(spec.training.epochs):
         order = rng.permutation(len(y))
-        model.partial_fit(X[order], y[order], **({"classes": classes} if classes is not None else {}))
+        with refused_by_estimator(spec):
+            model.partial_fit(X[order], y[order], **({"classes": classes} if classes is not None else {}))
     seconds = time.perf_counter() - started
     params = {f"model.{k}": v for k, v in model.get_params().items()}
     return TrainResult(pipeline=candidate, train=train_df, holdout=holdout, seconds=seconds, params=params)
@@ -290,7 +309,8 @@ def stream(
     encoded = sample.assign(**{spec.data.target: encode_target(spec, sample[spec.data.target])})
     train_s, holdout = split(encoded, spec)
     pipeline = build_pipeline(spec, overrides)
-    pipeline[:-1].fit(train_s[spec.features.all], train_s[spec.data.target])
+    with refused_by_estimator(spec):
+        pipeline[:-1].fit(train_s[spec.features.all], train_s[spec.data.target])
     model = pipeline.named_steps["model"]
     classes: dict[str, Any] = {}
     if spec.task.classifies:
@@ -319,7 +339,8 @@ def stream(
             batch, y = batch[y.notna()], y[y.notna()]
             if not len(batch):
                 continue
-            model.partial_fit(pipeline[:-1].transform(batch[spec.features.all]), y.to_numpy(), **classes)
+            with refused_by_estimator(spec):
+                model.partial_fit(pipeline[:-1].transform(batch[spec.features.all]), y.to_numpy(), **classes)
             learned += len(batch) if epoch == 0 else 0
     seconds = time.perf_counter() - started
     log.info(
