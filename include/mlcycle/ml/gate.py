@@ -263,48 +263,29 @@ def _class_recall_rules(
         name = f"class:recall.{cls}"
         c = cand.metrics.get(f"recall.{cls}")
         b = champ.metrics.get(f"recall.{cls}") if champ else None
-        if champ is None:
-            rules.append(
-                Rule(
-                    name,
-                    "class",
-                    Outcome.SKIPPED,
-                    None,
-                    limit,
-                    "no champion yet: bootstrap under absolute rules",
-                )
-            )
-            continue
         rows = (class_rows or {}).get(cls)
-        if rows is not None and rows < policy.class_min_rows:
-            why = f"class {cls!r} has {rows} holdout rows, fewer than gate.class_min_rows ({policy.class_min_rows}): not judged"
-            rules.append(Rule(name, "class", Outcome.SKIPPED, None, limit, why))
-            continue
-        if c is None or b is None or math.isnan(c) or math.isnan(b):
+        if champ is None:
+            skipped = "no champion yet: bootstrap under absolute rules"
+        elif rows is not None and rows < policy.class_min_rows:
+            skipped = f"class {cls!r} has {rows} holdout rows, fewer than gate.class_min_rows ({policy.class_min_rows}): not judged"
+        elif c is None or b is None or math.isnan(c) or math.isnan(b):
+            skipped = f"class {cls!r} has no holdout rows: recall undefined, not judged"
+        else:
+            drop = round(b - c, 12) + 0.0
+            ok = drop <= limit
             rules.append(
                 Rule(
                     name,
                     "class",
-                    Outcome.SKIPPED,
-                    None,
+                    Outcome.PASS if ok else Outcome.FAIL,
+                    -drop,
                     limit,
-                    f"class {cls!r} has no holdout rows: recall undefined, not judged",
+                    f"recall of class {cls!r} {_fmt(c)} vs champion {_fmt(b)}: drop {_fmt(drop)}, "
+                    f"allowed {_fmt(limit)} (gate.max_class_recall_drop)",
                 )
             )
             continue
-        drop = round(b - c, 12) + 0.0
-        ok = drop <= limit
-        rules.append(
-            Rule(
-                name,
-                "class",
-                Outcome.PASS if ok else Outcome.FAIL,
-                -drop,
-                limit,
-                f"recall of class {cls!r} {_fmt(c)} vs champion {_fmt(b)}: drop {_fmt(drop)}, "
-                f"allowed {_fmt(limit)} (gate.max_class_recall_drop)",
-            )
-        )
+        rules.append(Rule(name, "class", Outcome.SKIPPED, None, limit, skipped))
     return rules
 
 

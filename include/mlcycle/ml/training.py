@@ -171,6 +171,21 @@ def check_columns(df: pd.DataFrame, spec: ModelSpec) -> None:
         )
 
 
+def _labelled(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """``df`` with its target encoded (``encode_target``); ``SpecError`` on missing columns or a
+    row without a label (every training row needs one)."""
+    check_columns(df, spec)
+    labels = encode_target(spec, df[spec.data.target])
+    if unlabelled := int(labels.isna().sum()):
+        raise SpecError(
+            f"model {spec.name}: {unlabelled} of {len(df)} rows have no value in the target "
+            f"{spec.data.target!r}; every training row needs one. Fix the data (or wait for its labels), or "
+            f"require it in the contract (expect_column_values_to_not_be_null on {spec.data.target!r}) so such "
+            "batches are quarantined"
+        )
+    return df.assign(**{spec.data.target: labels})
+
+
 @dataclass
 class TrainResult:
     """A fitted pipeline with the exact train/holdout frames, fit time (s) and ``model.*`` params."""
@@ -186,18 +201,9 @@ class TrainResult:
 def train(df: pd.DataFrame, spec: ModelSpec, overrides: dict[str, Any] | None = None) -> TrainResult:
     """Encode the target (``encode_target``), split ``df`` and fit the spec's pipeline; ``SpecError`` on
     missing columns, target values the spec does not map, rows without a label, < 20 rows or one class."""
-    check_columns(df, spec)
     # The frames returned (and the holdout written from them) carry the target as class 0/1:
     # every later reader (evaluation, reference profile) scores them without the spec's labels.
-    labels = encode_target(spec, df[spec.data.target])
-    if unlabelled := int(labels.isna().sum()):
-        raise SpecError(
-            f"model {spec.name}: {unlabelled} of {len(df)} rows have no value in the target "
-            f"{spec.data.target!r}; every training row needs one. Fix the data, or require it in the "
-            f"contract (expect_column_values_to_not_be_null on {spec.data.target!r}) so such batches are quarantined"
-        )
-    df = df.assign(**{spec.data.target: labels})
-    train_df, holdout = split(df, spec)
+    train_df, holdout = split(_labelled(df, spec), spec)
     target = train_df[spec.data.target]
     if spec.task is Task.CLASSIFICATION and target.nunique() < 2:
         raise SpecError(
@@ -243,15 +249,7 @@ def update(parent: Pipeline, df: pd.DataFrame, spec: ModelSpec) -> TrainResult:
 
     import numpy as np
 
-    check_columns(df, spec)
-    labels = encode_target(spec, df[spec.data.target])
-    if unlabelled := int(labels.isna().sum()):
-        raise SpecError(
-            f"model {spec.name}: {unlabelled} of {len(df)} new rows have no value in the target "
-            f"{spec.data.target!r}; an incremental update learns labelled rows only. Wait for their labels "
-            "or require the target in the contract"
-        )
-    train_df, holdout = split(df.assign(**{spec.data.target: labels}), spec)
+    train_df, holdout = split(_labelled(df, spec), spec)
     candidate = copy.deepcopy(parent)
     model = candidate.named_steps["model"]
     if not hasattr(model, "partial_fit"):
