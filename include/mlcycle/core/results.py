@@ -7,7 +7,7 @@ key fails the DAG-integrity tests, not a run.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 
 def result_keys(result: type) -> frozenset[str]:
@@ -111,7 +111,7 @@ class EvaluationResult(TypedDict):
     holdout_rows: int
     trusted: TrustedEvaluation | None
     slices: list[SliceResult]
-    class_rows: NotRequired[dict[str, int]]  # multi-class: holdout rows of each class
+    class_rows: dict[str, int] | None  # multi-class: holdout rows of each class (None otherwise)
 
 
 class GateResult(TypedDict):

@@ -746,9 +746,8 @@ def evaluate(
                 classes=ev.classes_of(spec),
             ),
         ),
+        "class_rows": {c: int((y == c).sum()) for c in classes} if (classes := ev.classes_of(spec)) else None,
     }
-    if (classes := ev.classes_of(spec)) is not None:
-        out["class_rows"] = {c: int((y == c).sum()) for c in classes}
     lk.write_json(out, path)
     scored = {str(version): cand_scores}
     if champion is not None:
