@@ -6,6 +6,7 @@ at import time, before any test module imports ``airflow``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,14 +193,22 @@ def golden_store(tmp_path_factory) -> Path:
     yesterday) and promoted champion, made once per session: every test that only needs "a
     champion" copies it (``champion_env``) instead of training one."""
     root = tmp_path_factory.mktemp("golden")
-    golden = env_at(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLCYCLE_LAKE_ROOT", golden.lake)
-        mp.setenv("MLFLOW_TRACKING_URI", golden.tracking_uri)
-        mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(root / "mlartifacts"))
-        mp.setenv("MLCYCLE_LEDGER_URI", golden.ledger_uri)
+    with pointed_at(root) as golden:
         train_champion(golden, GOLDEN_MODEL, end=golden_end(), days=GOLDEN_DAYS)
     return root
+
+
+@contextlib.contextmanager
+def pointed_at(root: Path) -> Iterator[Env]:
+    """The store under ``root`` (``env_at``), with the lake, MLflow, artifact and ledger settings
+    pointing at it until the block ends: for stores built once per session or module."""
+    env = env_at(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLCYCLE_LAKE_ROOT", env.lake)
+        mp.setenv("MLFLOW_TRACKING_URI", env.tracking_uri)
+        mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(root / "mlartifacts"))
+        mp.setenv("MLCYCLE_LEDGER_URI", env.ledger_uri)
+        yield env
 
 
 def relocate(src: Path, dst: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import env_at, relocate, today, write_batches
+from tests.conftest import pointed_at, relocate, today, write_batches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,12 +42,7 @@ def trained(tmp_path_factory, airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     root = tmp_path_factory.mktemp("intent")
-    env = env_at(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLCYCLE_LAKE_ROOT", env.lake)
-        mp.setenv("MLFLOW_TRACKING_URI", env.tracking_uri)
-        mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(root / "mlartifacts"))
-        mp.setenv("MLCYCLE_LEDGER_URI", env.ledger_uri)
+    with pointed_at(root) as env:
         write_batches(env.lake, MODEL, today() - dt.timedelta(days=1), days=7, rows=ROWS)
         dag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags")).dags[f"train_{MODEL}"]
         dr = dag.test(run_conf={"reason": "first support_intent champion"})

@@ -332,6 +332,12 @@ TAG_TRAINING_PARENT = "training.parent"  # the version an incremental update sta
 TAG_UPDATES_SINCE_FULL = "training.updates_since_full"
 
 
+def _digests(manifest: lk.Manifest) -> list[str]:
+    """The SHA-256 of each of the manifest's batches, in order (hashed again for a manifest that
+    predates recording them)."""
+    return manifest.digests or [lk.file_sha256(lk.as_path(u)) for u in manifest.batches]
+
+
 def _champion_lineage(mlc: MlflowClient, mv: Any) -> dict[str, Any] | None:
     """The training lineage a version logged (``LINEAGE_ARTIFACT``); None for one trained before
     lineage was recorded."""
@@ -385,7 +391,7 @@ def training_plan(
     if age >= policy.full_retrain_after_days:
         return full(f"the last full training is {age:.1f} days old (training.full_retrain_after_days)")
     seen = {b["sha256"] for b in lineage["seen"]}
-    digests = manifest.digests or [lk.file_sha256(lk.as_path(u)) for u in manifest.batches]
+    digests = _digests(manifest)
     added = [(u, d) for u, d in zip(manifest.batches, digests, strict=True) if d not in seen]
     return {
         "mode": "incremental",
@@ -402,7 +408,7 @@ def training_plan(
 def _lineage(plan: dict[str, Any], manifest: lk.Manifest, *, rows_learned: int) -> dict[str, Any]:
     """What a version learned: its mode and parent, the batches added by this training, and every
     batch (by content) its weights have seen, which the next incremental update continues from."""
-    digests = manifest.digests or [lk.file_sha256(lk.as_path(u)) for u in manifest.batches]
+    digests = _digests(manifest)
     if plan["mode"] == "incremental":
         added = [{"uri": u, "sha256": d} for u, d in plan["added"]]
         return {
@@ -429,7 +435,7 @@ def _read_window(
         return lk.read_parquet(paths)
     from mlcycle.data.sample import read_sample
 
-    digests = manifest.digests or [lk.file_sha256(p) for p in paths]
+    digests = _digests(manifest)
     sample = read_sample(spec, paths, digests, [lk.count_rows([p]) for p in paths])
     mlc.log_dict(mlflow_run_id, sample.lineage, SAMPLE_ARTIFACT)
     registry.log_params(mlc, mlflow_run_id, {

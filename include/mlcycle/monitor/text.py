@@ -84,7 +84,7 @@ log = logging.getLogger(__name__)
 
 TEXT_PROFILE_VERSION = 1
 # scikit-learn's default token_pattern: words of two or more letters, digits or underscores
-# (Unicode-aware), matched on the lower-cased text.
+# (Unicode-aware), matched on the lower-cased text; the text vectorizer uses it (mlcycle.ml.text).
 TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
 
 LENGTH_BINS = 10  # quantile bins of the text length in characters (fewer when lengths tie)
