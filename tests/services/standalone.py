@@ -17,6 +17,7 @@ import time
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from tests.services.topology import Api, _http_ok, _wait, free_port
 
@@ -75,7 +76,9 @@ class Standalone:
             **os.environ,
             **self.env,
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-            "PYTHONPATH": str(REPO / "plugins"),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO / "plugins"), os.environ.get("PYTHONPATH")])
+            ),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
             "AIRFLOW__API__PORT": str(self.port),
@@ -157,13 +160,28 @@ def wait_for_run(
 ) -> dict:
     """The newest run of ``dag_id`` (or ``run_id``, or of ``run_type``) once it has finished."""
     deadline = time.monotonic() + timeout
+    seen: list[dict] = []
     while time.monotonic() < deadline:
         if run_id is not None:
-            runs = [api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")]
+            seen = [api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")]
         else:
-            runs = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=5")["dag_runs"]
-            runs = [r for r in runs if run_type is None or r["run_type"] == run_type]
+            seen = api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=5")["dag_runs"]
+        runs = [r for r in seen if run_type is None or r["run_type"] == run_type]
         if runs and runs[0]["state"] in ("success", "failed"):
             return runs[0]
         time.sleep(3)
-    raise AssertionError(f"no finished {run_type or run_id or ''} run of {dag_id} within {timeout:.0f} s")
+    tasks = {
+        r["dag_run_id"]: {
+            ti["task_id"]: ti["state"]
+            for ti in api.call(
+                "GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(r['dag_run_id'])}/taskInstances"
+            )["task_instances"]
+        }
+        for r in seen
+    }
+    raise AssertionError(
+        f"no finished {run_type or run_id or ''} run of {dag_id} within {timeout:.0f} s; its newest runs: "
+        + "; ".join(
+            f"{r['dag_run_id']} ({r['run_type']}, {r['state']}, tasks {tasks[r['dag_run_id']]})" for r in seen
+        )
+    )

@@ -261,12 +261,21 @@ def test_a_refused_candidate_is_a_skipped_promote_not_a_red_task(stack, ui, shot
         ui.locator('svg[aria-label="ROC curve"]').wait_for()
 
 
-def awaiting_approval(api: Api, run_id: str, timeout: float = 600) -> str:
-    """Wait until the run's ``approve`` task asks for a person; the candidate's version."""
+def awaiting_approval(st: Standalone, api: Api, run_id: str, timeout: float = 600) -> str:
+    """Wait until the run's ``approve`` task asks for a person, and the scheduler has seen its
+    worker exit; the candidate's version.
+
+    The second wait is Airflow 3.3's: an answer that resumes the task before the scheduler
+    has processed the worker's exit on deferral fails it as "changed externally"
+    (apache/airflow#67287, #72716). A person takes longer than that window; a test must wait."""
     deadline = time.monotonic() + timeout
+    seen = f"TaskInstance Finished: dag_id={DAGS[0]}, task_id=approve, run_id={run_id},"
     while time.monotonic() < deadline:
         states = states_of(api, DAGS[0], run_id)
-        if states.get("approve") == "awaiting_input":
+        if states.get("approve") == "awaiting_input" and any(
+            seen in line and "state=awaiting_input" in line
+            for line in st.log("standalone").read_text(errors="replace").splitlines()
+        ):
             gate = api.call(
                 "GET",
                 f"/api/v2/dags/{DAGS[0]}/dagRuns/{quote(run_id)}/taskInstances/gate/xcomEntries/return_value",
@@ -301,7 +310,7 @@ def test_a_promotion_that_needs_approval_waits_for_a_person_who_approves_or_reje
     }
     with shots.step("trigger train with require approval"):
         run_id = trigger_from_form(ui, DAGS[0], **ask)
-        version = awaiting_approval(api, run_id)
+        version = awaiting_approval(st, api, run_id)
     with shots.step("approve it in Required Actions"):
         answer_in_the_ui(ui, run_id, version, "Approve", "UI test: slices look fine")
         run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=300)
@@ -314,7 +323,7 @@ def test_a_promotion_that_needs_approval_waits_for_a_person_who_approves_or_reje
 
     with shots.step("trigger another and reject it"):
         run_id = trigger_from_form(ui, DAGS[0], **ask)
-        rejected = awaiting_approval(api, run_id)
+        rejected = awaiting_approval(st, api, run_id)
         answer_in_the_ui(ui, run_id, rejected, "Reject", "UI test: not this one")
         run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=300)
         states = states_of(api, DAGS[0], run_id)
@@ -329,7 +338,7 @@ def test_a_promotion_that_needs_approval_waits_for_a_person_who_approves_or_reje
             ui, DAGS[0], fill={"Run/reason": "UI test: nobody answers"}, switch={"Run/force": True},
             json={"Gate/gate_overrides": {"approval": {"required": True, "timeout_hours": 0.005}}},
         )  # fmt: skip
-        awaiting_approval(api, run_id)
+        awaiting_approval(st, api, run_id)
     with shots.step("the timed-out run keeps the champion"):
         run = wait_for_run(api, DAGS[0], run_id=run_id, timeout=300)  # the scheduler sweeps every 15 s
         states = states_of(api, DAGS[0], run_id)
@@ -428,12 +437,25 @@ def test_the_model_page_shows_the_versions_rolls_back_and_flags_a_move_behind_it
         assert run["state"] == "success", states_of(api, f"rollback_{MODEL}", run_id)
         assert str(registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version) == previous
     with shots.step("a move behind the pipeline's back: MLflow's webhook runs guard_churn, which fails"):
-        registry.create_webhook(mlc, f"{st.base}/mlcycle/webhooks/mlflow", WEBHOOK_SECRET)
+        # Unpaused, the guard first runs for its last daily interval (it is asset OR @daily): let that
+        # run find the champion where the pipeline left it before anything moves it.
         api.call("PATCH", f"/api/v2/dags/guard_{MODEL}?update_mask=is_paused", {"is_paused": False})
+        daily = wait_for_run(api, f"guard_{MODEL}", run_type="scheduled", timeout=300)
+        assert daily["state"] == "success", states_of(api, f"guard_{MODEL}", daily["dag_run_id"])
+        registry.create_webhook(mlc, f"{st.base}/mlcycle/webhooks/mlflow", WEBHOOK_SECRET)
         refused = [v for v in versions if v.tags.get("gate.verdict") == "fail"]
         target = str((refused or [v for v in versions if str(v.version) != previous])[0].version)
         mlc.set_registered_model_alias(MODEL, "champion", target)
-        run = wait_for_run(api, f"guard_{MODEL}", run_type="asset_triggered", timeout=300)
+        try:
+            run = wait_for_run(api, f"guard_{MODEL}", run_type="asset_triggered", timeout=300)
+        except AssertionError as exc:  # say whether MLflow delivered and what the api-server answered
+            lines = [
+                line
+                for name in ("mlflow", "standalone")
+                for line in st.log(name).read_text(errors="replace").splitlines()
+                if "webhook" in line.lower() or "champion_moved" in line
+            ]
+            raise AssertionError(f"{exc}\nwebhook lines in the logs:\n" + "\n".join(lines[-20:])) from exc
         assert run["state"] == "failed", states_of(api, f"guard_{MODEL}", run["dag_run_id"])
         entry = ledger.history(MODEL, uri=st.env["MLCYCLE_LEDGER_URI"])[0]
         assert (entry.previous_version, entry.new_version, entry.action) == (previous, target, "external")
