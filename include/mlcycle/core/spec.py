@@ -189,6 +189,12 @@ class DataSpec(_Strict):
 
 class TextVectorSpec(_Strict):
     """Validates ``features.text_vectorizer``: how each text column becomes numbers. ``tfidf``:
+# The tokens of a text: words of two or more letters, digits or underscores (Unicode-aware;
+# scikit-learn's default token_pattern). The vectorizer's word n-grams and text drift's counts
+# (mlcycle.ml.text, mlcycle.monitor.text) both read text through it.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
     TF-IDF of word n-grams beside TF-IDF of character n-grams (within word boundaries, which
     absorb typos and new inflections), fitted on the training rows. ``hashing``: the same two
     views hashed into a fixed number of columns, stateless, so an incremental model can go on

@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from mlcycle.monitor.text import TOKEN_RE
+from mlcycle.core.spec import TOKEN_PATTERN
 
 if TYPE_CHECKING:
     import numpy as np
     from sklearn.pipeline import Pipeline
 
     from mlcycle.core.spec import ModelSpec, TextVectorSpec
-
-# The tokens of a word n-gram: scikit-learn's default, the very pattern text drift counts.
-TOKEN_PATTERN = TOKEN_RE.pattern
 
 
 class TextColumn(TransformerMixin, BaseEstimator):

@@ -72,6 +72,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import DriftError
+from mlcycle.core.spec import TOKEN_PATTERN
 from mlcycle.monitor.statistics import jensen_shannon
 
 if TYPE_CHECKING:
@@ -83,9 +84,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEXT_PROFILE_VERSION = 1
-# scikit-learn's default token_pattern: words of two or more letters, digits or underscores
-# (Unicode-aware), matched on the lower-cased text; the text vectorizer uses it (mlcycle.ml.text).
-TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
+# The vectorizer's tokens (core.spec.TOKEN_PATTERN), matched on the lower-cased text.
+TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 LENGTH_BINS = 10  # quantile bins of the text length in characters (fewer when lengths tie)
 TOKEN_QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)  # of tokens per text, reported
