@@ -10,6 +10,7 @@ mlcycle check churn                    spec, estimator and contract checked with
 mlcycle ingest credit data.csv         land a Parquet/CSV table as daily batches (or --date)
 mlcycle contract suggest credit        a contract proposed from the data, as a diff (--write)
 mlcycle serve churn --port 5001        strict REST scoring of churn@champion (make serve)
+mlcycle package lambda churn --out build/lambda-churn   an AWS Lambda container context of churn@champion
 """
 
 from __future__ import annotations
@@ -250,6 +251,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package_lambda(args: argparse.Namespace) -> int:
+    """``mlcycle package lambda``: a version as an AWS Lambda container context (``mlcycle.serving.lambda_package``)."""
+    from pathlib import Path
+
+    from mlcycle.serving import lambda_package
+    from mlcycle.store import registry
+
+    package = lambda_package.build(
+        _specs([args.model])[0],
+        registry.client(),
+        Path(args.out),
+        alias=args.alias,
+        version=args.version,
+        engine=args.engine,
+    )
+    print(f"packaged {package.describe()} for AWS Lambda in {package.out} ({len(package.files)} files)")
+    print(f"  next: see {package.out / 'README.md'} (docker build, push to ECR, aws lambda create-function)")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """``mlcycle check``: each model's spec, estimator and contract checked without training (exit 1 on a problem)."""
     from mlcycle.core.errors import SpecError
@@ -413,6 +434,22 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=5001)
     srv.add_argument("--max-body-mb", type=float, help="larger request bodies get HTTP 413 (default 5)")
     srv.set_defaults(fn=cmd_serve)
+
+    pkg = sub.add_parser("package", help="package a model version for a deployment target")
+    targets = pkg.add_subparsers(dest="target", required=True)
+    lam = targets.add_parser("lambda", help="an AWS Lambda container context (Dockerfile, handler, model)")
+    lam.add_argument("model")
+    lam.add_argument("--alias", default="champion", help="alias to package (default champion)")
+    lam.add_argument("--version", help="package this version instead of the alias")
+    lam.add_argument(
+        "--engine",
+        choices=["onnx", "sklearn"],
+        help="default: the ONNX twin when it passed its parity check, else scikit-learn",
+    )
+    lam.add_argument(
+        "--out", required=True, help="directory to write (new, empty, or an earlier package to replace)"
+    )
+    lam.set_defaults(fn=cmd_package_lambda)
     return parser
 
 

@@ -316,6 +316,11 @@ score each partition by chunks (mapped tasks, so workers share the load; the cha
 shadow) → merge, summarise the shadow comparison (agreement, score shift, rows that flip), log to MLflow,
 write the report (**Evidence** link).
 
+**Engine** (param `engine`, default the spec's `scoring.engine`: `{spec.scoring.engine}`): `beam` scores the
+whole batch in one Apache Beam pipeline on `{spec.scoring.beam.runner}` (one partition; Beam parallelises
+inside), rows it cannot score go to `runs/<run>/scoring/dead-letters.parquet` with their reason, and its
+metrics (rows scored and failed, batch latency) are in the task log and the report.
+
 Runs when an event of the asset `mlcycle://{spec.name}/incoming` arrives, e.g.
 `POST /api/v2/assets/events {{"asset_id": <id>, "extra": {{"batch_uri": "..."}}}}`, or on demand.
 """
@@ -349,6 +354,19 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 description="Pin a registered version instead of an alias.",
                 section="Model",
             ),
+            "engine": _param(
+                spec.scoring.engine,
+                type="string",
+                enum=["auto", "sklearn", "beam"],
+                title="Engine",
+                description=(
+                    "auto: the ONNX twin when it passed parity, else scikit-learn; sklearn: scikit-learn; "
+                    "beam: an Apache Beam pipeline (runner from scoring.beam) scores the whole batch with the "
+                    f"model auto would choose, bad rows to a dead-letter file. Default: the spec's "
+                    f"({spec.scoring.engine})."
+                ),
+                section="Model",
+            ),
             "rows_per_partition": _param(
                 250_000,
                 type="integer",
@@ -363,7 +381,10 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
                 minimum=100,
                 maximum=1_000_000,
                 title="Rows per chunk",
-                description="Rows a partition reads and scores at a time (bounds a worker's memory).",
+                description=(
+                    "Rows a partition reads and scores at a time (bounds a worker's memory); "
+                    "with the beam engine, the rows of a batch the pipeline feeds the model."
+                ),
                 section="Throughput",
             ),
         },
@@ -375,12 +396,17 @@ def build_score_dag(spec: ModelSpec, specs_path: str) -> DAG:
             task_id="validate_batch", manifest_uri=_out(resolve, "manifest_uri"), **common
         )
         choose = ChooseModelOperator(
-            task_id="choose_model", alias="{{ params.alias }}", version="{{ params.version }}", **common
+            task_id="choose_model",
+            alias="{{ params.alias }}",
+            version="{{ params.version }}",
+            engine="{{ params.engine }}",
+            **common,
         )
         plan = PlanPartitionsOperator(
             task_id="plan_partitions",
             batch_uri=_out(resolve, "batch_uri"),
             rows_per_partition="{{ params.rows_per_partition }}",
+            engine="{{ params.engine }}",
             **common,
         )
         score = ScorePartitionOperator.partial(

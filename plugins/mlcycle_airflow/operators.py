@@ -74,6 +74,11 @@ def _flag(value: bool | str | None) -> bool:
     return value if isinstance(value, bool) else str(value).lower() == "true"
 
 
+def _text(value: str | None) -> str | None:
+    """A string param as its template rendered it: None for empty or "None"."""
+    return None if value in (None, "", "None") else str(value)
+
+
 def _asset_event_extra(context: Context, key: str) -> str | None:
     """``key`` from the extra of the newest asset event that triggered this run."""
     events = context.get("triggering_asset_events") or {}
@@ -635,18 +640,25 @@ class ChooseModelOperator(_ModelOperator):
 
     :param alias: the alias to score with (``champion`` or ``challenger``).
     :param version: a registered version to pin instead of the alias.
+    :param engine: ``auto``, ``sklearn`` or ``beam`` for this run (empty: the spec's ``scoring.engine``).
     """
 
-    template_fields: Sequence[str] = ("model", "alias", "version")
+    template_fields: Sequence[str] = ("model", "alias", "version", "engine")
     operator_extra_links = (MLflowModelVersionLink(),)
     result_type = results.ModelChoice
 
     def __init__(
-        self, *, alias: str | None = "champion", version: str | int | None = None, **kwargs: Any
+        self,
+        *,
+        alias: str | None = "champion",
+        version: str | int | None = None,
+        engine: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.alias = alias
         self.version = version
+        self.engine = engine
 
     def _pinned(self) -> str | None:
         return str(self.version) if self.version not in (None, "") else None
@@ -658,7 +670,9 @@ class ChooseModelOperator(_ModelOperator):
         from mlcycle.flows import guard, score
 
         guard.guard_champion(spec, run, self.mlc)  # a move outside the pipeline: recorded (or reverted)
-        out = score.choose_model(spec, self.mlc, alias=self.alias or None, version=self._pinned())
+        out = score.choose_model(
+            spec, self.mlc, alias=self.alias or None, version=self._pinned(), engine=_text(self.engine)
+        )
         MLflowModelVersionLink.push(context, self._version_url(out["version"]))
         return out
 
@@ -666,7 +680,10 @@ class ChooseModelOperator(_ModelOperator):
         shadow = (
             f", challenger v{out['shadow_version']} in shadow" if out["shadow_version"] else ", no shadow"
         )
-        return f"scoring {self.model} with v{out['version']} ({out['alias'] or 'pinned version'}){shadow}."
+        return (
+            f"scoring {self.model} with v{out['version']} ({out['alias'] or 'pinned version'}, "
+            f"{out['engine']} model, {out['batch_engine']} engine){shadow}."
+        )
 
 
 class PlanPartitionsOperator(_ModelOperator):
@@ -674,27 +691,45 @@ class PlanPartitionsOperator(_ModelOperator):
 
     :param batch_uri: the Parquet batch to score.
     :param rows_per_partition: the most rows one scoring task takes.
+    :param engine: the run's engine (empty: the spec's); ``beam`` plans one partition, the
+        pipeline parallelises inside.
     """
 
-    template_fields: Sequence[str] = ("model", "batch_uri", "rows_per_partition")
+    template_fields: Sequence[str] = ("model", "batch_uri", "rows_per_partition", "engine")
     result_type = results.PartitionSpec  # a list of them
 
-    def __init__(self, *, batch_uri: str, rows_per_partition: int | str = 250_000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_uri: str,
+        rows_per_partition: int | str = 250_000,
+        engine: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_uri = batch_uri
         self.rows_per_partition = rows_per_partition
+        self.engine = engine
 
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> list[results.PartitionSpec]:
         from mlcycle.flows import score
 
-        return score.plan(str(self.batch_uri), int(self.rows_per_partition))
+        self._batch_engine = score.batch_engine(spec, _text(self.engine))
+        return score.plan(str(self.batch_uri), int(self.rows_per_partition), self._batch_engine)
 
     def summarize(self, out: list[results.PartitionSpec]) -> str:
+        if getattr(self, "_batch_engine", None) == "beam":
+            return f"{self.batch_uri}: one partition for the Beam engine (the pipeline parallelises inside)."
         return f"{self.batch_uri} cut into {len(out)} partition(s) of at most {self.rows_per_partition} rows."
 
 
 class ScorePartitionOperator(_ModelOperator):
-    """Score one partition of a batch by chunks (and the shadow model on the same rows).
+    """Score one partition of a batch by chunks (and the shadow model on the same rows), or,
+    when the model choice says ``batch_engine: beam``, the whole batch with the Apache Beam
+    pipeline ``mlcycle.ml.beam_scoring``, launched through the apache-beam provider's
+    ``BeamHook`` (a subprocess of the same interpreter whose log streams into this task's log).
+    Its runner and options come from the spec's ``scoring.beam`` and, over them, the extra JSON
+    of the connection ``scoring.beam.connection_id``.
 
     :param batch_uri: the Parquet batch to score.
     :param partition: one ``PartitionSpec`` of ``PlanPartitionsOperator`` (mapped).
@@ -739,6 +774,8 @@ class ScorePartitionOperator(_ModelOperator):
     def run_flow(self, context: Context, spec: ModelSpec, run: RunInfo) -> results.PartitionResult:
         from mlcycle.flows import score
 
+        if self.model_choice.get("batch_engine") == score.BEAM:
+            return self._run_beam(spec, run)
         return score.score_partition(
             spec,
             run,
@@ -750,7 +787,62 @@ class ScorePartitionOperator(_ModelOperator):
             chunk_rows=int(self.chunk_rows),
         )
 
+    def _run_beam(self, spec: ModelSpec, run: RunInfo) -> results.PartitionResult:
+        import sys
+        import time
+
+        from airflow.providers.apache.beam.hooks.beam import BeamHook
+
+        from mlcycle.flows import score
+        from mlcycle.ml import beam_job
+
+        beam = spec.scoring.beam
+        extra = None
+        if beam.connection_id:
+            from airflow.sdk import BaseHook
+
+            extra = BaseHook.get_connection(beam.connection_id).extra_dejson
+        runner, options = beam_job.runner_options(beam, extra)
+        job_uri, job = score.prepare_beam(
+            spec,
+            run,
+            self.mlc,
+            batch_uri=str(self.batch_uri),
+            model=self.model_choice,
+            lake_root=self._lake(),
+            batch_rows=int(self.chunk_rows),
+            model_threads=beam_job.model_threads(runner, options),
+        )
+        log.info("Beam scoring job %s on %s with options %s", job_uri, runner, sorted(options))
+        started = time.perf_counter()
+        # The same interpreter: Beam's pins fit this environment (py_requirements would build a
+        # virtualenv on every run, about a minute).
+        BeamHook(runner=runner).start_python_pipeline(
+            variables={"job": job_uri, **options},
+            py_file=beam_job.launcher_path(),
+            py_options=[],
+            py_interpreter=sys.executable,
+        )
+        out = score.beam_result(job, runner, time.perf_counter() - started)
+        beam_out: dict[str, Any] = dict(out["beam"] or {})
+        log.info(
+            "Beam: %s rows read, %s scored, %s dead letters -> %s; batch latency (ms) %s; metrics %s",
+            beam_out.get("rows_read"),
+            beam_out.get("rows_scored"),
+            beam_out.get("rows_failed"),
+            beam_out.get("dead_letter_uri"),
+            beam_out.get("batch_latency_ms"),
+            beam_out.get("metrics_uri"),
+        )
+        return out
+
     def summarize(self, out: results.PartitionResult) -> str:
+        beam = out.get("beam")
+        if beam:
+            return (
+                f"Beam ({beam['runner']}): {out['rows']} rows scored, {beam['rows_failed']} dead letters "
+                f"in {out['seconds']:.2f}s -> {out['part_uri']} (dead letters: {beam['dead_letter_uri']})"
+            )
         return f"partition {out['index']}: {out['rows']} rows in {out['seconds']:.2f}s -> {out['part_uri']}"
 
 
@@ -808,8 +900,10 @@ class FinalizeScoringOperator(_ModelOperator):
             "version": out["version"],
             "shadow_version": out["shadow_version"],
             "engine": out["engine"],
+            "batch_engine": out["batch_engine"],
             "report_uri": out["report_uri"],
             "shadow": out["shadow"],
+            "beam": {k: v for k, v in out["beam"].items() if k != "metrics"} if out["beam"] else None,  # type: ignore[typeddict-item]
         }
 
     def summarize(self, out: results.ScoringSummary) -> str:
@@ -820,9 +914,16 @@ class FinalizeScoringOperator(_ModelOperator):
             if out.get("shadow_version")
             else ""
         )
+        beam = out.get("beam")
+        beam_text = (
+            f" Beam ({beam['runner']}): {beam['rows_failed']} dead letters -> {beam['dead_letter_uri']}."
+            if beam
+            else ""
+        )
         return (
-            f"{out['rows']} rows scored by {self.model} v{out['version']} ({out['engine']} engine, "
-            f"{out['rows_per_second']} rows/s) -> {out['output_uri']}.{shadow_text} Report: {out['report_uri']}"
+            f"{out['rows']} rows scored by {self.model} v{out['version']} ({out['engine']} model, "
+            f"{out['batch_engine']} engine, {out['rows_per_second']} rows/s) -> {out['output_uri']}."
+            f"{shadow_text}{beam_text} Report: {out['report_uri']}"
         )
 
 

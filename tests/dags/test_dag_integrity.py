@@ -46,7 +46,7 @@ MODELS = ("churn", "demand", "support_intent")
 ALL_DAGS = [f"{kind}_{n}" for kind in KINDS for n in MODELS]
 EXPECTED_PARAMS = {
     "train": {"batch_uri", "reason", "force", "estimator_params", "accept_data_shift", "require_approval"},
-    "score": {"batch_uri", "alias", "version", "rows_per_partition", "chunk_rows"},
+    "score": {"batch_uri", "alias", "version", "engine", "rows_per_partition", "chunk_rows"},
     "monitor": {"as_of"},
     "rollback": {"version", "reason", "force"},
     "guard": set(),

@@ -207,3 +207,38 @@ def test_the_rest_server_routes_questions_and_names_a_bad_field(champion):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_the_lambda_package_routes_questions_on_its_own(champion, tmp_path):
+    """`mlcycle package lambda support_intent`: a text model has no ONNX twin, so the package is
+    the scikit-learn fallback with the text modules it needs; its handler, run with nothing of
+    the project but the package, routes questions as the project's own scorer does and names a
+    question sent as a number."""
+    import numpy as np
+
+    from mlcycle.cli import main
+    from mlcycle.data.generators import generate_batch
+    from mlcycle.store import registry
+    from tests.serving.conftest import run_handler
+
+    out = tmp_path / "pkg"
+    assert main(["package", "lambda", MODEL, "--out", str(out)]) == 0
+    assert json.loads((out / "app/model/metadata.json").read_text())["engine"] == "sklearn"
+    rows = generate_batch(MODEL, today(), 5, seed=12)
+    X = rows[["tenure_days", "prior_tickets_30d", "channel", "plan", "question"]]
+    records = json.loads(X.to_json(orient="records"))
+    wrong = [dict(r) for r in records]
+    wrong[2]["question"] = 42
+    answers, files, _ = run_handler(
+        out / "app",
+        {"good": {"dataframe_records": records}, "wrong": {"dataframe_records": wrong}},
+        tmp_path / "run",
+    )
+    good = answers["good"]
+    assert good["status"] == 200 and good["classes"] == CLASSES, good
+    expected = registry.load_sklearn(registry.client(champion.tracking_uri), MODEL, "1")
+    assert good["predictions"] == list(expected.predict(X))
+    np.testing.assert_allclose(good["probabilities"], expected.predict_proba(X), atol=1e-9)
+    assert answers["wrong"]["status"] == 400
+    assert [(e["field"], e["problem"]) for e in answers["wrong"]["errors"]] == [("question", "wrong_type")]
+    assert any(f.endswith("mlcycle/ml/text.py") for f in files), files

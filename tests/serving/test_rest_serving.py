@@ -364,7 +364,7 @@ def serving_in_thread(app):
 
 
 def test_a_model_error_is_a_500_with_its_message(strict_pipeline):
-    from mlcycle.serving.schema import schema_of
+    from mlcycle.ml.schema import schema_of
     from mlcycle.serving.server import ServedModel, create_app
 
     spec, pipeline = strict_pipeline
@@ -383,7 +383,7 @@ def test_a_model_error_is_a_500_with_its_message(strict_pipeline):
 def test_a_spec_whose_features_are_not_the_versions_is_refused(strict_pipeline):
     from mlcycle.core.errors import SpecError
     from mlcycle.core.spec import parse_spec
-    from mlcycle.serving.schema import schema_of
+    from mlcycle.ml.schema import schema_of
 
     spec, pipeline = strict_pipeline
     raw = spec.model_dump(by_alias=True)
@@ -395,8 +395,8 @@ def test_a_spec_whose_features_are_not_the_versions_is_refused(strict_pipeline):
 
 def test_probabilities_of_a_regressor_are_refused(strict_pipeline):
     from mlcycle.core.spec import Task
+    from mlcycle.ml.schema import schema_of
     from mlcycle.serving.request import RequestRefused, parse_request
-    from mlcycle.serving.schema import schema_of
 
     spec, pipeline = strict_pipeline
     body = json.dumps({**with_row({}), "params": {"probabilities": True}}).encode()

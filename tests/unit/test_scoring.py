@@ -677,6 +677,7 @@ def test_choose_model_champion_with_challenger_in_shadow(env, mlc, spec, aliases
         "engine": "onnx",
         "shadow_version": shadow,
         "shadow_engine": "onnx" if shadow else None,
+        "batch_engine": "chunked",
     }
     assert chosen["engine_reason"].startswith("its ONNX twin passed parity at training (max difference ")
 
@@ -693,6 +694,7 @@ def test_choose_model_serving_the_challenger_has_no_shadow(mlc, spec):
         "engine": "onnx",
         "shadow_version": None,
         "shadow_engine": None,
+        "batch_engine": "chunked",
     }
 
 
@@ -707,6 +709,7 @@ def test_choose_model_explicit_version_wins_without_shadow(mlc, spec, version, a
         "engine": "onnx",
         "shadow_version": None,
         "shadow_engine": None,
+        "batch_engine": "chunked",
     }
 
 

@@ -167,10 +167,11 @@ class ModelChoice(TypedDict):
 
     version: str
     alias: str | None
-    engine: str  # "onnx" or "sklearn"
+    engine: str  # the model's runtime: "onnx" or "sklearn"
     engine_reason: str
     shadow_version: str | None
     shadow_engine: str | None
+    batch_engine: str  # what drives the batch: "chunked" (built in) or "beam"
 
 
 class PartitionSpec(TypedDict):
@@ -189,6 +190,19 @@ class PartitionResult(TypedDict):
     shadow_uri: str | None
     rows: int
     seconds: float
+    beam: BeamRunSummary | None  # the Beam engine's run (None for the built-in engine)
+
+
+class BeamRunSummary(TypedDict):
+    """A Beam scoring run, small enough for XCom: runner, row counts, where the details are."""
+
+    runner: str
+    rows_read: int
+    rows_scored: int
+    rows_failed: int
+    dead_letter_uri: str
+    metrics_uri: str
+    batch_latency_ms: dict[str, float] | None  # count, mean, min, max of the per-batch latency
 
 
 class ScoringReport(TypedDict):
@@ -201,6 +215,7 @@ class ScoringReport(TypedDict):
     engine: str
     engine_reason: str
     shadow_engine: str | None
+    batch_engine: str
     batch_uri: str
     output_uri: str
     rows: int
@@ -208,6 +223,7 @@ class ScoringReport(TypedDict):
     scoring_seconds: float
     rows_per_second: float | None
     shadow: dict[str, Any] | None
+    beam: dict[str, Any] | None  # the Beam metrics, dead-letter count and URI (engine beam)
     run_id: str
     report_uri: str
     mlflow_run_id: str
@@ -222,8 +238,10 @@ class ScoringSummary(TypedDict):
     version: str
     shadow_version: str | None
     engine: str
+    batch_engine: str
     report_uri: str
     shadow: dict[str, Any] | None
+    beam: BeamRunSummary | None
 
 
 # --- monitor_<model> ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ loaded by Airflow).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import re
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+OPTION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # Presets a cron timetable understands (``@once``/``@continuous`` are not schedules a nightly
 # retraining or an hourly check can run on).
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
@@ -189,12 +191,6 @@ class DataSpec(_Strict):
 
 class TextVectorSpec(_Strict):
     """Validates ``features.text_vectorizer``: how each text column becomes numbers. ``tfidf``:
-# The tokens of a text: words of two or more letters, digits or underscores (Unicode-aware;
-# scikit-learn's default token_pattern). The vectorizer's word n-grams and text drift's counts
-# (mlcycle.ml.text, mlcycle.monitor.text) both read text through it.
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"
-
-
     TF-IDF of word n-grams beside TF-IDF of character n-grams (within word boundaries, which
     absorb typos and new inflections), fitted on the training rows. ``hashing``: the same two
     views hashed into a fixed number of columns, stateless, so an incremental model can go on
@@ -499,11 +495,65 @@ class MonitorSpec(_Strict):
         return value
 
 
+BEAM_RUNNERS = (
+    "DirectRunner",
+    "DataflowRunner",
+    "FlinkRunner",
+    "SparkRunner",
+    "PortableRunner",
+    "PrismRunner",
+)
+# Pipeline options the scoring job sets itself (from the job and the keys above): not in ``options``.
+BEAM_RESERVED_OPTIONS = frozenset({"runner", "direct_num_workers", "direct_running_mode", "job"})
+
+
+class BeamSpec(_Strict):
+    """Validates ``scoring.beam``: the Apache Beam runner of ``engine: beam`` and its options.
+
+    ``options`` are extra pipeline options (``--key=value``), e.g. a cluster runner's project,
+    region or master; an Airflow connection named by ``connection_id`` may hold more in its
+    extra JSON (including ``runner``), which override these at run time."""
+
+    runner: str = "DirectRunner"
+    direct_num_workers: int = Field(2, ge=1, le=64)  # DirectRunner only
+    direct_running_mode: Literal["multi_processing", "multi_threading", "in_memory"] = "multi_processing"
+    options: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+    connection_id: str | None = Field(None, min_length=1)
+
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, value: str) -> str:
+        if value not in BEAM_RUNNERS:
+            close = difflib.get_close_matches(value, BEAM_RUNNERS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown Beam runner {value!r}{hint}; use one of {list(BEAM_RUNNERS)}")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _own_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(k for k in value if k.lstrip("-") in BEAM_RESERVED_OPTIONS)
+        if reserved:
+            raise ValueError(
+                f"{reserved} are set by their own keys (scoring.beam.runner, direct_num_workers, "
+                "direct_running_mode) or by the job; remove them from options"
+            )
+        bad = sorted(k for k in value if not OPTION_RE.match(k))
+        if bad:
+            raise ValueError(
+                f"{bad} are not pipeline option names; give them without dashes, e.g. "
+                "{temp_location: gs://bucket/tmp, region: europe-west1}"
+            )
+        return value
+
+
 class ScoringSpec(_Strict):
     """How batches are scored. ``auto``: with onnxruntime when the version's ONNX twin passed
-    its parity check at training, else scikit-learn; ``sklearn``: never convert."""
+    its parity check at training, else scikit-learn; ``sklearn``: never convert; ``beam``: an
+    Apache Beam pipeline (``beam``) scores the batch, with the model ``auto`` would choose."""
 
-    engine: Literal["auto", "sklearn"] = "auto"
+    engine: Literal["auto", "sklearn", "beam"] = "auto"
+    beam: BeamSpec = Field(default_factory=BeamSpec)
     # Classifiers: the probability at or above which a row is acted on as positive. Monitoring
     # measures and estimates accuracy, precision, recall and F1 at it.
     decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)

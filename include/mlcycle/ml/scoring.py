@@ -120,6 +120,49 @@ def _output_table(
     return pa.table(cols)
 
 
+def shadow_table(
+    spec: ModelSpec,
+    *,
+    keys: pa.Array,
+    served: tuple[np.ndarray, np.ndarray | None],
+    shadow: tuple[np.ndarray, np.ndarray | None],
+) -> pa.Table:
+    """The row-level comparison of the served model and its shadow on the same rows: key, both
+    scores (see ``_primary_score``), both predictions as text. ``served``/``shadow``: (prediction,
+    probabilities or None) of each, as ``predict_frame`` returns them."""
+    import pyarrow as pa
+
+    (pred, proba), (s_pred, s_proba) = served, shadow
+    return pa.table(
+        {
+            spec.data.key_column: keys,
+            "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
+            "shadow_score": pa.array(_primary_score(spec.task, s_pred, s_proba, proba), type=pa.float64()),
+            "prediction": pa.array([str(p) for p in pred]),
+            "shadow_prediction": pa.array([str(p) for p in s_pred]),
+        }
+    )
+
+
+def output_schema(
+    spec: ModelSpec, key_type: pa.DataType, classes: list[Any], meta: dict[str, str]
+) -> pa.Schema:
+    """The Arrow schema of a prediction file, as ``score_file`` writes it, for engines that need it
+    before the first row (a writer declared up front)."""
+    import numpy as np
+    import pyarrow as pa
+
+    classes = classes if spec.task.classifies else []
+    return _output_table(
+        spec,
+        keys=pa.array([], type=key_type),
+        pred=_empty(classes),
+        proba=np.empty((0, len(classes))) if classes else None,
+        classes=classes,
+        meta=meta,
+    ).schema
+
+
 @dataclass
 class ScoreResult:
     """What ``score_file`` wrote and how long it took (``shadow_uri`` None if no shadow rows)."""
@@ -219,17 +262,11 @@ def score_file(
                 writer = pq.ParquetWriter(out.fh, scored.schema)
             writer.write_table(scored)
             if shadow_out is not None:
-                s_pred, s_proba, _ = predict_frame(shadow_model, X, spec.task)
-                cmp = pa.table(
-                    {
-                        key: table.column(key).combine_chunks(),
-                        "score": pa.array(_primary_score(spec.task, pred, proba), type=pa.float64()),
-                        "shadow_score": pa.array(
-                            _primary_score(spec.task, s_pred, s_proba, proba), type=pa.float64()
-                        ),
-                        "prediction": pa.array([str(p) for p in pred]),
-                        "shadow_prediction": pa.array([str(p) for p in s_pred]),
-                    }
+                cmp = shadow_table(
+                    spec,
+                    keys=table.column(key).combine_chunks(),
+                    served=(pred, proba),
+                    shadow=predict_frame(shadow_model, X, spec.task)[:2],
                 )
                 if shadow_writer is None:
                     shadow_writer = pq.ParquetWriter(shadow_out.fh, cmp.schema)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from mlcycle.core.spec import TOKEN_PATTERN
+from mlcycle.core.text import TOKEN_PATTERN
 
 if TYPE_CHECKING:
     import numpy as np

@@ -72,7 +72,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import DriftError
-from mlcycle.core.spec import TOKEN_PATTERN
+from mlcycle.core.text import TOKEN_PATTERN
 from mlcycle.monitor.statistics import jensen_shannon
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEXT_PROFILE_VERSION = 1
-# The vectorizer's tokens (core.spec.TOKEN_PATTERN), matched on the lower-cased text.
+# The vectorizer's tokens (core.text.TOKEN_PATTERN), matched on the lower-cased text.
 TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 LENGTH_BINS = 10  # quantile bins of the text length in characters (fewer when lengths tie)

@@ -547,11 +547,35 @@ def scoring_page(report: dict[str, Any], flips: list[dict[str, Any]]) -> str:
             "alias": report.get("alias"),
             "shadow_version": report.get("shadow_version"),
         },
-        facts={k: v for k, v in report.items() if k != "shadow"},
+        facts={k: v for k, v in report.items() if k not in ("shadow", "beam")}
+        | _beam_facts(report.get("beam")),
         shadow=report.get("shadow") or {},
         flips=shown,
         flip_columns=columns,
     )
+
+
+def _beam_facts(beam: dict[str, Any] | None) -> dict[str, Any]:
+    """The Beam engine's run as report facts: runner, rows, dead letters, batch latency."""
+    if not beam:
+        return {}
+    latency = beam.get("batch_latency_ms") or {}
+    return {
+        "beam_runner": beam.get("runner"),
+        "beam_rows_read": beam.get("rows_read"),
+        "beam_rows_scored": beam.get("rows_scored"),
+        "beam_dead_letters": beam.get("rows_failed"),
+        "beam_dead_letter_uri": beam.get("dead_letter_uri"),
+        "beam_rows_unseen_category": (beam.get("metrics") or {})
+        .get("counters", {})
+        .get("rows_unseen_category", 0),
+        "beam_batch_latency_ms": (
+            f"mean {latency.get('mean')}, min {latency.get('min')}, max {latency.get('max')} over {latency.get('count')} batches"
+            if latency
+            else None
+        ),
+        "beam_metrics_uri": beam.get("metrics_uri"),
+    }
 
 
 # --- a task's evidence ----------------------------------------------------------------------------

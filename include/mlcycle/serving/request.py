@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.core.errors import MlcycleError
-from mlcycle.serving.schema import NUMBER, Feature, Schema
+from mlcycle.ml.schema import NUMBER, Feature, Schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,6 +142,12 @@ def parse_request(body: bytes, schema: Schema, task: Task) -> ScoringRequest:
         raise refused(
             "body", "malformed_json", f"not valid JSON ({str(exc)[:200]}); send an object like {EXAMPLE}"
         ) from None
+    return check_request(doc, schema, task)
+
+
+def check_request(doc: Any, schema: Schema, task: Task) -> ScoringRequest:
+    """A request body already decoded from JSON (an AWS Lambda direct invoke hands the handler
+    one) checked against ``schema``; ``RequestRefused`` lists every problem."""
     if not isinstance(doc, dict):
         raise refused("body", "bad_body", f"is {describe(doc)}, not a JSON object; send one like {EXAMPLE}")
     shape = f"give exactly one of {list(INPUT_KEYS)} and optionally params"

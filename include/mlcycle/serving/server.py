@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlcycle.ml import scoring
+from mlcycle.ml.schema import Schema, schema_of
 from mlcycle.serving.request import INPUT_KEYS, PARAMS, RequestRefused, ScoringRequest, parse_request, refused
-from mlcycle.serving.schema import Schema, schema_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

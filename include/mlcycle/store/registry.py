@@ -229,21 +229,58 @@ def load_sklearn(mlc: MlflowClient, model: str, version: str) -> Any:
     The version's artifact location is asked of ``mlc`` first: MLflow resolves a
     ``models:/<name>/<version>`` URI against the process-wide registry, whatever store is
     passed to the download."""
-    import mlflow.artifacts
     import skops.io
+
+    with tempfile.TemporaryDirectory(prefix="mlcycle-model-") as tmp:
+        path, trusted = download_skops(mlc, model, version, Path(tmp))
+        try:
+            return skops.io.load(path, trusted=trusted)
+        except Exception as exc:
+            raise RegistryError(f"cannot load models:/{model}/{version}: {exc}") from exc
+
+
+def download_skops(mlc: MlflowClient, model: str, version: str, dst: Path) -> tuple[Path, list[str]]:
+    """A version's skops file downloaded under ``dst`` (a directory), checked as ``load_sklearn``
+    checks it without deserialising anything, and the types it needs (each one allowed): what
+    ``skops.io.load(path, trusted=types)`` rebuilds the model from, here or in a deployment
+    package. ``RegistryError`` for a version that cannot be downloaded or is refused."""
+    import mlflow.artifacts
 
     try:
         source = mlc.get_model_version_download_uri(model, version)
-        with tempfile.TemporaryDirectory(prefix="mlcycle-model-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=tmp, tracking_uri=mlc.tracking_uri
-            )
-            path, trusted = _skops_file(Path(local), f"models:/{model}/{version}")
-            return skops.io.load(path, trusted=trusted)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(dst), tracking_uri=mlc.tracking_uri
+        )
+        return _skops_file(Path(local), f"models:/{model}/{version}")
     except RegistryError:
         raise
     except Exception as exc:
         raise RegistryError(f"cannot load models:/{model}/{version}: {exc}") from exc
+
+
+def sklearn_file(mlc: MlflowClient, model: str, version: str) -> tuple[bytes, list[str]]:
+    """A version's skops file and the types it needs, checked as ``download_skops`` checks them,
+    for processes that load it without MLflow (Beam workers): pass both to ``load_skops_bytes``."""
+    with tempfile.TemporaryDirectory(prefix="mlcycle-model-") as tmp:
+        path, trusted = download_skops(mlc, model, version, Path(tmp))
+        return path.read_bytes(), trusted
+
+
+def load_skops_bytes(data: bytes, trusted: list[str], where: str) -> Any:
+    """Load a skops file given by ``sklearn_file``, without MLflow. The types it needs are read
+    from the data again and must all be in ``trusted`` and in the allowed packages, so a file
+    swapped since is refused (``RegistryError``) before anything is deserialised."""
+    import skops.io
+
+    needed = skops.io.get_untrusted_types(data=data)
+    refused = [
+        t
+        for t in needed
+        if t not in trusted or not (t.startswith(_SKOPS_TRUSTED_PACKAGES) or t in _SKOPS_OWN_TYPES)
+    ]
+    if refused:
+        raise RegistryError(f"{where} needs the skops types {refused}, which are not trusted; not loaded")
+    return skops.io.loads(data, trusted=needed)
 
 
 # Where the types a model may rebuild beyond skops' own safe defaults may come from, and this
