@@ -48,7 +48,7 @@ from mlcycle.flows import score
 from mlcycle.flows import train as steps
 from mlcycle.store import ledger, registry
 from mlcycle_airflow.operators import PromoteModelOperator, TrainModelOperator
-from tests.conftest import Env, env_at, golden_end, relocate, today, write_batches
+from tests.conftest import Env, golden_end, pointed_at, relocate, today, write_batches
 from tests.operators.conftest import execute_outside_the_task_runner, no_mlflow_connection  # noqa: F401
 from tests.operators.test_operators import task_context
 from tests.services.topology import free_port
@@ -143,12 +143,7 @@ def gated_store(golden_store: Path, tmp_path_factory) -> tuple[Path, dict[str, G
     module: (its root, each racer's verdict)."""
     root = tmp_path_factory.mktemp("gated")
     relocate(golden_store, root)
-    store = env_at(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLCYCLE_LAKE_ROOT", store.lake)
-        mp.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
-        mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(root / "mlartifacts"))
-        mp.setenv("MLCYCLE_LEDGER_URI", store.ledger_uri)
+    with pointed_at(root) as store:
         verdicts = {run.run_id: gated_candidate(store, run) for run in RACERS}
     assert [verdicts[run.run_id]["version"] for run in RACERS] == ["2", "3"]
     return root, verdicts
