@@ -157,7 +157,7 @@ def test_no_holdout_rows_cannot_pass(fitted):
 @pytest.mark.parametrize(
     ("scoring_section", "message"),
     [
-        ({"engine": "onnxruntime"}, r"scoring\.engine: Input should be 'auto' or 'sklearn'"),
+        ({"engine": "onnxruntime"}, r"scoring\.engine: Input should be 'auto', 'sklearn' or 'beam'"),
         ({"onnx_tolerance": 0}, r"scoring\.onnx_tolerance: Input should be greater than 0"),
         ({"onnx_tolerance": 0.5}, r"scoring\.onnx_tolerance: Input should be less than or equal to 0\.1"),
     ],
