@@ -126,6 +126,8 @@ def stack(tmp_path_factory):
         **os.environ,
         "PATH": f"{bindir}:{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO / "plugins"),
+        # A server that dies of a fault leaves the Python stack of every thread in its log.
+        "PYTHONFAULTHANDLER": "1",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
