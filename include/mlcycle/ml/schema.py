@@ -51,6 +51,17 @@ class Feature:
             out["categories"] = list(self.categories)
         return out
 
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Feature:
+        """The feature ``to_dict`` wrote."""
+        return cls(
+            name=doc["name"],
+            kind=doc["kind"],
+            type=doc["type"],
+            required=doc["required"],
+            categories=tuple(doc.get("categories", ())),
+        )
+
 
 @dataclass(frozen=True)
 class Schema:
@@ -62,6 +73,23 @@ class Schema:
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The schema as JSON (a Lambda package's ``signature.json``): the features in the model's
+        order, and a classifier's labels."""
+        return {
+            "features": [f.to_dict() for f in self.features],
+            "classes": list(self.classes) if self.classes is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Schema:
+        """The schema ``to_dict`` wrote."""
+        classes = doc.get("classes")
+        return cls(
+            features=tuple(Feature.from_dict(f) for f in doc["features"]),
+            classes=tuple(classes) if classes is not None else None,
+        )
 
 
 def schema_of(pipeline: Any, spec: ModelSpec) -> Schema:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from mlcycle.ml.schema import Feature, Schema
+from mlcycle.ml.schema import Schema
 from mlcycle.serving.request import (
     Problem,
     RequestRefused,
@@ -107,22 +107,6 @@ class _Task:
         return self.value
 
 
-def schema_from_json(doc: dict[str, Any]) -> Schema:
-    """The ``Schema`` a package's ``signature.json`` holds (``Feature.to_dict`` per feature)."""
-    features = tuple(
-        Feature(
-            name=f["name"],
-            kind=f["kind"],
-            type=f["type"],
-            required=f["required"],
-            categories=tuple(f.get("categories", ())),
-        )
-        for f in doc["features"]
-    )
-    classes = doc.get("classes")
-    return Schema(features=features, classes=tuple(classes) if classes is not None else None)
-
-
 def example_request(schema: Schema) -> dict[str, Any]:
     """A body of one synthetic row that passes the checks: 1.0 for a number, the first known
     category, a short text (the package's ``example.json``, and the model's warm-up at init)."""
@@ -133,14 +117,6 @@ def example_request(schema: Schema) -> dict[str, Any]:
         else:
             row.append(1.0 if f.type == "number" else "an example text")
     return {"dataframe_split": {"columns": schema.names, "data": [row]}}
-
-
-def schema_to_json(schema: Schema) -> dict[str, Any]:
-    """What ``signature.json`` holds: the features in the model's order, and a classifier's labels."""
-    return {
-        "features": [f.to_dict() for f in schema.features],
-        "classes": list(schema.classes) if schema.classes is not None else None,
-    }
 
 
 @dataclass
@@ -159,7 +135,7 @@ class LambdaApp:
         metadata = json.loads((model_dir / METADATA_FILE).read_text())
         if metadata.get("format") != PACKAGE_FORMAT:
             raise ValueError(f"{model_dir / METADATA_FILE} is not a {PACKAGE_FORMAT} package's metadata")
-        schema = schema_from_json(json.loads((model_dir / SIGNATURE_FILE).read_text()))
+        schema = Schema.from_dict(json.loads((model_dir / SIGNATURE_FILE).read_text()))
         model: Any
         if metadata["engine"] == "onnx":
             from mlcycle.ml.onnx_twin import OnnxModel

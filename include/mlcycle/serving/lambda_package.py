@@ -263,7 +263,7 @@ def build(
             "base_image": BASE_IMAGE,
         }
         (model_dir / lh.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        (model_dir / lh.SIGNATURE_FILE).write_text(json.dumps(lh.schema_to_json(schema), indent=2) + "\n")
+        (model_dir / lh.SIGNATURE_FILE).write_text(json.dumps(schema.to_dict(), indent=2) + "\n")
         _copy_modules(modules, app)
         fill = {"model": spec.name, "version": number, "engine": chosen}
         (app / "handler.py").write_text(ENTRY_POINT.format(module=lh.__name__, **fill))

@@ -21,7 +21,7 @@ from mlcycle.core import settings
 from mlcycle.core.errors import PromotionConflictError, RegistryError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     import pandas as pd
     from mlflow import MlflowClient
@@ -273,11 +273,7 @@ def load_skops_bytes(data: bytes, trusted: list[str], where: str) -> Any:
     import skops.io
 
     needed = skops.io.get_untrusted_types(data=data)
-    refused = [
-        t
-        for t in needed
-        if t not in trusted or not (t.startswith(_SKOPS_TRUSTED_PACKAGES) or t in _SKOPS_OWN_TYPES)
-    ]
+    refused = _refused_types(needed, trusted)
     if refused:
         raise RegistryError(f"{where} needs the skops types {refused}, which are not trusted; not loaded")
     return skops.io.loads(data, trusted=needed)
@@ -310,12 +306,7 @@ def _skops_file(local: Path, where: str) -> tuple[Path, list[str]]:
         )
     path = local / flavor["pickled_model"]
     needed = skops.io.get_untrusted_types(file=path)
-    recorded = set(flavor.get("skops_trusted_types") or ())
-    refused = [
-        t
-        for t in needed
-        if t not in recorded or not (t.startswith(_SKOPS_TRUSTED_PACKAGES) or t in _SKOPS_OWN_TYPES)
-    ]
+    refused = _refused_types(needed, flavor.get("skops_trusted_types") or ())
     if refused:
         raise RegistryError(
             f"{where} needs the skops types {refused}, which are not loaded: only types trusted when the "
@@ -323,6 +314,17 @@ def _skops_file(local: Path, where: str) -> tuple[Path, list[str]]:
             "whose allow-list is mlcycle.ml.training.SKOPS_TRUSTED_TYPES"
         )
     return path, needed
+
+
+def _refused_types(needed: list[str], recorded: Iterable[str]) -> list[str]:
+    """The types of ``needed`` that are not rebuilt: not among those ``recorded`` as trusted when
+    the model was saved, or outside the allowed packages and the project's own types."""
+    recorded = set(recorded)
+    return [
+        t
+        for t in needed
+        if t not in recorded or not (t.startswith(_SKOPS_TRUSTED_PACKAGES) or t in _SKOPS_OWN_TYPES)
+    ]
 
 
 def load_run_json(mlc: MlflowClient, run_id: str, artifact: str) -> Any:
